@@ -1,0 +1,562 @@
+//! Launches a real Envoy with an mTLS listener, optionally the peerguard wasm filter, and an echo upstream.
+//!
+//! The bootstrap is generated from [`EnvoyConfig`]. Listener and admin bind 127.0.0.1 port 0; the
+//! real ports are read back from the admin API, so parallel tests never race for ports. Each
+//! instance has a hard timeout and is killed on drop.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::repo_root;
+
+/// `forward_client_cert_details` of the HTTP connection manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardClientCert {
+    Sanitize,
+    ForwardOnly,
+    AppendForward,
+    SanitizeSet,
+    AlwaysForwardOnly,
+}
+
+impl ForwardClientCert {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sanitize => "SANITIZE",
+            Self::ForwardOnly => "FORWARD_ONLY",
+            Self::AppendForward => "APPEND_FORWARD",
+            Self::SanitizeSet => "SANITIZE_SET",
+            Self::AlwaysForwardOnly => "ALWAYS_FORWARD_ONLY",
+        }
+    }
+}
+
+/// `set_current_client_cert_details` of the HTTP connection manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertDetails {
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub uri: bool,
+    pub dns: bool,
+}
+
+impl ClientCertDetails {
+    pub fn all() -> Self {
+        Self {
+            subject: true,
+            cert: true,
+            chain: true,
+            uri: true,
+            dns: true,
+        }
+    }
+}
+
+/// Where the listener's TLS material lives.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// CA(s) that client certificates are validated against.
+    pub trusted_ca: PathBuf,
+    /// `require_client_certificate`; false by default so the filter decides on plaintext-auth.
+    pub require_client_certificate: bool,
+}
+
+/// Everything that varies between Envoy instances.
+#[derive(Debug, Clone)]
+pub struct EnvoyConfig {
+    /// Upstream (echo server) port on 127.0.0.1.
+    pub upstream_port: u16,
+    /// TLS on the listener; `None` for a plaintext listener.
+    pub tls: Option<ListenerTls>,
+    /// The policy JSON handed to the filter as its plugin configuration; `None` = no wasm filter.
+    pub policy: Option<String>,
+    /// The wasm module; defaults to [`wasm_path`] when a policy is set.
+    pub wasm: Option<PathBuf>,
+    pub forward_client_cert: ForwardClientCert,
+    pub client_cert_details: ClientCertDetails,
+    /// Envoy's `-l` log level.
+    pub log_level: String,
+    /// Extra `--component-log-level`, e.g. `wasm:debug`.
+    pub component_log_level: Option<String>,
+    /// Hard limit on this instance's lifetime.
+    pub timeout: Duration,
+}
+
+impl EnvoyConfig {
+    /// An mTLS listener (client cert optional), SANITIZE_SET with every XFCC detail, no filter.
+    pub fn new(upstream_port: u16, tls: Option<ListenerTls>) -> Self {
+        Self {
+            upstream_port,
+            tls,
+            policy: None,
+            wasm: None,
+            forward_client_cert: ForwardClientCert::SanitizeSet,
+            client_cert_details: ClientCertDetails::all(),
+            log_level: "info".into(),
+            component_log_level: None,
+            timeout: default_timeout(),
+        }
+    }
+
+    /// Adds the peerguard filter with this policy (a JSON string).
+    pub fn with_policy(mut self, policy_json: &str) -> Self {
+        self.policy = Some(policy_json.to_string());
+        self
+    }
+
+    pub fn with_wasm(mut self, wasm: &Path) -> Self {
+        self.wasm = Some(wasm.to_path_buf());
+        self
+    }
+
+    pub fn with_forward_client_cert(mut self, fcc: ForwardClientCert) -> Self {
+        self.forward_client_cert = fcc;
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The bootstrap as a JSON value (Envoy reads it as YAML).
+    pub fn bootstrap(&self) -> Result<Value> {
+        let mut http_filters = Vec::new();
+        if let Some(policy) = &self.policy {
+            let wasm = match &self.wasm {
+                Some(p) => p.clone(),
+                None => wasm_path()?,
+            };
+            http_filters.push(json!({
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": {
+                        "name": "peerguard",
+                        "root_id": "peerguard",
+                        "vm_config": {
+                            "vm_id": "peerguard",
+                            "runtime": "envoy.wasm.runtime.v8",
+                            "code": {"local": {"filename": wasm.display().to_string()}}
+                        },
+                        "configuration": {
+                            "@type": "type.googleapis.com/google.protobuf.StringValue",
+                            "value": policy
+                        }
+                    }
+                }
+            }));
+        }
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+        }));
+        let d = self.client_cert_details;
+        let hcm = json!({
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "peerguard",
+                "forward_client_cert_details": self.forward_client_cert.as_str(),
+                "set_current_client_cert_details": {
+                    "subject": d.subject, "cert": d.cert, "chain": d.chain, "uri": d.uri, "dns": d.dns
+                },
+                "route_config": {
+                    "name": "local",
+                    "virtual_hosts": [{
+                        "name": "all",
+                        "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+                    }]
+                },
+                "http_filters": http_filters
+            }
+        });
+        let mut chain = json!({"filters": [hcm]});
+        if let Some(tls) = &self.tls {
+            chain["transport_socket"] = json!({
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "require_client_certificate": tls.require_client_certificate,
+                    "common_tls_context": {
+                        "tls_certificates": [{
+                            "certificate_chain": {"filename": tls.server_cert.display().to_string()},
+                            "private_key": {"filename": tls.server_key.display().to_string()}
+                        }],
+                        "validation_context": {
+                            "trusted_ca": {"filename": tls.trusted_ca.display().to_string()}
+                        }
+                    }
+                }
+            });
+        }
+        Ok(json!({
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "static_resources": {
+                "listeners": [{
+                    "name": "peerguard",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [chain]
+                }],
+                "clusters": [{
+                    "name": "upstream",
+                    "type": "STATIC",
+                    "connect_timeout": "2s",
+                    "load_assignment": {
+                        "cluster_name": "upstream",
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                            "address": "127.0.0.1", "port_value": self.upstream_port
+                        }}}}]}]
+                    }
+                }]
+            }
+        }))
+    }
+
+    /// The bootstrap rendered as YAML.
+    pub fn bootstrap_yaml(&self) -> Result<String> {
+        serde_yaml::to_string(&self.bootstrap()?).context("render bootstrap YAML")
+    }
+}
+
+fn default_timeout() -> Duration {
+    let secs = std::env::var("PEERGUARD_E2E_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    Duration::from_secs(secs)
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else `<repo>/.tools/envoy/envoy`. Missing is an error.
+pub fn envoy_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ENVOY_BIN").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!(
+            "Envoy not found: ENVOY_BIN={} does not exist; run `just envoy` or set ENVOY_BIN",
+            p.display()
+        );
+    }
+    let p = repo_root().join(".tools/envoy/envoy");
+    if p.is_file() {
+        return Ok(p);
+    }
+    bail!("Envoy not found: run `just envoy` or set ENVOY_BIN (looked for {})", p.display())
+}
+
+/// The filter module: `$PEERGUARD_WASM`, else `<repo>/dist/peerguard.wasm`. Missing is an error.
+pub fn wasm_path() -> Result<PathBuf> {
+    let p = match std::env::var_os("PEERGUARD_WASM").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join("dist/peerguard.wasm"),
+    };
+    if p.is_file() {
+        Ok(p)
+    } else {
+        bail!("peerguard wasm not found at {}: run `just build` (or set PEERGUARD_WASM)", p.display())
+    }
+}
+
+/// A running Envoy. Killed on drop, or when its hard timeout expires.
+pub struct Envoy {
+    child: Arc<Mutex<Child>>,
+    pid: u32,
+    stop_watchdog: Option<mpsc::Sender<()>>,
+    watchdog: Option<JoinHandle<()>>,
+    admin: SocketAddr,
+    listener_port: u16,
+    log_path: PathBuf,
+    config_path: PathBuf,
+}
+
+impl Envoy {
+    /// Writes the bootstrap into `workdir`, starts Envoy and waits until it is ready.
+    pub fn start(config: &EnvoyConfig, workdir: &Path) -> Result<Self> {
+        let bin = envoy_bin()?;
+        let config_path = workdir.join("envoy.yaml");
+        std::fs::write(&config_path, config.bootstrap_yaml()?)
+            .with_context(|| format!("write {}", config_path.display()))?;
+        let log_path = workdir.join("envoy.log");
+        let admin_path = workdir.join("admin-address.txt");
+        let _ = std::fs::remove_file(&admin_path);
+        let log = File::create(&log_path).context("create envoy.log")?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", "1"])
+            // No shared memory: nothing to collide with between parallel instances, nothing leaked.
+            .arg("--disable-hot-restart")
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(["-l", &config.log_level])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some(c) = &config.component_log_level {
+            cmd.args(["--component-log-level", c]);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
+        let pid = child.id();
+        let child = Arc::new(Mutex::new(child));
+
+        let (tx, rx) = mpsc::channel::<()>();
+        let (wd_child, timeout) = (child.clone(), config.timeout);
+        let watchdog = std::thread::Builder::new()
+            .name(format!("envoy-watchdog-{pid}"))
+            .spawn(move || {
+                if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
+                    eprintln!("envoy pid {pid}: hard timeout of {timeout:?} reached, killing it");
+                    if let Ok(mut c) = wd_child.lock() {
+                        let _ = c.kill();
+                    }
+                }
+            })
+            .context("spawn watchdog")?;
+
+        let mut envoy = Envoy {
+            child,
+            pid,
+            stop_watchdog: Some(tx),
+            watchdog: Some(watchdog),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener_port: 0,
+            log_path,
+            config_path,
+        };
+        envoy.wait_ready(&admin_path, Duration::from_secs(60))?;
+        Ok(envoy)
+    }
+
+    fn exited(&self) -> Option<String> {
+        let mut c = self.child.lock().ok()?;
+        match c.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
+    }
+
+    fn fail(&self, what: &str) -> anyhow::Error {
+        anyhow!(
+            "Envoy (pid {}) {what}; config {}; log tail:\n{}",
+            self.pid,
+            self.config_path.display(),
+            self.log_tail(40)
+        )
+    }
+
+    fn wait_ready(&mut self, admin_path: &Path, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exited() {
+                return Err(self.fail(&format!("exited during startup ({status})")));
+            }
+            if Instant::now() > deadline {
+                return Err(self.fail("was not ready in time"));
+            }
+            if self.admin.port() == 0 {
+                if let Ok(text) = std::fs::read_to_string(admin_path) {
+                    if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+                        self.admin = addr;
+                    }
+                }
+            }
+            if self.admin.port() != 0 {
+                if let Ok((200, body)) = self.admin_get("/ready") {
+                    if body.trim() == "LIVE" {
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (_, listeners) = self.admin_get("/listeners?format=json")?;
+        let v: Value = serde_json::from_str(&listeners).context("parse /listeners")?;
+        let port = v["listener_statuses"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
+            .ok_or_else(|| anyhow!("no listener port in /listeners: {listeners}"))?;
+        self.listener_port = u16::try_from(port)?;
+        Ok(())
+    }
+
+    /// The peerguard listener's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.listener_port
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits (up to `limit`) for a log line containing `needle`; returns that line.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
+                return Some(line.to_string());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET on the admin API; returns status and body.
+    pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(5))
+            .with_context(|| format!("connect admin {}", self.admin))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let resp = crate::client::parse_response_bytes(&raw)?;
+        Ok((resp.status, resp.body_text()))
+    }
+
+    /// `/stats?filter=REGEX` as text (`name: value` lines).
+    pub fn stats(&self, filter: &str) -> Result<String> {
+        let (status, body) = self.admin_get(&format!("/stats?filter={}", url_escape(filter)))?;
+        if status != 200 {
+            bail!("/stats returned {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// The value of one counter or gauge by exact name, if present.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let body = self.stats(&format!("^{}$", regex_escape(name)))?;
+        Ok(body.lines().find_map(|l| {
+            let (n, v) = l.split_once(": ")?;
+            if n == name {
+                v.trim().parse().ok()
+            } else {
+                None
+            }
+        }))
+    }
+
+    /// Stops Envoy now (also done on drop).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop_watchdog.take() {
+            let _ = tx.send(());
+        }
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(h) = self.watchdog.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Blocks until Envoy exits on its own (or is killed by its timeout).
+    pub fn wait(&mut self) -> Result<()> {
+        loop {
+            if self.exited().is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_without_policy_has_only_the_router() {
+        let cfg = EnvoyConfig::new(1234, None);
+        let v = cfg.bootstrap().unwrap();
+        let filters = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"];
+        assert_eq!(filters.as_array().unwrap().len(), 1);
+        assert!(cfg.bootstrap_yaml().unwrap().contains("envoy.filters.http.router"));
+    }
+
+    #[test]
+    fn bootstrap_with_policy_embeds_the_json_as_a_string_value() {
+        let cfg = EnvoyConfig::new(1234, None)
+            .with_policy(r#"{"mtls":"strict"}"#)
+            .with_wasm(Path::new("/x/peerguard.wasm"));
+        let v = cfg.bootstrap().unwrap();
+        let wasm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+        assert_eq!(wasm["configuration"]["value"], r#"{"mtls":"strict"}"#);
+        assert_eq!(wasm["vm_config"]["code"]["local"]["filename"], "/x/peerguard.wasm");
+    }
+}
