@@ -1,0 +1,237 @@
+//! Compiled certificate requirements (`certificate:` and each `certificateRules[].require`).
+
+use std::collections::HashSet;
+
+use base64::Engine as _;
+
+use crate::cert::{CertFacts, KeyKind};
+use crate::chain::{self, ChainVerdict, ChainVerifier};
+use crate::config::CertificateRequirements;
+use crate::duration::Duration;
+use crate::error::ConfigError;
+use crate::pattern::{Pattern, StringMatcher};
+use crate::reason::Reason;
+
+/// One allowed key type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum KeyRequirement {
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+    RsaAtLeast(u32),
+}
+
+impl KeyRequirement {
+    fn allows(&self, key: &KeyKind) -> bool {
+        match (self, key) {
+            (KeyRequirement::EcdsaP256, KeyKind::EcdsaP256)
+            | (KeyRequirement::EcdsaP384, KeyKind::EcdsaP384)
+            | (KeyRequirement::Ed25519, KeyKind::Ed25519) => true,
+            (KeyRequirement::RsaAtLeast(min), KeyKind::Rsa { bits }) => bits >= min,
+            _ => false,
+        }
+    }
+}
+
+/// `certificate:` compiled: durations in seconds, patterns and pins in lookup form.
+#[derive(Debug, Default)]
+pub struct CertRequirements {
+    max_lifetime: Option<i64>,
+    /// Read by the engine for the expiring-certificates counter.
+    pub(crate) min_remaining: Option<i64>,
+    require_client_auth: bool,
+    reject_self_signed: bool,
+    key_types: Option<Vec<KeyRequirement>>,
+    issuers: Option<StringMatcher>,
+    spki_pins: HashSet<String>,
+    cert_pins: HashSet<String>,
+    chain: Option<ChainVerifier>,
+}
+
+/// The time-independent part of a requirement check, computed once per certificate and cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticVerdict {
+    /// The first failing static check, in decision order.
+    pub failure: Option<Reason>,
+    /// The verdict may be reused until this Unix time.
+    pub valid_until: i64,
+}
+
+impl CertRequirements {
+    /// Compiles one requirements block found at `path`.
+    pub fn compile(reqs: &CertificateRequirements, path: &str, errors: &mut Vec<ConfigError>) -> CertRequirements {
+        let mut out = CertRequirements::default();
+        let mut duration = |field: &str, v: &Option<String>| -> Option<i64> {
+            let s = v.as_ref()?;
+            match Duration::parse(s) {
+                Ok(d) => Some(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                Err(e) => {
+                    errors.push(ConfigError::new(format!("{path}.{field}"), e.to_string()));
+                    None
+                }
+            }
+        };
+        out.max_lifetime = duration("maxLifetime", &reqs.max_lifetime);
+        out.min_remaining = duration("minRemaining", &reqs.min_remaining);
+        out.require_client_auth = reqs.require_client_auth.unwrap_or(false);
+        out.reject_self_signed = reqs.reject_self_signed.unwrap_or(false);
+        if let Some(kts) = &reqs.key_types {
+            if kts.is_empty() {
+                errors.push(ConfigError::new(
+                    format!("{path}.keyTypes"),
+                    "empty list allows no key; remove the field to allow any key",
+                ));
+            }
+            let mut list = Vec::new();
+            for (i, kt) in kts.iter().enumerate() {
+                match parse_key_type(kt) {
+                    Some(k) => list.push(k),
+                    None => errors.push(ConfigError::new(
+                        format!("{path}.keyTypes[{i}]"),
+                        format!("unknown key type {kt:?}; expected ecdsaP256, ecdsaP384, ed25519 or rsaN (RSA with at least N bits, e.g. rsa2048)"),
+                    )),
+                }
+            }
+            out.key_types = Some(list);
+        }
+        if let Some(issuers) = &reqs.issuers {
+            out.issuers = Some(compile_patterns(issuers, &format!("{path}.issuers"), errors, false));
+        }
+        for (i, pin) in reqs.spki_pins.iter().flatten().enumerate() {
+            match base64::engine::general_purpose::STANDARD.decode(pin.trim()) {
+                Ok(bytes) if bytes.len() == 32 => {
+                    out.spki_pins.insert(base64::engine::general_purpose::STANDARD.encode(bytes));
+                }
+                _ => errors.push(ConfigError::new(
+                    format!("{path}.spkiPins[{i}]"),
+                    "expected the base64 SHA-256 of a SubjectPublicKeyInfo (44 characters), as Envoy's verify_certificate_spki",
+                )),
+            }
+        }
+        for (i, pin) in reqs.cert_pins.iter().flatten().enumerate() {
+            let norm: String = pin.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+            if norm.len() == 64 && norm.chars().all(|c| c.is_ascii_hexdigit()) {
+                out.cert_pins.insert(norm);
+            } else {
+                errors.push(ConfigError::new(
+                    format!("{path}.certPins[{i}]"),
+                    "expected the hex SHA-256 of the certificate DER (64 hex digits, colons allowed), as Envoy's verify_certificate_hash",
+                ));
+            }
+        }
+        if reqs.spki_pins.as_ref().is_some_and(Vec::is_empty) && reqs.cert_pins.as_ref().is_none_or(Vec::is_empty) {
+            errors.push(ConfigError::new(
+                format!("{path}.spkiPins"),
+                "empty pin list; remove the field to disable pinning",
+            ));
+        }
+        match ChainVerifier::compile(reqs, path) {
+            Ok(v) => out.chain = v,
+            Err(es) => errors.extend(es),
+        }
+        out
+    }
+
+    /// Whether any check needs more than SANs and subject, i.e. the full certificate.
+    pub fn needs_full_certificate(&self) -> bool {
+        self.max_lifetime.is_some()
+            || self.min_remaining.is_some()
+            || self.require_client_auth
+            || self.reject_self_signed
+            || self.key_types.is_some()
+            || self.issuers.is_some()
+            || !self.spki_pins.is_empty()
+            || !self.cert_pins.is_empty()
+            || self.chain.is_some()
+    }
+
+    /// Runs the checks that do not depend on the clock (except chain validity, whose result
+    /// carries its own expiry).
+    pub fn static_verdict(&self, facts: &CertFacts, presented_chain: &[Vec<u8>], now: i64) -> StaticVerdict {
+        let mut valid_until = facts.not_after;
+        let failure = (|| {
+            if self.max_lifetime.is_some_and(|max| facts.lifetime_secs() > max) {
+                return Some(Reason::LifetimeTooLong);
+            }
+            if self.require_client_auth && facts.eku_allows_client_auth == Some(false) {
+                return Some(Reason::MissingClientAuth);
+            }
+            if self.reject_self_signed && facts.self_issued && chain::self_signature_verifies(facts) {
+                return Some(Reason::SelfSigned);
+            }
+            if let Some(kts) = &self.key_types {
+                if !kts.iter().any(|k| k.allows(&facts.key)) {
+                    return Some(Reason::KeyNotAllowed);
+                }
+            }
+            if let Some(issuers) = &self.issuers {
+                if !issuers.matches(Some(&facts.issuer)) {
+                    return Some(Reason::IssuerNotAllowed);
+                }
+            }
+            let pinned = !(self.spki_pins.is_empty() && self.cert_pins.is_empty());
+            let pin_hit = self.spki_pins.contains(&facts.spki_sha256_b64) || self.cert_pins.contains(&facts.sha256_hex);
+            if pinned && !pin_hit {
+                return Some(Reason::PinMismatch);
+            }
+            if let Some(chain) = &self.chain {
+                let ChainVerdict { result, valid_until: until } = chain.verify(facts, presented_chain, now);
+                valid_until = valid_until.min(until);
+                if let Err(reason) = result {
+                    return Some(reason);
+                }
+            }
+            None
+        })();
+        StaticVerdict { failure, valid_until }
+    }
+
+    /// Runs every check in decision order, with the time checks at `now`.
+    /// `lifetime_too_long` precedes `expiring`, which precedes the static checks.
+    pub fn evaluate(&self, facts: &CertFacts, verdict: &StaticVerdict, now: i64) -> Option<Reason> {
+        if verdict.failure == Some(Reason::LifetimeTooLong) {
+            return Some(Reason::LifetimeTooLong);
+        }
+        if self.is_expiring(facts, now) {
+            return Some(Reason::Expiring);
+        }
+        verdict.failure
+    }
+
+    /// notAfter - now is below `minRemaining`.
+    pub fn is_expiring(&self, facts: &CertFacts, now: i64) -> bool {
+        self.min_remaining.is_some_and(|min| facts.not_after.saturating_sub(now) < min)
+    }
+}
+
+fn parse_key_type(s: &str) -> Option<KeyRequirement> {
+    match s {
+        "ecdsaP256" => Some(KeyRequirement::EcdsaP256),
+        "ecdsaP384" => Some(KeyRequirement::EcdsaP384),
+        "ed25519" => Some(KeyRequirement::Ed25519),
+        _ => {
+            let bits: u32 = s.strip_prefix("rsa")?.parse().ok()?;
+            (1024..=16384).contains(&bits).then_some(KeyRequirement::RsaAtLeast(bits))
+        }
+    }
+}
+
+/// Compiles a list of patterns at `path`, recording every bad one.
+pub fn compile_patterns(
+    values: &[String],
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+    lowercase: bool,
+) -> StringMatcher {
+    if values.is_empty() {
+        errors.push(ConfigError::new(path, "empty list; remove the field, or use [\"*\"] to mean any value"));
+    }
+    let mut patterns = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        match Pattern::parse(v) {
+            Ok(p) => patterns.push(if lowercase { p.to_lowercase() } else { p }),
+            Err(e) => errors.push(ConfigError::new(format!("{path}[{i}]"), e.to_string())),
+        }
+    }
+    StringMatcher::new(patterns)
+}

@@ -1,0 +1,33 @@
+//! peerguard's policy engine: parse, compile and evaluate mTLS peer policies.
+//!
+//! The engine has no proxy-wasm dependency: the filter, the `peerguard` CLI, the benches and the
+//! wasm-bindgen tests all use this crate. Compile a [`PolicyDocument`] once into an [`Engine`],
+//! then call [`Engine::decide`] per request.
+#![forbid(unsafe_code)]
+
+mod cache;
+mod cert;
+mod certreq;
+mod chain;
+mod compile;
+mod config;
+mod duration;
+mod engine;
+mod error;
+mod identity;
+mod path;
+mod pattern;
+mod reason;
+pub mod xfcc;
+
+pub use cache::CertCache;
+pub use cert::{pem_blocks, pem_certificates, percent_decode, CertError, CertFacts, KeyKind};
+pub use compile::MAX_RULES;
+pub use config::*;
+pub use duration::Duration;
+pub use engine::{Decision, Engine, HeaderSource, Peer, PeerAttributes, PreparedCert, Request};
+pub use error::{ConfigError, ConfigErrors};
+pub use identity::{Identity, IdentitySource, SpiffeId, SpiffeIdError};
+pub use path::normalize as normalize_path;
+pub use pattern::{Pattern, PatternError, StringMatcher};
+pub use reason::Reason;

@@ -1,0 +1,189 @@
+//! Istio string patterns (exact, `prefix*`, `*suffix`, `*`) compiled into indexed matchers.
+
+use std::collections::HashSet;
+
+/// One Istio-style string pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// The value equals the string.
+    Exact(String),
+    /// `prefix*`: the value starts with the string.
+    Prefix(String),
+    /// `*suffix`: the value ends with the string.
+    Suffix(String),
+    /// `*`: the value is present and non-empty.
+    Present,
+}
+
+/// Why a pattern string was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatternError {
+    /// An empty string matches nothing useful and is almost always a typo.
+    Empty,
+    /// Istio supports `*` only at the start or end of a pattern.
+    InnerWildcard,
+}
+
+impl core::fmt::Display for PatternError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PatternError::Empty => f.write_str("empty pattern; use \"*\" to mean any non-empty value"),
+            PatternError::InnerWildcard => f.write_str(
+                "'*' is allowed only as the whole pattern, a prefix (\"*suffix\") or a suffix (\"prefix*\"), as in Istio",
+            ),
+        }
+    }
+}
+
+impl Pattern {
+    /// Parses one pattern in Istio's syntax.
+    pub fn parse(s: &str) -> Result<Pattern, PatternError> {
+        if s.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if s == "*" {
+            return Ok(Pattern::Present);
+        }
+        if let Some(rest) = s.strip_suffix('*') {
+            if rest.contains('*') {
+                return Err(PatternError::InnerWildcard);
+            }
+            return Ok(Pattern::Prefix(rest.to_owned()));
+        }
+        if let Some(rest) = s.strip_prefix('*') {
+            if rest.contains('*') {
+                return Err(PatternError::InnerWildcard);
+            }
+            return Ok(Pattern::Suffix(rest.to_owned()));
+        }
+        if s.contains('*') {
+            return Err(PatternError::InnerWildcard);
+        }
+        Ok(Pattern::Exact(s.to_owned()))
+    }
+
+    /// Lower-cases the pattern text, for case-insensitive fields such as hosts.
+    pub fn to_lowercase(&self) -> Pattern {
+        match self {
+            Pattern::Exact(s) => Pattern::Exact(s.to_ascii_lowercase()),
+            Pattern::Prefix(s) => Pattern::Prefix(s.to_ascii_lowercase()),
+            Pattern::Suffix(s) => Pattern::Suffix(s.to_ascii_lowercase()),
+            Pattern::Present => Pattern::Present,
+        }
+    }
+
+    /// Whether `value` matches this one pattern.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Pattern::Exact(s) => value == s,
+            Pattern::Prefix(p) => value.starts_with(p.as_str()),
+            Pattern::Suffix(p) => value.ends_with(p.as_str()),
+            Pattern::Present => !value.is_empty(),
+        }
+    }
+}
+
+/// A set of ORed patterns, with the exact values in a hash set so that
+/// large lists cost one lookup instead of a scan.
+#[derive(Clone, Debug, Default)]
+pub struct StringMatcher {
+    exact: HashSet<String>,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+    present: bool,
+}
+
+impl StringMatcher {
+    /// Builds a matcher from parsed patterns.
+    pub fn new(patterns: impl IntoIterator<Item = Pattern>) -> StringMatcher {
+        let mut m = StringMatcher::default();
+        for p in patterns {
+            match p {
+                Pattern::Exact(s) => {
+                    m.exact.insert(s);
+                }
+                Pattern::Prefix(s) => m.prefixes.push(s),
+                Pattern::Suffix(s) => m.suffixes.push(s),
+                Pattern::Present => m.present = true,
+            }
+        }
+        m
+    }
+
+    /// The exact values only when the matcher has no wildcard pattern; used for indexing.
+    pub fn exact_only(&self) -> Option<&HashSet<String>> {
+        (self.prefixes.is_empty() && self.suffixes.is_empty() && !self.present).then_some(&self.exact)
+    }
+
+    /// Whether a present value matches any pattern. An absent value never matches.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let Some(v) = value else { return false };
+        if self.present && !v.is_empty() {
+            return true;
+        }
+        self.exact.contains(v)
+            || self.prefixes.iter().any(|p| v.starts_with(p.as_str()))
+            || self.suffixes.iter().any(|s| v.ends_with(s.as_str()))
+    }
+
+    /// Whether any of several values (for multi-valued attributes such as SANs) matches.
+    pub fn matches_any<'a>(&self, values: impl IntoIterator<Item = &'a str>) -> bool {
+        values.into_iter().any(|v| self.matches(Some(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn m(patterns: &[&str]) -> StringMatcher {
+        StringMatcher::new(patterns.iter().map(|p| Pattern::parse(p).unwrap()))
+    }
+
+    #[test]
+    fn pattern_syntax_follows_istio() {
+        assert_eq!(Pattern::parse("a"), Ok(Pattern::Exact("a".into())));
+        assert_eq!(Pattern::parse("a*"), Ok(Pattern::Prefix("a".into())));
+        assert_eq!(Pattern::parse("*a"), Ok(Pattern::Suffix("a".into())));
+        assert_eq!(Pattern::parse("*"), Ok(Pattern::Present));
+        assert_eq!(Pattern::parse(""), Err(PatternError::Empty));
+        assert_eq!(Pattern::parse("a*b"), Err(PatternError::InnerWildcard));
+        assert_eq!(Pattern::parse("**"), Err(PatternError::InnerWildcard));
+        assert_eq!(Pattern::parse("*a*"), Err(PatternError::InnerWildcard));
+    }
+
+    #[test]
+    fn matcher_table() {
+        // (patterns, value, expected)
+        let cases: &[(&[&str], Option<&str>, bool)] = &[
+            (&["a"], Some("a"), true),
+            (&["a"], Some("ab"), false),
+            (&["a*"], Some("ab"), true),
+            (&["a*"], Some("ba"), false),
+            (&["*b"], Some("ab"), true),
+            (&["*b"], Some("ba"), false),
+            (&["*"], Some("x"), true),
+            (&["*"], Some(""), false),
+            (&["*"], None, false),
+            (&["a"], None, false),
+            (&["x", "y*", "*z"], Some("yes"), true),
+            (&["x", "y*", "*z"], Some("quiz"), true),
+            (&["x", "y*", "*z"], Some("nope"), false),
+            // The prefix "" is not expressible; a lone "*" is presence, not prefix "".
+            (&["*"], Some("anything"), true),
+        ];
+        for (patterns, value, expected) in cases {
+            assert_eq!(m(patterns).matches(*value), *expected, "{patterns:?} vs {value:?}");
+        }
+    }
+
+    #[test]
+    fn exact_only_is_reported_only_without_wildcards() {
+        assert!(m(&["a", "b"]).exact_only().is_some());
+        assert!(m(&["a", "b*"]).exact_only().is_none());
+        assert!(m(&["*"]).exact_only().is_none());
+    }
+}
