@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SignatureAlgorithm,
 };
 use time::OffsetDateTime;
 
@@ -137,12 +137,10 @@ impl LeafSpec {
         }
         p.distinguished_name = dn;
         for u in &self.uris {
-            p.subject_alt_names
-                .push(SanType::URI(u.as_str().try_into().context("URI SAN")?));
+            p.subject_alt_names.push(SanType::URI(u.as_str().try_into().context("URI SAN")?));
         }
         for d in &self.dns {
-            p.subject_alt_names
-                .push(SanType::DnsName(d.as_str().try_into().context("DNS SAN")?));
+            p.subject_alt_names.push(SanType::DnsName(d.as_str().try_into().context("DNS SAN")?));
         }
         for ip in &self.ips {
             p.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -198,44 +196,26 @@ impl DemoCa {
         p.not_before = now - Duration::from_secs(24 * 3600);
         p.not_after = now + Duration::from_secs(365 * 24 * 3600);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = p.self_signed(&key).context("self-sign CA")?;
         let cert_pem = cert.pem();
         let cert_path = dir.join(format!("{file_stem}.pem"));
         write(&cert_path, &cert_pem)?;
         write(&dir.join(format!("{file_stem}-key.pem")), &key.serialize_pem())?;
-        Ok(Self {
-            issuer: Issuer::new(p, key),
-            cert_pem,
-            cert_path,
-            dir: dir.to_path_buf(),
-        })
+        Ok(Self { issuer: Issuer::new(p, key), cert_pem, cert_path, dir: dir.to_path_buf() })
     }
 
     /// Issues a leaf and writes `<name>.pem` and `<name>-key.pem`.
     pub fn issue(&self, name: &str, spec: &LeafSpec) -> Result<Issued> {
         let key = KeyPair::generate_for(spec.alg).context("generate leaf key")?;
-        let cert = spec
-            .params()?
-            .signed_by(&key, &self.issuer)
-            .with_context(|| format!("sign leaf {name}"))?;
+        let cert = spec.params()?.signed_by(&key, &self.issuer).with_context(|| format!("sign leaf {name}"))?;
         let cert_pem = cert.pem();
         let key_pem = key.serialize_pem();
         let cert_path = self.dir.join(format!("{name}.pem"));
         let key_path = self.dir.join(format!("{name}-key.pem"));
         write(&cert_path, &cert_pem)?;
         write(&key_path, &key_pem)?;
-        Ok(Issued {
-            cert_pem,
-            key_pem,
-            cert_der: cert.der().to_vec(),
-            cert_path,
-            key_path,
-        })
+        Ok(Issued { cert_pem, key_pem, cert_der: cert.der().to_vec(), cert_path, key_path })
     }
 
     pub fn dir(&self) -> &Path {

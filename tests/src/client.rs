@@ -28,12 +28,7 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: &str, path: &str) -> Self {
-        Self {
-            method: method.to_string(),
-            path: path.to_string(),
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Self { method: method.to_string(), path: path.to_string(), headers: Vec::new(), body: Vec::new() }
     }
 
     pub fn get(path: &str) -> Self {
@@ -41,8 +36,7 @@ impl Request {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .push((name.to_string(), value.as_bytes().to_vec()));
+        self.headers.push((name.to_string(), value.as_bytes().to_vec()));
         self
     }
 
@@ -69,10 +63,7 @@ impl Response {
     /// The first header with this name (case-insensitive), lossily decoded.
     pub fn header(&self, name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn body_text(&self) -> String {
@@ -87,11 +78,7 @@ impl Response {
     /// Parses the body as the echo upstream's JSON report of what it saw.
     pub fn echo(&self) -> Result<Echo> {
         serde_json::from_slice(&self.body).with_context(|| {
-            format!(
-                "response (status {}) is not an upstream echo: {:?}",
-                self.status,
-                self.body_text()
-            )
+            format!("response (status {}) is not an upstream echo: {:?}", self.status, self.body_text())
         })
     }
 }
@@ -107,11 +94,7 @@ pub struct Client {
 impl Client {
     /// Plain TCP, no TLS.
     pub fn plaintext() -> Self {
-        Self {
-            tls: None,
-            server_name: "localhost".into(),
-            timeout: Duration::from_secs(20),
-        }
+        Self { tls: None, server_name: "localhost".into(), timeout: Duration::from_secs(20) }
     }
 
     /// TLS trusting `ca_pem`, presenting no client certificate.
@@ -126,20 +109,13 @@ impl Client {
             .with_context(|| format!("read {}", cert_pem.display()))?
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("parse {}", cert_pem.display()))?;
-        let key = PrivateKeyDer::from_pem_file(key_pem)
-            .with_context(|| format!("read key {}", key_pem.display()))?;
-        let config = builder(ca_pem)?
-            .with_client_auth_cert(chain, key)
-            .context("client certificate and key")?;
+        let key = PrivateKeyDer::from_pem_file(key_pem).with_context(|| format!("read key {}", key_pem.display()))?;
+        let config = builder(ca_pem)?.with_client_auth_cert(chain, key).context("client certificate and key")?;
         Ok(Self::from_config(config))
     }
 
     fn from_config(config: ClientConfig) -> Self {
-        Self {
-            tls: Some(Arc::new(config)),
-            server_name: "localhost".into(),
-            timeout: Duration::from_secs(20),
-        }
+        Self { tls: Some(Arc::new(config)), server_name: "localhost".into(), timeout: Duration::from_secs(20) }
     }
 
     /// SNI / verified server name (default `localhost`).
@@ -156,8 +132,7 @@ impl Client {
     /// Sends `req` to 127.0.0.1:`port` and reads the response to EOF.
     pub fn send(&self, port: u16, req: &Request) -> Result<Response> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let sock = TcpStream::connect_timeout(&addr, self.timeout)
-            .with_context(|| format!("connect {addr}"))?;
+        let sock = TcpStream::connect_timeout(&addr, self.timeout).with_context(|| format!("connect {addr}"))?;
         sock.set_read_timeout(Some(self.timeout))?;
         sock.set_write_timeout(Some(self.timeout))?;
         let wire = encode(req, &self.server_name);
@@ -168,8 +143,7 @@ impl Client {
                 read_to_eof(&mut sock)?
             }
             Some(config) => {
-                let name = ServerName::try_from(self.server_name.clone())
-                    .context("server name")?;
+                let name = ServerName::try_from(self.server_name.clone()).context("server name")?;
                 let conn = ClientConnection::new(config.clone(), name).context("TLS client")?;
                 let mut tls = StreamOwned::new(conn, sock);
                 tls.write_all(&wire).context("TLS write")?;
@@ -188,9 +162,7 @@ impl Client {
 
 fn builder(ca_pem: &Path) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_pem)
-        .with_context(|| format!("read CA {}", ca_pem.display()))?
-    {
+    for cert in CertificateDer::pem_file_iter(ca_pem).with_context(|| format!("read CA {}", ca_pem.display()))? {
         roots.add(cert.context("parse CA PEM")?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -262,23 +234,15 @@ pub fn parse_response_bytes(raw: &[u8]) -> Result<Response> {
         let value = line[colon + 1..].trim_ascii().to_vec();
         headers.push((name, value));
     }
-    let find = |n: &str| {
-        headers
-            .iter()
-            .find(|(h, _)| h == n)
-            .map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase())
-    };
+    let find =
+        |n: &str| headers.iter().find(|(h, _)| h == n).map(|(_, v)| String::from_utf8_lossy(v).to_ascii_lowercase());
     let body = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         let mut body = Vec::new();
         loop {
-            let nl = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or_else(|| anyhow!("truncated chunked body"))?;
+            let nl = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow!("truncated chunked body"))?;
             let size_text = String::from_utf8_lossy(&rest[..nl]);
             let size_hex = size_text.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_hex, 16)
-                .with_context(|| format!("chunk size {size_hex:?}"))?;
+            let size = usize::from_str_radix(size_hex, 16).with_context(|| format!("chunk size {size_hex:?}"))?;
             rest = &rest[nl + 2..];
             if size == 0 {
                 break;
@@ -292,15 +256,9 @@ pub fn parse_response_bytes(raw: &[u8]) -> Result<Response> {
         body
     } else if let Some(len) = find("content-length") {
         let len: usize = len.trim().parse().context("content-length")?;
-        rest.get(..len)
-            .ok_or_else(|| anyhow!("truncated body: want {len}, have {}", rest.len()))?
-            .to_vec()
+        rest.get(..len).ok_or_else(|| anyhow!("truncated body: want {len}, have {}", rest.len()))?.to_vec()
     } else {
         rest.to_vec()
     };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }

@@ -56,12 +56,7 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self {
-            policy: Some(DEMO_POLICY.to_string()),
-            tweak: |c| c,
-            keep_dir: false,
-            timeout: None,
-        }
+        Self { policy: Some(DEMO_POLICY.to_string()), tweak: |c| c, keep_dir: false, timeout: None }
     }
 }
 
@@ -73,10 +68,7 @@ impl Stack {
 
     /// Envoy with the filter and this policy JSON.
     pub fn with_policy(policy: &str) -> Result<Self> {
-        Self::start(StackOptions {
-            policy: Some(policy.to_string()),
-            ..StackOptions::default()
-        })
+        Self::start(StackOptions { policy: Some(policy.to_string()), ..StackOptions::default() })
     }
 
     pub fn start(opts: StackOptions) -> Result<Self> {
@@ -108,14 +100,7 @@ impl Stack {
         }
         let cfg = (opts.tweak)(cfg);
         let envoy = Envoy::start(&cfg, dir.path())?;
-        Ok(Self {
-            envoy,
-            upstream,
-            ca,
-            server,
-            identities,
-            dir,
-        })
+        Ok(Self { envoy, upstream, ca, server, identities, dir })
     }
 
     pub fn port(&self) -> u16 {
@@ -123,9 +108,7 @@ impl Stack {
     }
 
     pub fn identity(&self, name: &str) -> Result<&Issued> {
-        self.identities
-            .get(name)
-            .ok_or_else(|| anyhow!("no demo identity {name:?}"))
+        self.identities.get(name).ok_or_else(|| anyhow!("no demo identity {name:?}"))
     }
 
     /// Issues one more client certificate from the demo CA into the stack's directory.

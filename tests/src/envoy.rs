@@ -53,13 +53,7 @@ pub struct ClientCertDetails {
 
 impl ClientCertDetails {
     pub fn all() -> Self {
-        Self {
-            subject: true,
-            cert: true,
-            chain: true,
-            uri: true,
-            dns: true,
-        }
+        Self { subject: true, cert: true, chain: true, uri: true, dns: true }
     }
 }
 
@@ -234,10 +228,7 @@ impl EnvoyConfig {
 }
 
 fn default_timeout() -> Duration {
-    let secs = std::env::var("PEERGUARD_E2E_TIMEOUT_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let secs = std::env::var("PEERGUARD_E2E_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     Duration::from_secs(secs)
 }
 
@@ -248,10 +239,7 @@ pub fn envoy_bin() -> Result<PathBuf> {
         if p.is_file() {
             return Ok(p);
         }
-        bail!(
-            "Envoy not found: ENVOY_BIN={} does not exist; run `just envoy` or set ENVOY_BIN",
-            p.display()
-        );
+        bail!("Envoy not found: ENVOY_BIN={} does not exist; run `just envoy` or set ENVOY_BIN", p.display());
     }
     let p = repo_root().join(".tools/envoy/envoy");
     if p.is_file() {
@@ -311,9 +299,7 @@ impl Envoy {
         if let Some(c) = &config.component_log_level {
             cmd.args(["--component-log-level", c]);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
+        let child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
         let pid = child.id();
         let child = Arc::new(Mutex::new(child));
 
@@ -421,9 +407,7 @@ impl Envoy {
 
     /// Everything Envoy logged so far.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -542,20 +526,19 @@ mod tests {
     fn bootstrap_without_policy_has_only_the_router() {
         let cfg = EnvoyConfig::new(1234, None);
         let v = cfg.bootstrap().unwrap();
-        let filters = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"]["http_filters"];
+        let filters =
+            &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
         assert_eq!(filters.as_array().unwrap().len(), 1);
         assert!(cfg.bootstrap_yaml().unwrap().contains("envoy.filters.http.router"));
     }
 
     #[test]
     fn bootstrap_with_policy_embeds_the_json_as_a_string_value() {
-        let cfg = EnvoyConfig::new(1234, None)
-            .with_policy(r#"{"mtls":"strict"}"#)
-            .with_wasm(Path::new("/x/peerguard.wasm"));
+        let cfg =
+            EnvoyConfig::new(1234, None).with_policy(r#"{"mtls":"strict"}"#).with_wasm(Path::new("/x/peerguard.wasm"));
         let v = cfg.bootstrap().unwrap();
-        let wasm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+        let wasm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["http_filters"][0]["typed_config"]["config"];
         assert_eq!(wasm["configuration"]["value"], r#"{"mtls":"strict"}"#);
         assert_eq!(wasm["vm_config"]["code"]["local"]["filename"], "/x/peerguard.wasm");
     }

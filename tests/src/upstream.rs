@@ -22,9 +22,7 @@ pub struct Echo {
 
 impl Echo {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 }
 
@@ -53,20 +51,13 @@ impl EchoServer {
                     }
                     let Ok(conn) = conn else { continue };
                     let seen = seen2.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("echo-conn".into())
-                        .spawn(move || {
-                            let _ = serve(conn, &seen);
-                        });
+                    let _ = std::thread::Builder::new().name("echo-conn".into()).spawn(move || {
+                        let _ = serve(conn, &seen);
+                    });
                 }
             })
             .context("spawn echo accept thread")?;
-        Ok(Self {
-            addr,
-            stop,
-            seen,
-            accept: Some(accept),
-        })
+        Ok(Self { addr, stop, seen, accept: Some(accept) })
     }
 
     pub fn port(&self) -> u16 {
@@ -161,10 +152,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Result<Option<(Echo, bool)>> {
             .or_insert(value);
     }
     // Drain any body so keep-alive stays in sync.
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
+    if headers.get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         loop {
             line.clear();
             r.read_until(b'\n', &mut line)?;
@@ -181,21 +169,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Result<Option<(Echo, bool)>> {
         let len: u64 = len.parse().context("content-length")?;
         std::io::copy(&mut r.by_ref().take(len), &mut std::io::sink())?;
     }
-    let conn_hdr = headers
-        .get("connection")
-        .map(|v| v.to_ascii_lowercase())
-        .unwrap_or_default();
-    let keep_alive = if version == "HTTP/1.0" {
-        conn_hdr.contains("keep-alive")
-    } else {
-        !conn_hdr.contains("close")
-    };
-    Ok(Some((
-        Echo {
-            method,
-            path,
-            headers,
-        },
-        keep_alive,
-    )))
+    let conn_hdr = headers.get("connection").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
+    let keep_alive = if version == "HTTP/1.0" { conn_hdr.contains("keep-alive") } else { !conn_hdr.contains("close") };
+    Ok(Some((Echo { method, path, headers }, keep_alive)))
 }

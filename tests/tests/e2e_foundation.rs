@@ -1,6 +1,8 @@
 //! The demo contract against the real filter in a real Envoy: allow, deny reasons, identity header,
 //! and the fail-closed answer to an invalid policy. Fails (never skips) without Envoy or the wasm.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::time::Duration;
 
 use peerguard_e2e::client::Request;
@@ -13,12 +15,7 @@ fn case(name: &str) -> Case {
 fn run(stack: &Stack, c: &Case) -> peerguard_e2e::client::Response {
     let resp = stack.send(c.identity, &c.request()).unwrap();
     if let Err(e) = c.check(&resp) {
-        panic!(
-            "case {:?}: {e}\nbody: {}\nenvoy log tail:\n{}",
-            c.name,
-            resp.body_text(),
-            stack.envoy.log_tail(30)
-        );
+        panic!("case {:?}: {e}\nbody: {}\nenvoy log tail:\n{}", c.name, resp.body_text(), stack.envoy.log_tail(30));
     }
     resp
 }
@@ -85,11 +82,7 @@ fn all_demo_cases_pass_against_one_envoy() {
 #[test]
 fn invalid_policy_answers_every_request_with_503_config_invalid() {
     let stack = Stack::with_policy(r#"{"mtls":"strict","bogus":1}"#).unwrap();
-    for (identity, path) in [
-        (Some("frontend"), "/api/items"),
-        (Some("other"), "/"),
-        (None, "/api/items"),
-    ] {
+    for (identity, path) in [(Some("frontend"), "/api/items"), (Some("other"), "/"), (None, "/api/items")] {
         let resp = stack.send(identity, &Request::get(path)).unwrap();
         assert_eq!(
             resp.status,

@@ -1,22 +1,18 @@
 //! Checks the harness itself against Envoy with no filter: mTLS client, XFCC, echo upstream, admin.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use peerguard_e2e::client::Request;
 use peerguard_e2e::demo::{Stack, StackOptions};
 
 fn no_filter_stack() -> Stack {
-    Stack::start(StackOptions {
-        policy: None,
-        ..StackOptions::default()
-    })
-    .unwrap()
+    Stack::start(StackOptions { policy: None, ..StackOptions::default() }).unwrap()
 }
 
 #[test]
 fn envoy_without_filter_forwards_mtls_requests_with_xfcc() {
     let stack = no_filter_stack();
-    let resp = stack
-        .send(Some("frontend"), &Request::get("/api/items?x=1").header("x-test", "yes"))
-        .unwrap();
+    let resp = stack.send(Some("frontend"), &Request::get("/api/items?x=1").header("x-test", "yes")).unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body_text());
     let echo = resp.echo().unwrap();
     assert_eq!(echo.method, "GET");
@@ -42,18 +38,14 @@ fn envoy_without_filter_accepts_tls_without_a_client_certificate() {
 #[test]
 fn envoy_sanitizes_a_client_supplied_xfcc_header() {
     let stack = no_filter_stack();
-    let resp = stack
-        .send(None, &Request::get("/").header("x-forwarded-client-cert", "Hash=forged"))
-        .unwrap();
+    let resp = stack.send(None, &Request::get("/").header("x-forwarded-client-cert", "Hash=forged")).unwrap();
     assert_eq!(resp.echo().unwrap().header("x-forwarded-client-cert"), None);
 }
 
 #[test]
 fn non_utf8_header_bytes_reach_envoy() {
     let stack = no_filter_stack();
-    let resp = stack
-        .send(Some("frontend"), &Request::get("/").header_bytes("x-raw", b"caf\xe9"))
-        .unwrap();
+    let resp = stack.send(Some("frontend"), &Request::get("/").header_bytes("x-raw", b"caf\xe9")).unwrap();
     assert_eq!(resp.status, 200);
     assert!(resp.echo().unwrap().header("x-raw").is_some());
 }

@@ -14,10 +14,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        up: false,
-        hold: Duration::from_secs(3600),
-    };
+    let mut args = Args { up: false, hold: Duration::from_secs(3600) };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -49,16 +46,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<bool> {
     let args = parse_args()?;
-    let timeout = if args.up {
-        args.hold + Duration::from_secs(60)
-    } else {
-        Duration::from_secs(120)
-    };
+    let timeout = if args.up { args.hold + Duration::from_secs(60) } else { Duration::from_secs(120) };
     println!("==> starting echo upstream and Envoy with peerguard (demo policy)");
-    let stack = Stack::start(StackOptions {
-        timeout: Some(timeout),
-        ..StackOptions::default()
-    })?;
+    let stack = Stack::start(StackOptions { timeout: Some(timeout), ..StackOptions::default() })?;
     println!(
         "    envoy pid {} listening on https://127.0.0.1:{} (admin http://{}), files in {}",
         stack.envoy.pid(),
@@ -85,14 +75,9 @@ fn run() -> Result<bool> {
                     };
                     [case.identity_label(), request, resp.status.to_string(), reason, result, case.name.into()]
                 }
-                Err(e) => [
-                    case.identity_label(),
-                    request,
-                    "-".into(),
-                    "-".into(),
-                    format!("FAIL ({e:#})"),
-                    case.name.into(),
-                ],
+                Err(e) => {
+                    [case.identity_label(), request, "-".into(), "-".into(), format!("FAIL ({e:#})"), case.name.into()]
+                }
             }
         })
         .collect();
@@ -108,11 +93,7 @@ fn run() -> Result<bool> {
         }
     }
     let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(widths.iter())
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let parts: Vec<String> = cells.iter().zip(widths.iter()).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("| {} |", parts.join(" | "));
     };
     line(header.to_vec());
@@ -138,7 +119,11 @@ fn hold(stack: &Stack, hold: Duration) -> Result<()> {
     let port = stack.port();
     let ca = stack.ca.cert_path.display().to_string();
     println!();
-    println!("==> the stack is up; try (policy: {} bytes of JSON, see {}):", DEMO_POLICY.len(), stack.envoy.config_path().display());
+    println!(
+        "==> the stack is up; try (policy: {} bytes of JSON, see {}):",
+        DEMO_POLICY.len(),
+        stack.envoy.config_path().display()
+    );
     for (name, _, _) in peerguard_e2e::demo::IDENTITIES {
         let id = stack.identity(name)?;
         println!(
