@@ -47,6 +47,8 @@ impl Engine {
         let mut needs_full_certificate = false;
         let mut needed_headers: Vec<String> = Vec::new();
         let mut uses_paths = false;
+        let mut uses_ports = false;
+        let mut uses_sni = false;
 
         if let Some(tds) = &doc.trust_domains {
             if tds.is_empty() {
@@ -191,6 +193,8 @@ impl Engine {
                 let mut when = Vec::new();
                 for (ci, cond) in rule.when.iter().flatten().enumerate() {
                     if let Some(c) = compile_condition(cond, &format!("{rpath}.when[{ci}]"), &mut errors) {
+                        uses_ports |= c.key == WhenKey::DestinationPort;
+                        uses_sni |= c.key == WhenKey::ConnectionSni;
                         if c.key.needs_full_certificate() {
                             needs_full_certificate = true;
                         }
@@ -206,6 +210,14 @@ impl Engine {
             }
         }
 
+        let op_uses_ports = |t: &To| t.operation.ports.is_some() || t.operation.not_ports.is_some();
+        uses_ports |= doc
+            .policies
+            .iter()
+            .flat_map(|p| p.rules.iter().flatten())
+            .flat_map(|r| r.to.iter().flatten())
+            .any(op_uses_ports)
+            || doc.certificate_rules.iter().flat_map(|r| r.to.iter().flatten()).any(op_uses_ports);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -226,6 +238,8 @@ impl Engine {
             needs_full_certificate,
             needed_headers,
             uses_paths,
+            uses_ports,
+            uses_sni,
             deny_response: doc.deny_response.clone(),
             identity_header: doc.identity_header.clone(),
             policy_names,

@@ -470,6 +470,8 @@ pub struct Engine {
     pub(crate) needs_full_certificate: bool,
     pub(crate) needed_headers: Vec<String>,
     pub(crate) uses_paths: bool,
+    pub(crate) uses_ports: bool,
+    pub(crate) uses_sni: bool,
     pub(crate) deny_response: crate::config::DenyResponse,
     pub(crate) identity_header: String,
     pub(crate) policy_names: Vec<Arc<str>>,
@@ -485,6 +487,16 @@ impl Engine {
     /// Lower-case names of the request headers that `when` conditions read.
     pub fn needed_headers(&self) -> &[String] {
         &self.needed_headers
+    }
+
+    /// Whether any rule reads the destination port (so the filter must fetch `destination.port`).
+    pub fn uses_ports(&self) -> bool {
+        self.uses_ports
+    }
+
+    /// Whether any rule reads the SNI (so the filter must fetch `connection.requested_server_name`).
+    pub fn uses_sni(&self) -> bool {
+        self.uses_sni
     }
 
     /// The configured deny response.

@@ -1,0 +1,98 @@
+//! One JSON audit line per deny, would-deny and AUDIT match, rate-limited per worker.
+
+use peerguard_policy::{Decision, PreparedCert};
+use serde_json::json;
+
+/// Lines allowed per window, per worker.
+pub const AUDIT_LINES_PER_WINDOW: u32 = 100;
+/// Window length, seconds.
+pub const AUDIT_WINDOW_SECS: i64 = 1;
+
+/// A fixed-window limiter that remembers how much it dropped.
+#[derive(Debug, Default)]
+pub struct AuditLimiter {
+    window_start: i64,
+    emitted: u32,
+    suppressed: u64,
+}
+
+impl AuditLimiter {
+    /// Whether a line may be written at `now`; when a new window opens after drops, also
+    /// returns how many lines were suppressed so the caller can report it.
+    pub fn admit(&mut self, now: i64) -> (bool, u64) {
+        let mut report = 0;
+        if now >= self.window_start + AUDIT_WINDOW_SECS {
+            self.window_start = now;
+            self.emitted = 0;
+            report = std::mem::take(&mut self.suppressed);
+        }
+        if self.emitted < AUDIT_LINES_PER_WINDOW {
+            self.emitted += 1;
+            (true, report)
+        } else {
+            self.suppressed += 1;
+            (false, report)
+        }
+    }
+}
+
+/// The request facts an audit line carries.
+pub struct AuditRequest<'a> {
+    /// `:method`
+    pub method: &'a str,
+    /// `:path`
+    pub path: &'a str,
+    /// `:authority`
+    pub host: &'a str,
+    /// `x-request-id`
+    pub request_id: Option<&'a str>,
+}
+
+/// Renders one audit line. Never includes the certificate itself, only its serial, digest,
+/// subject, issuer and notAfter.
+pub fn audit_line(
+    now: i64,
+    decision_label: &str,
+    decision: &Decision,
+    policy: Option<&str>,
+    req: &AuditRequest<'_>,
+    cert: Option<&PreparedCert>,
+) -> String {
+    let ident = decision.identity.as_ref();
+    json!({
+        "peerguard": "audit",
+        "time": now,
+        "decision": decision_label,
+        "reason": decision.reason.map(|r| r.code()),
+        "policy": policy,
+        "principal": ident.map(|i| i.principal.as_str()),
+        "trustDomain": ident.and_then(|i| i.trust_domain.as_deref()),
+        "method": req.method,
+        "path": req.path,
+        "host": req.host,
+        "certSerial": cert.map(|c| c.facts.serial_hex.as_str()),
+        "certSha256": cert.map(|c| c.facts.sha256_hex.as_str()),
+        "certSubject": cert.map(|c| c.facts.subject.as_str()),
+        "certIssuer": cert.map(|c| c.facts.issuer.as_str()),
+        "certNotAfter": cert.map(|c| c.facts.not_after),
+        "requestId": req.request_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_drops_past_the_window_budget_and_reports_the_count() {
+        let mut l = AuditLimiter::default();
+        for _ in 0..AUDIT_LINES_PER_WINDOW {
+            assert_eq!(l.admit(10), (true, 0));
+        }
+        assert_eq!(l.admit(10), (false, 0));
+        assert_eq!(l.admit(10), (false, 0));
+        assert_eq!(l.admit(11), (true, 2));
+        assert_eq!(l.admit(11), (true, 0));
+    }
+}

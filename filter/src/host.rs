@@ -1,0 +1,45 @@
+//! The few host calls the filter makes, behind a trait so that the glue can be tested natively.
+
+/// What the request path needs from Envoy.
+pub trait Host {
+    /// A property such as `["connection", "sha256_peer_certificate_digest"]`; `None` when absent.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// A request header's raw bytes.
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Sets (`Some`) or removes (`None`) a request header.
+    fn set_request_header(&self, name: &str, value: Option<&str>);
+    /// Ends the request with a local reply.
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
+    /// The host clock, Unix seconds.
+    fn now_unix(&self) -> i64;
+}
+
+/// The real host: proxy-wasm hostcalls, with every error turned into "absent" rather than a panic.
+pub struct ProxyWasmHost;
+
+impl Host for ProxyWasmHost {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        proxy_wasm::hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        proxy_wasm::hostcalls::get_map_value_bytes(proxy_wasm::types::MapType::HttpRequestHeaders, name).ok().flatten()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) {
+        let _ = proxy_wasm::hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value);
+    }
+
+    fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        if let Err(e) = proxy_wasm::hostcalls::send_http_response(status, headers.to_vec(), Some(body)) {
+            log::error!("peerguard: send_http_response failed: {e:?}");
+        }
+    }
+
+    fn now_unix(&self) -> i64 {
+        proxy_wasm::hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}

@@ -1,0 +1,130 @@
+//! peerguard's proxy-wasm filter: the glue between Envoy and the policy engine.
+//!
+//! The root context compiles the policy once per `on_configure`; each HTTP context asks the
+//! shared [`request::Worker`] for a decision. Nothing here panics: host errors become
+//! "absent", and absent facts lead the engine to deny.
+
+pub mod audit;
+pub mod host;
+pub mod metrics;
+pub mod request;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use peerguard_policy::{CertCache, Engine};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+
+use crate::audit::AuditLimiter;
+use crate::host::ProxyWasmHost;
+use crate::metrics::Counters;
+use crate::request::{Verdict, Worker, CERT_CACHE_CAPACITY};
+
+/// Crate version and git revision, logged on VM start.
+pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("PEERGUARD_GIT_REV"));
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PeerguardRoot::new()) });
+}}
+
+/// The root context: owns the current [`Worker`] and replaces it on every configuration.
+pub struct PeerguardRoot {
+    worker: Rc<Worker>,
+    counters: Rc<Counters>,
+    audit: Rc<RefCell<AuditLimiter>>,
+}
+
+impl PeerguardRoot {
+    fn new() -> PeerguardRoot {
+        let counters = Rc::new(Counters::default());
+        let audit = Rc::new(RefCell::new(AuditLimiter::default()));
+        let worker = Rc::new(Worker {
+            engine: Err(peerguard_policy::ConfigErrors::one(".", "no configuration received yet")),
+            cache: RefCell::new(CertCache::new(1)),
+            counters: counters.clone(),
+            audit: audit.clone(),
+        });
+        PeerguardRoot { worker, counters, audit }
+    }
+}
+
+impl Context for PeerguardRoot {}
+
+impl RootContext for PeerguardRoot {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        log::info!("peerguard {BUILD} starting");
+        self.counters = Rc::new(Counters::define_all());
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let config =
+            proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        let engine = match std::str::from_utf8(&config) {
+            Ok(text) if text.trim().is_empty() => Err(peerguard_policy::ConfigErrors::one(
+                ".",
+                "empty plugin configuration: peerguard needs a policy document",
+            )),
+            Ok(text) => Engine::from_json(text),
+            Err(_) => Err(peerguard_policy::ConfigErrors::one(".", "plugin configuration is not UTF-8")),
+        };
+        match &engine {
+            Ok(e) => {
+                let mut counters = (*self.counters).clone();
+                counters.define_policies(e.policy_names().iter().map(|n| n.as_ref()));
+                self.counters = Rc::new(counters);
+                log::info!(
+                    "peerguard {BUILD}: policy loaded ({} policies and certificate rules)",
+                    e.policy_names().len()
+                );
+            }
+            Err(errors) => {
+                self.counters.config_error();
+                for err in errors.iter() {
+                    log::error!("peerguard: invalid policy at {}: {}", err.path, err.message);
+                }
+                log::error!("peerguard: refusing every request with 503 config_invalid until a valid policy arrives");
+            }
+        }
+        // A reload always starts a fresh certificate cache: cached verdicts belong to the old policy.
+        self.worker = Rc::new(Worker {
+            engine,
+            cache: RefCell::new(CertCache::new(CERT_CACHE_CAPACITY)),
+            counters: self.counters.clone(),
+            audit: self.audit.clone(),
+        });
+        // Returning true keeps the plugin loaded, so the 503 answer does not depend on
+        // Envoy's fail_open setting.
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(PeerguardHttp { worker: self.worker.clone() }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One HTTP stream; holds the worker that was current when the stream began, so a reload
+/// never changes the policy a request is decided under.
+pub struct PeerguardHttp {
+    worker: Rc<Worker>,
+}
+
+impl Context for PeerguardHttp {}
+
+impl HttpContext for PeerguardHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.worker.on_request_headers(&ProxyWasmHost) {
+            Verdict::Continue => Action::Continue,
+            Verdict::Replied => Action::Pause,
+        }
+    }
+}

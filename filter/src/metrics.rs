@@ -1,0 +1,123 @@
+//! Counters in Envoy's stats, defined through proxy-wasm.
+
+use std::collections::HashMap;
+
+use peerguard_policy::Reason;
+use proxy_wasm::types::MetricType;
+
+/// Metric ids; an id of `None` means the host refused the definition (native tests, or an
+/// old host), and increments are skipped.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    allowed: Option<u32>,
+    denied: Option<u32>,
+    would_deny: Option<u32>,
+    audit: Option<u32>,
+    config_errors: Option<u32>,
+    cert_expiring: Option<u32>,
+    denied_by_reason: HashMap<Reason, u32>,
+    would_deny_by_reason: HashMap<Reason, u32>,
+    policy_matches: HashMap<String, u32>,
+}
+
+fn define(name: &str) -> Option<u32> {
+    proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+fn inc(id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = proxy_wasm::hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// Metric names. Envoy shows them under the `wasmcustom.` prefix.
+pub mod names {
+    /// Requests allowed.
+    pub const ALLOWED: &str = "peerguard.allowed";
+    /// Requests denied.
+    pub const DENIED: &str = "peerguard.denied";
+    /// Requests that would have been denied in dry run.
+    pub const WOULD_DENY: &str = "peerguard.would_deny";
+    /// AUDIT policy matches.
+    pub const AUDIT: &str = "peerguard.audit";
+    /// Invalid configurations received.
+    pub const CONFIG_ERRORS: &str = "peerguard.config_errors";
+    /// Requests whose certificate was within `minRemaining` of expiry.
+    pub const CERT_EXPIRING: &str = "peerguard.cert_expiring";
+}
+
+impl Counters {
+    /// Defines the fixed counters and one per reason.
+    pub fn define_all() -> Counters {
+        let mut c = Counters {
+            allowed: define(names::ALLOWED),
+            denied: define(names::DENIED),
+            would_deny: define(names::WOULD_DENY),
+            audit: define(names::AUDIT),
+            config_errors: define(names::CONFIG_ERRORS),
+            cert_expiring: define(names::CERT_EXPIRING),
+            ..Counters::default()
+        };
+        for r in Reason::ALL {
+            if let Some(id) = define(&format!("peerguard.denied.reason.{}", r.code())) {
+                c.denied_by_reason.insert(r, id);
+            }
+            if let Some(id) = define(&format!("peerguard.would_deny.reason.{}", r.code())) {
+                c.would_deny_by_reason.insert(r, id);
+            }
+        }
+        c
+    }
+
+    /// Defines a per-policy match counter for each named policy (called on every configure).
+    pub fn define_policies<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        for name in names {
+            if !self.policy_matches.contains_key(name) {
+                let safe: String = name
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+                    .collect();
+                if let Some(id) = define(&format!("peerguard.policy.{safe}.matched")) {
+                    self.policy_matches.insert(name.to_owned(), id);
+                }
+            }
+        }
+    }
+
+    /// An allowed request.
+    pub fn allowed(&self) {
+        inc(self.allowed);
+    }
+
+    /// A denied request.
+    pub fn denied(&self, reason: Reason) {
+        inc(self.denied);
+        inc(self.denied_by_reason.get(&reason).copied());
+    }
+
+    /// A would-deny in dry run.
+    pub fn would_deny(&self, reason: Reason) {
+        inc(self.would_deny);
+        inc(self.would_deny_by_reason.get(&reason).copied());
+    }
+
+    /// An AUDIT policy matched.
+    pub fn audit(&self) {
+        inc(self.audit);
+    }
+
+    /// A configuration failed validation.
+    pub fn config_error(&self) {
+        inc(self.config_errors);
+    }
+
+    /// A certificate within `minRemaining` of expiry was seen.
+    pub fn cert_expiring(&self) {
+        inc(self.cert_expiring);
+    }
+
+    /// A named policy or certificate rule decided (or audited) a request.
+    pub fn policy_matched(&self, name: &str) {
+        inc(self.policy_matches.get(name).copied());
+    }
+}
