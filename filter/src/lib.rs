@@ -29,9 +29,20 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PeerguardRoot::new()) });
 }}
 
+/// Options of the VM (`vm_config.configuration`), as opposed to the policy (`configuration`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmOptions {
+    /// Behave as on an Envoy older than 1.38, which has no `connection.peer_certificate`:
+    /// the certificate then comes only from a digest-bound XFCC element. For compatibility tests.
+    #[serde(default)]
+    pub emulate_envoy_without_peer_certificate: bool,
+}
+
 /// The root context: owns the current [`Worker`] and replaces it on every configuration.
 pub struct PeerguardRoot {
     worker: Rc<Worker>,
+    options: VmOptions,
     counters: Rc<Counters>,
     audit: Rc<RefCell<AuditLimiter>>,
 }
@@ -45,8 +56,9 @@ impl PeerguardRoot {
             cache: RefCell::new(CertCache::new(1)),
             counters: counters.clone(),
             audit: audit.clone(),
+            ignore_peer_certificate_attribute: false,
         });
-        PeerguardRoot { worker, counters, audit }
+        PeerguardRoot { worker, options: VmOptions::default(), counters, audit }
     }
 }
 
@@ -55,6 +67,17 @@ impl Context for PeerguardRoot {}
 impl RootContext for PeerguardRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
         log::info!("peerguard {BUILD} starting");
+        let raw = proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::VmConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if !raw.is_empty() {
+            match serde_json::from_slice::<VmOptions>(&raw) {
+                Ok(o) => self.options = o,
+                // The VM options are not the policy; a bad one is logged and the defaults kept.
+                Err(e) => log::error!("peerguard: ignoring invalid vm_config.configuration: {e}"),
+            }
+        }
         self.counters = Rc::new(Counters::define_all());
         true
     }
@@ -97,6 +120,7 @@ impl RootContext for PeerguardRoot {
             cache: RefCell::new(CertCache::new(CERT_CACHE_CAPACITY)),
             counters: self.counters.clone(),
             audit: self.audit.clone(),
+            ignore_peer_certificate_attribute: self.options.emulate_envoy_without_peer_certificate,
         });
         // Returning true keeps the plugin loaded, so the 503 answer does not depend on
         // Envoy's fail_open setting.

@@ -32,6 +32,8 @@ pub struct Worker {
     pub counters: Rc<Counters>,
     /// Audit rate limit.
     pub audit: Rc<RefCell<AuditLimiter>>,
+    /// Ignore `connection.peer_certificate`, as an Envoy older than 1.38 would (VM option).
+    pub ignore_peer_certificate_attribute: bool,
 }
 
 /// Request headers fetched for `when` conditions. Non-UTF-8 bytes are replaced (U+FFFD), so a
@@ -149,7 +151,11 @@ impl Worker {
             return PeerLookup::Certificate(p);
         }
         // Envoy 1.38+ gives the leaf; older Envoys only through XFCC, bound by digest.
-        let from_envoy = host.property(&["connection", "peer_certificate"]).filter(|b| !b.is_empty());
+        let from_envoy = if self.ignore_peer_certificate_attribute {
+            None
+        } else {
+            host.property(&["connection", "peer_certificate"]).filter(|b| !b.is_empty())
+        };
         let xfcc = text(host.request_header("x-forwarded-client-cert"));
         let bound = xfcc.as_deref().and_then(|h| xfcc::bound_certificate(h, &digest));
         let parsed = match (from_envoy, bound) {
