@@ -12,6 +12,8 @@ pub trait Host {
     fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// The host clock, Unix seconds.
     fn now_unix(&self) -> i64;
+    /// Adds one to a counter defined with `define_metric`.
+    fn increment_metric(&self, id: u32);
 }
 
 /// The real host: proxy-wasm hostcalls, with every error turned into "absent" rather than a panic.
@@ -41,5 +43,9 @@ impl Host for ProxyWasmHost {
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    fn increment_metric(&self, id: u32) {
+        let _ = proxy_wasm::hostcalls::increment_metric(id, 1);
     }
 }

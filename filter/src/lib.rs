@@ -107,7 +107,7 @@ impl RootContext for PeerguardRoot {
                 );
             }
             Err(errors) => {
-                self.counters.config_error();
+                self.counters.config_error(&ProxyWasmHost);
                 for err in errors.iter() {
                     log::error!("peerguard: invalid policy at {}: {}", err.path, err.message);
                 }

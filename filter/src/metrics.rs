@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use peerguard_policy::Reason;
 use proxy_wasm::types::MetricType;
 
+use crate::host::Host;
+
 /// Metric ids; an id of `None` means the host refused the definition (native tests, or an
 /// old host), and increments are skipped.
 #[derive(Clone, Debug, Default)]
@@ -24,9 +26,9 @@ fn define(name: &str) -> Option<u32> {
     proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).ok()
 }
 
-fn inc(id: Option<u32>) {
+fn inc(host: &dyn Host, id: Option<u32>) {
     if let Some(id) = id {
-        let _ = proxy_wasm::hostcalls::increment_metric(id, 1);
+        host.increment_metric(id);
     }
 }
 
@@ -85,39 +87,39 @@ impl Counters {
     }
 
     /// An allowed request.
-    pub fn allowed(&self) {
-        inc(self.allowed);
+    pub fn allowed(&self, host: &dyn Host) {
+        inc(host, self.allowed);
     }
 
     /// A denied request.
-    pub fn denied(&self, reason: Reason) {
-        inc(self.denied);
-        inc(self.denied_by_reason.get(&reason).copied());
+    pub fn denied(&self, host: &dyn Host, reason: Reason) {
+        inc(host, self.denied);
+        inc(host, self.denied_by_reason.get(&reason).copied());
     }
 
     /// A would-deny in dry run.
-    pub fn would_deny(&self, reason: Reason) {
-        inc(self.would_deny);
-        inc(self.would_deny_by_reason.get(&reason).copied());
+    pub fn would_deny(&self, host: &dyn Host, reason: Reason) {
+        inc(host, self.would_deny);
+        inc(host, self.would_deny_by_reason.get(&reason).copied());
     }
 
     /// An AUDIT policy matched.
-    pub fn audit(&self) {
-        inc(self.audit);
+    pub fn audit(&self, host: &dyn Host) {
+        inc(host, self.audit);
     }
 
     /// A configuration failed validation.
-    pub fn config_error(&self) {
-        inc(self.config_errors);
+    pub fn config_error(&self, host: &dyn Host) {
+        inc(host, self.config_errors);
     }
 
     /// A certificate within `minRemaining` of expiry was seen.
-    pub fn cert_expiring(&self) {
-        inc(self.cert_expiring);
+    pub fn cert_expiring(&self, host: &dyn Host) {
+        inc(host, self.cert_expiring);
     }
 
     /// A named policy or certificate rule decided (or audited) a request.
-    pub fn policy_matched(&self, name: &str) {
-        inc(self.policy_matches.get(name).copied());
+    pub fn policy_matched(&self, host: &dyn Host, name: &str) {
+        inc(host, self.policy_matches.get(name).copied());
     }
 }

@@ -83,7 +83,7 @@ impl Worker {
             Ok(e) => e,
             Err(_) => {
                 host.set_request_header(DEFAULT_IDENTITY_HEADER, None);
-                self.counters.denied(Reason::ConfigInvalid);
+                self.counters.denied(host, Reason::ConfigInvalid);
                 host.send_response(
                     503,
                     &[(REASON_HEADER, Reason::ConfigInvalid.code())],
@@ -195,19 +195,19 @@ impl Worker {
     ) {
         let c = &self.counters;
         if d.expiring {
-            c.cert_expiring();
+            c.cert_expiring(host);
         }
         match (d.allowed, d.reason) {
-            (true, Some(r)) => c.would_deny(r),
-            (true, None) => c.allowed(),
-            (false, r) => c.denied(r.unwrap_or(Reason::ConfigInvalid)),
+            (true, Some(r)) => c.would_deny(host, r),
+            (true, None) => c.allowed(host),
+            (false, r) => c.denied(host, r.unwrap_or(Reason::ConfigInvalid)),
         }
         if let Some(p) = &d.policy {
-            c.policy_matched(p);
+            c.policy_matched(host, p);
         }
         for p in &d.audit {
-            c.audit();
-            c.policy_matched(p);
+            c.audit(host);
+            c.policy_matched(host, p);
         }
         let label = match (d.allowed, d.reason) {
             (false, _) => Some("deny"),
@@ -237,5 +237,132 @@ impl Worker {
             emit(audit_line(now, "audit", d, Some(p), &areq, cert));
         }
         let _ = engine;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// A scripted host: fixed properties and headers, recording what the filter did.
+    #[derive(Default)]
+    struct FakeHost {
+        properties: HashMap<String, Vec<u8>>,
+        headers: RefCell<HashMap<String, Vec<u8>>>,
+        reply: RefCell<Option<(u32, Vec<(String, String)>, String)>>,
+    }
+
+    impl FakeHost {
+        fn with_header(self, k: &str, v: &str) -> Self {
+            self.headers.borrow_mut().insert(k.to_owned(), v.as_bytes().to_vec());
+            self
+        }
+        fn with_property(mut self, k: &str, v: &[u8]) -> Self {
+            self.properties.insert(k.to_owned(), v.to_vec());
+            self
+        }
+    }
+
+    impl Host for FakeHost {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.properties.get(&path.join(".")).cloned()
+        }
+        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.headers.borrow().get(name).cloned()
+        }
+        fn set_request_header(&self, name: &str, value: Option<&str>) {
+            let mut h = self.headers.borrow_mut();
+            match value {
+                Some(v) => h.insert(name.to_owned(), v.as_bytes().to_vec()),
+                None => h.remove(name),
+            };
+        }
+        fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+            let hs = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            *self.reply.borrow_mut() = Some((status, hs, String::from_utf8_lossy(body).into_owned()));
+        }
+        fn now_unix(&self) -> i64 {
+            1_800_000_000
+        }
+        fn increment_metric(&self, _id: u32) {}
+    }
+
+    fn worker(policy: &str) -> Worker {
+        Worker {
+            engine: Engine::from_json(policy),
+            cache: RefCell::new(CertCache::new(8)),
+            counters: Rc::new(Counters::default()),
+            audit: Rc::new(RefCell::new(AuditLimiter::default())),
+            ignore_peer_certificate_attribute: false,
+        }
+    }
+
+    fn request() -> FakeHost {
+        FakeHost::default()
+            .with_header(":method", "GET")
+            .with_header(":path", "/api/x")
+            .with_header(":authority", "svc")
+    }
+
+    #[test]
+    fn invalid_policy_answers_503_config_invalid_and_never_continues() {
+        let w = worker(r#"{"mtls":"strict","bogus":1}"#);
+        let host = request().with_header(DEFAULT_IDENTITY_HEADER, "forged");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let (status, headers, _) = host.reply.borrow().clone().unwrap();
+        assert_eq!(status, 503);
+        assert!(headers.contains(&(REASON_HEADER.to_owned(), "config_invalid".to_owned())));
+        assert!(host.request_header(DEFAULT_IDENTITY_HEADER).is_none());
+    }
+
+    #[test]
+    fn attributes_only_peer_is_allowed_with_identity_header_replacing_the_forged_one() {
+        let w = worker(
+            r#"{"policies":[{"name":"p","action":"ALLOW","rules":[{"from":[{"source":{"principals":["td/ns/a/sa/b"]}}]}]}]}"#,
+        );
+        let host = request()
+            .with_header("x-peerguard-principal", "td/ns/admin/sa/root")
+            .with_property("connection.sha256_peer_certificate_digest", b"abcd")
+            .with_property("connection.uri_san_peer_certificate", b"spiffe://td/ns/a/sa/b");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(host.request_header("x-peerguard-principal").as_deref(), Some(&b"td/ns/a/sa/b"[..]));
+    }
+
+    #[test]
+    fn garbage_peer_certificate_is_denied_as_invalid_certificate() {
+        let w = worker(r#"{"denyResponse":{"exposeReason":true}}"#);
+        let host = request().with_property("connection.sha256_peer_certificate_digest", b"abcd").with_property(
+            "connection.peer_certificate",
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        );
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let (status, headers, body) = host.reply.borrow().clone().unwrap();
+        assert_eq!(status, 403);
+        assert!(headers.contains(&(REASON_HEADER.to_owned(), "invalid_certificate".to_owned())));
+        assert_eq!(body, "access denied: invalid_certificate\n");
+    }
+
+    #[test]
+    fn forged_xfcc_element_is_ignored_and_the_policy_that_needs_the_certificate_denies() {
+        let w = worker(r#"{"certificate":{"maxLifetime":"24h"},"denyResponse":{"exposeReason":true}}"#);
+        let host = request()
+            .with_header("x-forwarded-client-cert", "Hash=abcd;Cert=\"-----BEGIN%20CERTIFICATE-----\"")
+            .with_property("connection.sha256_peer_certificate_digest", b"abcd");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let (_, headers, _) = host.reply.borrow().clone().unwrap();
+        assert!(headers.contains(&(REASON_HEADER.to_owned(), "certificate_unavailable".to_owned())));
+    }
+
+    #[test]
+    fn plaintext_under_strict_mtls_is_denied_without_exposing_the_reason_by_default() {
+        let w = worker("{}");
+        let host = request();
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let (status, headers, body) = host.reply.borrow().clone().unwrap();
+        assert_eq!(status, 403);
+        assert!(headers.is_empty());
+        assert_eq!(body, "access denied\n");
     }
 }
