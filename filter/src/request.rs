@@ -246,12 +246,15 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
+    /// A local reply: status, headers, body.
+    type Reply = (u32, Vec<(String, String)>, String);
+
     /// A scripted host: fixed properties and headers, recording what the filter did.
     #[derive(Default)]
     struct FakeHost {
         properties: HashMap<String, Vec<u8>>,
         headers: RefCell<HashMap<String, Vec<u8>>>,
-        reply: RefCell<Option<(u32, Vec<(String, String)>, String)>>,
+        reply: RefCell<Option<Reply>>,
     }
 
     impl FakeHost {
