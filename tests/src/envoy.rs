@@ -284,7 +284,17 @@ impl Envoy {
         let admin_path = workdir.join("admin-address.txt");
         let _ = std::fs::remove_file(&admin_path);
         let log = File::create(&log_path).context("create envoy.log")?;
-        let mut cmd = Command::new(&bin);
+        // Wrapped in coreutils `timeout` when available, so the hard limit holds even if this
+        // process dies without running Drop. `--foreground` keeps Envoy in our process group, so a
+        // terminal Ctrl-C reaches it too.
+        let mut cmd = match which("timeout") {
+            Some(t) => {
+                let mut c = Command::new(t);
+                c.args(["--foreground", "--kill-after=5", &config.timeout.as_secs().max(1).to_string()]).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg("-c")
             .arg(&config_path)
             .args(["--concurrency", "1"])
@@ -310,9 +320,7 @@ impl Envoy {
             .spawn(move || {
                 if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
                     eprintln!("envoy pid {pid}: hard timeout of {timeout:?} reached, killing it");
-                    if let Ok(mut c) = wd_child.lock() {
-                        let _ = c.kill();
-                    }
+                    terminate(&wd_child, pid);
                 }
             })
             .context("spawn watchdog")?;
@@ -393,6 +401,7 @@ impl Envoy {
         self.admin
     }
 
+    /// PID of the spawned process (the `timeout` wrapper around Envoy when coreutils has one).
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -469,10 +478,7 @@ impl Envoy {
         if let Some(tx) = self.stop_watchdog.take() {
             let _ = tx.send(());
         }
-        if let Ok(mut c) = self.child.lock() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        terminate(&self.child, self.pid);
         if let Some(h) = self.watchdog.take() {
             let _ = h.join();
         }
@@ -493,6 +499,28 @@ impl Drop for Envoy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// SIGTERM by PID (the `timeout` wrapper forwards it to Envoy), then SIGKILL if still alive after 3 s.
+fn terminate(child: &Mutex<Child>, pid: u32) {
+    let Ok(mut c) = child.lock() else { return };
+    if matches!(c.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if matches!(c.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
 }
 
 fn url_escape(s: &str) -> String {

@@ -47,10 +47,14 @@ fn main() -> ExitCode {
 fn run() -> Result<bool> {
     let args = parse_args()?;
     let timeout = if args.up { args.hold + Duration::from_secs(60) } else { Duration::from_secs(120) };
+    // Installed before anything starts, so Ctrl-C at any point still runs the Drops that stop Envoy.
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst)).context("install Ctrl-C handler")?;
     println!("==> starting echo upstream and Envoy with peerguard (demo policy)");
     let stack = Stack::start(StackOptions { timeout: Some(timeout), ..StackOptions::default() })?;
     println!(
-        "    envoy pid {} listening on https://127.0.0.1:{} (admin http://{}), files in {}",
+        "    envoy (pid {}) listening on https://127.0.0.1:{} (admin http://{}), files in {}",
         stack.envoy.pid(),
         stack.port(),
         stack.envoy.admin_addr(),
@@ -105,8 +109,8 @@ fn run() -> Result<bool> {
     println!();
     println!("{} passed, {} failed", table.len() - failed, failed);
 
-    if args.up {
-        hold(&stack, args.hold)?;
+    if args.up && !stop.load(Ordering::SeqCst) {
+        hold(&stack, args.hold, &stop)?;
     }
     if failed > 0 {
         eprintln!("Envoy log tail:\n{}", stack.envoy.log_tail(30));
@@ -114,7 +118,7 @@ fn run() -> Result<bool> {
     Ok(failed == 0)
 }
 
-fn hold(stack: &Stack, hold: Duration) -> Result<()> {
+fn hold(stack: &Stack, hold: Duration, stop: &AtomicBool) -> Result<()> {
     let dir = stack.dir();
     let port = stack.port();
     let ca = stack.ca.cert_path.display().to_string();
@@ -137,9 +141,6 @@ fn hold(stack: &Stack, hold: Duration) -> Result<()> {
     println!("tail -f {}", stack.envoy.log_path().display());
     println!("(files in {}; Ctrl-C or {} s to stop)", dir.display(), hold.as_secs());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    ctrlc::set_handler(move || s2.store(true, Ordering::SeqCst)).context("install Ctrl-C handler")?;
     let deadline = Instant::now() + hold;
     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
