@@ -1,1 +1,314 @@
-fn main() {}
+//! The `peerguard` command line: evaluate one request, validate a policy, import Istio policies.
+//!
+//! It runs the same engine as the filter, so `peerguard check` answers exactly as Envoy would.
+//! Exit codes are a scripting contract (PRODUCT.md, "The peerguard CLI"): 0 allow / valid,
+//! 1 deny, 2 invalid input.
+#![forbid(unsafe_code)]
+
+mod import;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use peerguard_policy::{
+    pem_certificates, CertFacts, ConfigErrors, Decision, Engine, Peer, PolicyDocument, Request,
+};
+use serde::Serialize;
+
+/// Exit code for a deny.
+const EXIT_DENY: u8 = 1;
+/// Exit code for invalid input: a bad policy, a bad flag, an unreadable file.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "peerguard",
+    version,
+    about = "mTLS peer authorization for Envoy: check requests, validate and import policies",
+    after_help = "Examples:\n  peerguard validate policy.yaml\n  peerguard check --policy policy.yaml --cert client.pem --method GET --path /api/items\n  peerguard import istio-authz.yaml > policy.yaml\n\nExit codes: 0 allow (or valid), 1 deny, 2 invalid input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate one request against a policy and print the decision as JSON
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
+    /// Check a policy document; list every error with its path
+    #[command(after_help = VALIDATE_HELP)]
+    Validate(ValidateArgs),
+    /// Convert Istio AuthorizationPolicy resources into a peerguard policy document
+    #[command(after_help = IMPORT_HELP)]
+    Import(import::ImportArgs),
+}
+
+const CHECK_HELP: &str = "\
+Output: one JSON object on stdout,
+  {\"decision\":\"allow\"|\"deny\",\"reason\":CODE|null,\"policy\":NAME|null,\"principal\":ID|null}
+plus \"dryRun\":true and \"wouldDeny\":CODE when a dry-run policy would have denied.
+Exit codes: 0 allow, 1 deny, 2 invalid input (the policy's errors go to stderr).
+
+Examples:
+  # A workload certificate calling GET /api/items:
+  peerguard check --policy policy.yaml --cert client.pem --path /api/items
+  # With intermediates (as XFCC Chain= would carry them), at a fixed time:
+  peerguard check --policy policy.yaml --cert leaf.pem --chain chain.pem --at 2026-01-01T12:00:00Z
+  # A plaintext request (no --cert) with a header and a port:
+  peerguard check --policy policy.yaml --method POST --path /admin --port 8080 --header 'x-env: prod'";
+
+const VALIDATE_HELP: &str = "\
+Exit codes: 0 valid, 2 invalid (every error is printed with its JSON path).
+
+Example:
+  peerguard validate policy.yaml
+  ok: 2 policies, 3 rules, 0 certificate rules (mode enforce, mtls strict)";
+
+const IMPORT_HELP: &str = "\
+Reads one or many `---`-separated YAML documents (or a `kind: List`). Other kinds are skipped
+with a warning. Each AuthorizationPolicy becomes a policy named NAMESPACE.NAME; its selector or
+targetRefs are dropped (the WasmPlugin's selector decides where the filter runs), and the
+`istio.io/dry-run` annotation becomes `dryRun: true`. CUSTOM actions and fields peerguard does
+not support are errors (exit 2) that name the field.
+
+Examples:
+  peerguard import authz.yaml > policy.yaml && peerguard validate policy.yaml
+  kubectl get authorizationpolicies -A -o yaml | peerguard import - --json";
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Policy document (YAML or JSON)
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// Peer leaf certificate (PEM); without it the request is plaintext
+    #[arg(long, value_name = "LEAF.pem")]
+    cert: Option<PathBuf>,
+    /// Intermediate certificates (PEM), as XFCC Chain= carries them; a copy of the leaf is ignored
+    #[arg(long, value_name = "INTERMEDIATES.pem", requires = "cert")]
+    chain: Option<PathBuf>,
+    /// :method
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// :path, with any query string
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// :authority
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// Destination port
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    port: Option<u32>,
+    /// A request header, 'NAME: VALUE' (repeatable)
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// TLS SNI of the connection
+    #[arg(long)]
+    sni: Option<String>,
+    /// Evaluate at this time (RFC 3339, e.g. 2026-01-01T12:00:00Z) instead of now
+    #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
+    at: Option<i64>,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// Policy document (YAML or JSON)
+    file: PathBuf,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once(':').ok_or_else(|| format!("{s:?} is not 'NAME: VALUE'"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    Ok((name.to_ascii_lowercase(), value.trim().to_owned()))
+}
+
+fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-01-01T12:00:00Z: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Validate(args) => validate(&args),
+        Command::Import(args) => import::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure(msg)) => {
+            if !msg.is_empty() {
+                eprintln!("peerguard: {msg}");
+            }
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// Invalid input: the message goes to stderr and the exit code is 2.
+pub(crate) struct Failure(pub String);
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .map_err(|e| Failure(format!("cannot read stdin: {e}")))?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String, Failure> {
+    String::from_utf8(read_file(path)?).map_err(|_| Failure(format!("{} is not UTF-8 text", path.display())))
+}
+
+/// Parses a policy file: `.json` as JSON, `.yaml`/`.yml` as YAML, anything else as JSON when it
+/// looks like a JSON object and as YAML otherwise, so that errors come from the right parser.
+fn parse_policy(path: &Path, text: &str) -> Result<PolicyDocument, ConfigErrors> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("json") => PolicyDocument::from_json(text),
+        Some("yaml" | "yml") => PolicyDocument::from_yaml(text),
+        _ if text.trim_start().starts_with('{') => PolicyDocument::from_json(text),
+        _ => PolicyDocument::from_yaml(text),
+    }
+}
+
+fn print_errors(file: &Path, errors: &ConfigErrors) {
+    for e in errors.iter() {
+        eprintln!("{}: {}: {}", file.display(), e.path, e.message);
+    }
+    let n = errors.0.len();
+    eprintln!("{}: invalid: {n} error{}", file.display(), if n == 1 { "" } else { "s" });
+}
+
+fn load_engine(path: &Path) -> Result<(PolicyDocument, Engine), Failure> {
+    let text = read_text(path)?;
+    let compiled = parse_policy(path, &text).and_then(|doc| Engine::compile(&doc).map(|e| (doc, e)));
+    compiled.map_err(|errors| {
+        print_errors(path, &errors);
+        Failure(String::new())
+    })
+}
+
+fn validate(args: &ValidateArgs) -> Result<ExitCode, Failure> {
+    let (doc, _engine) = load_engine(&args.file)?;
+    let rules: usize = doc.policies.iter().map(|p| p.rules.as_ref().map_or(0, Vec::len)).sum();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    println!(
+        "ok: {}, {}, {} (mode {}, mtls {})",
+        plural(doc.policies.len(), "policy").replace("policys", "policies"),
+        plural(rules, "rule"),
+        plural(doc.certificate_rules.len(), "certificate rule"),
+        serde_name(&doc.mode),
+        serde_name(&doc.mtls),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The name a unit enum has in the policy document (`dryRun`, `strict`, ...).
+fn serde_name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::from("?"),
+    }
+}
+
+/// `peerguard check` output. Field order is part of the contract; the four first keys are always
+/// present, `null` when they do not apply.
+#[derive(Serialize)]
+struct CheckOutput<'a> {
+    decision: &'static str,
+    reason: Option<&'static str>,
+    policy: Option<&'a str>,
+    principal: Option<&'a str>,
+    #[serde(rename = "dryRun", skip_serializing_if = "std::ops::Not::not")]
+    dry_run: bool,
+    #[serde(rename = "wouldDeny", skip_serializing_if = "Option::is_none")]
+    would_deny: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    audit: Vec<&'a str>,
+}
+
+impl<'a> CheckOutput<'a> {
+    fn new(d: &'a Decision) -> CheckOutput<'a> {
+        let code = d.reason.map(|r| r.code());
+        CheckOutput {
+            decision: if d.allowed { "allow" } else { "deny" },
+            reason: if d.allowed { None } else { code },
+            policy: d.policy.as_deref(),
+            principal: d.principal(),
+            dry_run: d.dry_run,
+            would_deny: if d.allowed && d.dry_run { code } else { None },
+            audit: d.audit.iter().map(|a| &**a).collect(),
+        }
+    }
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let (_doc, engine) = load_engine(&args.policy)?;
+    let now = match args.at {
+        Some(t) => t,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| Failure(format!("the system clock is before 1970: {e}")))?
+            .as_secs()
+            .try_into()
+            .map_err(|_| Failure("the system clock is out of range".into()))?,
+    };
+    let headers = args.headers.clone();
+    let req = Request {
+        method: &args.method,
+        path: &args.path,
+        host: &args.host,
+        port: args.port,
+        sni: args.sni.as_deref(),
+        headers: &headers,
+    };
+
+    let decision = match &args.cert {
+        None => engine.decide(&req, &Peer::None, now),
+        Some(cert_path) => {
+            // A certificate the filter cannot parse is denied there as invalid_certificate, so
+            // it is a deny here too; a file that cannot be read at all is a usage error.
+            let leaf = read_file(cert_path)?;
+            let chain = match &args.chain {
+                Some(p) => {
+                    let pem = read_file(p)?;
+                    pem_certificates(&pem)
+                        .map_err(|e| Failure(format!("{}: no PEM certificates: {e}", p.display())))?
+                }
+                None => Vec::new(),
+            };
+            // A --cert file may hold the leaf followed by its intermediates.
+            let parsed = pem_certificates(&leaf).and_then(|ders| {
+                let mut ders = ders.into_iter();
+                let first = ders.next().unwrap_or_default();
+                CertFacts::from_der(&first).map(|facts| (facts, ders.collect::<Vec<_>>()))
+            });
+            match parsed {
+                Ok((facts, bundled)) => {
+                    let chain: Vec<Vec<u8>> =
+                        bundled.into_iter().chain(chain).filter(|der| *der != facts.der).collect();
+                    let prepared = engine.prepare(facts, &chain, now);
+                    engine.decide(&req, &Peer::Certificate(&prepared), now)
+                }
+                Err(e) => {
+                    eprintln!("peerguard: {}: {e}", cert_path.display());
+                    engine.decide(&req, &Peer::Unparseable, now)
+                }
+            }
+        }
+    };
+
+    let out = CheckOutput::new(&decision);
+    let json = serde_json::to_string(&out).map_err(|e| Failure(format!("cannot print the decision: {e}")))?;
+    println!("{json}");
+    Ok(if decision.allowed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DENY) })
+}
