@@ -18,6 +18,7 @@ mod identity;
 mod path;
 mod pattern;
 mod reason;
+mod sigalg;
 pub mod xfcc;
 
 pub use cache::CertCache;
