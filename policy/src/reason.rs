@@ -114,6 +114,9 @@ impl fmt::Display for Reason {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     #[test]
     fn every_reason_code_round_trips_and_is_unique() {
         let mut seen = std::collections::HashSet::new();
