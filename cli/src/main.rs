@@ -44,6 +44,12 @@ enum Command {
     /// Convert Istio AuthorizationPolicy resources into a peerguard policy document
     #[command(after_help = IMPORT_HELP)]
     Import(import::ImportArgs),
+    /// Generate a CA and workload certificates (SPIFFE, DNS or CN), PEM and Kubernetes Secrets
+    #[command(subcommand)]
+    Cert(peerguard_cli::cert::CertCommand),
+    /// Embed a policy into a WasmPlugin or an Envoy config; build the OCI image
+    #[command(subcommand)]
+    Render(peerguard_cli::render::RenderCommand),
 }
 
 const CHECK_HELP: &str = "\
@@ -139,6 +145,10 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Validate(args) => validate(&args),
         Command::Import(args) => import::run(&args),
+        Command::Cert(cmd) => shipping(peerguard_cli::cert::run(&cmd).map(|s| {
+            serde_json::to_string_pretty(&s).map(|j| j + "\n").unwrap_or_default()
+        })),
+        Command::Render(cmd) => shipping(peerguard_cli::render::run(&cmd)),
     };
     match result {
         Ok(code) => code,
@@ -149,6 +159,13 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+/// `cert` and `render` print their output and exit 0, or fail with exit code 2.
+fn shipping<E: std::fmt::Display>(r: Result<String, E>) -> Result<ExitCode, Failure> {
+    let out = r.map_err(|e| Failure(e.to_string()))?;
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Invalid input: the message goes to stderr and the exit code is 2.

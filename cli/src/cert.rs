@@ -1,0 +1,454 @@
+//! `peerguard cert`: a CA and workload certificates (SPIFFE, DNS or CN), as PEM files and Kubernetes Secrets.
+//!
+//! It replaces the OpenSSL steps of the seed article. Workload certificates carry both the
+//! clientAuth and serverAuth EKUs by default, as Istio's do, so one file serves a sidecar's
+//! inbound and outbound sides. `cert ca --istio-cacerts` writes the plug-in CA layout that
+//! istiod reads from the `cacerts` Secret in `istio-system`
+//! (<https://istio.io/latest/docs/tasks/security/cert-management/plugin-ca-cert/>).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SignatureAlgorithm,
+};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// Errors of `peerguard cert`; each names the file or flag at fault.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CertError {
+    /// A flag value that cannot be used (bad TTL, bad SPIFFE ID, no identity).
+    Usage(String),
+    /// Reading or writing a file failed.
+    Io { path: PathBuf, source: std::io::Error },
+    /// rcgen refused to build or sign the certificate.
+    Generate { what: String, source: rcgen::Error },
+}
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertError::Usage(m) => write!(f, "{m}"),
+            CertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            CertError::Generate { what, source } => write!(f, "cannot generate {what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for CertError {}
+
+fn generate(what: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
+    move |source| CertError::Generate { what: what.to_string(), source }
+}
+
+/// `peerguard cert ...`
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a certificate authority (self-signed root, or an intermediate signed by --issuer)
+    #[command(after_help = CA_HELP)]
+    Ca(CaArgs),
+    /// Issue a workload certificate signed by a CA (SPIFFE URI, DNS names and/or a subject CN)
+    #[command(after_help = ISSUE_HELP)]
+    Issue(IssueArgs),
+}
+
+const CA_HELP: &str = "\
+Writes <OUT_DIR>/<NAME>.pem and <OUT_DIR>/<NAME>-key.pem and prints a JSON summary.
+
+Examples:
+  # A mesh root CA, valid 10 years:
+  peerguard cert ca --out-dir certs --cn 'peerguard mesh CA' --ttl 87600h
+  # An intermediate for Istio's plug-in CA (writes ca-cert.pem, ca-key.pem, root-cert.pem,
+  # cert-chain.pem and cacerts.yaml, the Secret istiod reads in istio-system):
+  peerguard cert ca --out-dir certs/cluster1 --cn 'cluster1 intermediate' \\
+      --issuer certs/ca.pem --issuer-key certs/ca-key.pem --istio-cacerts";
+
+const ISSUE_HELP: &str = "\
+Writes <OUT_DIR>/<NAME>.pem (the leaf) and <OUT_DIR>/<NAME>-key.pem (PKCS#8) and prints a JSON
+summary. With --k8s-secret also <OUT_DIR>/<NAME>-secret.yaml, a kubernetes.io/tls Secret.
+
+Examples:
+  # An Istio workload identity spiffe://cluster.local/ns/frontend/sa/web, valid 24h:
+  peerguard cert issue --ca certs/ca.pem --ca-key certs/ca-key.pem --out-dir certs \\
+      --name frontend --workload frontend/web --ttl 24h
+  # A server certificate for api.example.com with a Secret for an ingress gateway:
+  peerguard cert issue --ca certs/ca.pem --ca-key certs/ca-key.pem --out-dir certs \\
+      --name api --dns api.example.com --usage server --k8s-secret --namespace istio-system
+  # A CN-only client certificate, as the seed article's OpenSSL CA makes:
+  peerguard cert issue --ca certs/ca.pem --ca-key certs/ca-key.pem --name alice --cn alice";
+
+/// The key algorithm of a generated certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyType {
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+}
+
+impl KeyType {
+    fn alg(self) -> &'static SignatureAlgorithm {
+        match self {
+            KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+}
+
+/// Which extended key usages a leaf gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Usage {
+    /// clientAuth and serverAuth, like Istio workload certificates
+    Both,
+    Client,
+    Server,
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    /// Directory to write into (created if missing)
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// File stem: <NAME>.pem and <NAME>-key.pem
+    #[arg(long, default_value = "ca")]
+    pub name: String,
+    /// Subject common name
+    #[arg(long, default_value = "peerguard CA")]
+    pub cn: String,
+    /// Subject organization (Istio's self-signed CA uses the trust domain, O=cluster.local)
+    #[arg(long, default_value = "cluster.local")]
+    pub org: String,
+    /// Validity, e.g. 8760h; starts 5 minutes in the past to absorb clock skew
+    #[arg(long, default_value = "87600h")]
+    pub ttl: String,
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Sign with this CA certificate instead of self-signing (makes an intermediate)
+    #[arg(long, requires = "issuer_key")]
+    pub issuer: Option<PathBuf>,
+    /// The key of --issuer
+    #[arg(long, requires = "issuer")]
+    pub issuer_key: Option<PathBuf>,
+    /// Also write Istio's plug-in CA files and the `cacerts` Secret (cacerts.yaml); needs --issuer
+    #[arg(long, requires = "issuer")]
+    pub istio_cacerts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// The signing CA certificate (PEM)
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// The signing CA key (PEM)
+    #[arg(long)]
+    pub ca_key: PathBuf,
+    /// Directory to write into (created if missing)
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    /// File stem: <NAME>.pem and <NAME>-key.pem
+    #[arg(long)]
+    pub name: String,
+    /// A SPIFFE ID URI SAN, e.g. spiffe://cluster.local/ns/frontend/sa/web
+    #[arg(long)]
+    pub spiffe: Option<String>,
+    /// Istio shorthand NAMESPACE/SERVICEACCOUNT for spiffe://<trust-domain>/ns/NAMESPACE/sa/SERVICEACCOUNT
+    #[arg(long, conflicts_with = "spiffe")]
+    pub workload: Option<String>,
+    /// Trust domain for --workload
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// DNS SAN (repeatable)
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// IP SAN (repeatable)
+    #[arg(long)]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Subject common name (defaults to the service account, or the first DNS name)
+    #[arg(long)]
+    pub cn: Option<String>,
+    /// Subject organization
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Validity, e.g. 24h; starts 5 minutes in the past to absorb clock skew
+    #[arg(long, default_value = "24h")]
+    pub ttl: String,
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    #[arg(long, value_enum, default_value = "both")]
+    pub usage: Usage,
+    /// Also write <NAME>-secret.yaml, a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt
+    #[arg(long)]
+    pub k8s_secret: bool,
+    /// Secret name (default: NAME)
+    #[arg(long)]
+    pub secret_name: Option<String>,
+    /// Secret namespace
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+/// What `cert ca` and `cert issue` print: the files written and what the certificate says.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub subject: String,
+    pub sans: Vec<String>,
+    pub not_before: String,
+    pub not_after: String,
+    pub key_type: KeyType,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_files: Vec<PathBuf>,
+}
+
+/// Runs a `cert` subcommand and returns its summary.
+pub fn run(cmd: &CertCommand) -> Result<Summary, CertError> {
+    match cmd {
+        CertCommand::Ca(a) => ca(a),
+        CertCommand::Issue(a) => issue(a),
+    }
+}
+
+/// Parses a TTL such as `90s`, `15m`, `24h` (the policy document's duration syntax) or `30d`.
+pub fn parse_ttl(s: &str) -> Result<std::time::Duration, CertError> {
+    let bad = || CertError::Usage(format!("invalid --ttl {s:?}: use a duration such as 90s, 15m, 24h or 30d"));
+    let secs = if let Some(days) = s.strip_suffix('d') {
+        days.parse::<u64>().map_err(|_| bad())?.checked_mul(86_400).ok_or_else(bad)?
+    } else {
+        peerguard_policy::Duration::parse(s).map_err(|_| bad())?.as_secs()
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+const SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn validity(p: &mut CertificateParams, ttl: &str) -> Result<(), CertError> {
+    let ttl = parse_ttl(ttl)?;
+    let now = OffsetDateTime::now_utc();
+    // The TTL is the whole lifetime (notAfter - notBefore), which is what a policy's
+    // `maxLifetime` measures; backdating eats into it rather than extending it.
+    let back = SKEW.min(ttl / 10);
+    p.not_before = now - back;
+    p.not_after = now - back + ttl;
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<String, CertError> {
+    std::fs::read_to_string(path).map_err(|source| CertError::Io { path: path.to_path_buf(), source })
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), CertError> {
+    std::fs::write(path, contents).map_err(|source| CertError::Io { path: path.to_path_buf(), source })
+}
+
+fn write_key(path: &Path, contents: &str) -> Result<(), CertError> {
+    write(path, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|source| CertError::Io { path: path.to_path_buf(), source })?;
+    }
+    Ok(())
+}
+
+fn mkdir(dir: &Path) -> Result<(), CertError> {
+    std::fs::create_dir_all(dir).map_err(|source| CertError::Io { path: dir.to_path_buf(), source })
+}
+
+fn load_issuer(cert: &Path, key: &Path) -> Result<(Issuer<'static, KeyPair>, String), CertError> {
+    let cert_pem = read(cert)?;
+    let key = KeyPair::from_pem(&read(key)?).map_err(generate("the issuer key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(generate("the issuer from its certificate"))?;
+    Ok((issuer, cert_pem))
+}
+
+fn subject_string(dn: &[(&str, &str)]) -> String {
+    // Most specific first, as Envoy renders it (RFC 4514).
+    dn.iter().rev().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn ca(a: &CaArgs) -> Result<Summary, CertError> {
+    mkdir(&a.out_dir)?;
+    let key = KeyPair::generate_for(a.key_type.alg()).map_err(generate("the CA key"))?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, a.org.as_str());
+    dn.push(DnType::CommonName, a.cn.as_str());
+    p.distinguished_name = dn;
+    validity(&mut p, &a.ttl)?;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.use_authority_key_identifier_extension = a.issuer.is_some();
+    let (not_before, not_after) = (p.not_before, p.not_after);
+    let (cert, root_pem) = match (&a.issuer, &a.issuer_key) {
+        (Some(ic), Some(ik)) => {
+            let (issuer, issuer_pem) = load_issuer(ic, ik)?;
+            (p.signed_by(&key, &issuer).map_err(generate("the intermediate CA"))?, Some(issuer_pem))
+        }
+        _ => (p.self_signed(&key).map_err(generate("the CA"))?, None),
+    };
+    let cert_path = a.out_dir.join(format!("{}.pem", a.name));
+    let key_path = a.out_dir.join(format!("{}-key.pem", a.name));
+    write(&cert_path, &cert.pem())?;
+    write_key(&key_path, &key.serialize_pem())?;
+    let mut extra_files = Vec::new();
+    if a.istio_cacerts {
+        // The plug-in CA layout: the intermediate istiod signs with, its key, the root, and the
+        // chain from the intermediate up to the root.
+        let root_pem = root_pem.unwrap_or_default();
+        let files = [
+            ("ca-cert.pem", cert.pem()),
+            ("ca-key.pem", key.serialize_pem()),
+            ("root-cert.pem", root_pem.clone()),
+            ("cert-chain.pem", format!("{}{}", cert.pem(), root_pem)),
+        ];
+        let mut data = serde_yaml::Mapping::new();
+        for (name, contents) in &files {
+            let path = a.out_dir.join(name);
+            if *name == "ca-key.pem" {
+                write_key(&path, contents)?;
+            } else {
+                write(&path, contents)?;
+            }
+            extra_files.push(path);
+            data.insert((*name).into(), contents.clone().into());
+        }
+        let secret = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "cacerts", "namespace": "istio-system"},
+            "type": "Opaque",
+            "stringData": data,
+        });
+        let path = a.out_dir.join("cacerts.yaml");
+        write(&path, &yaml(&secret)?)?;
+        extra_files.push(path);
+    }
+    Ok(Summary {
+        cert: cert_path,
+        key: key_path,
+        subject: subject_string(&[("O", &a.org), ("CN", &a.cn)]),
+        sans: Vec::new(),
+        not_before: rfc3339(not_before),
+        not_after: rfc3339(not_after),
+        key_type: a.key_type,
+        extra_files,
+    })
+}
+
+fn yaml(v: &serde_json::Value) -> Result<String, CertError> {
+    serde_yaml::to_string(v).map_err(|e| CertError::Usage(format!("cannot render YAML: {e}")))
+}
+
+/// The SPIFFE ID a leaf gets, from `--spiffe` or `--workload NS/SA`; checked against the SPIFFE ID spec.
+fn spiffe_of(a: &IssueArgs) -> Result<Option<(String, Option<String>)>, CertError> {
+    let (uri, sa) = match (&a.spiffe, &a.workload) {
+        (Some(uri), _) => (uri.clone(), None),
+        (None, Some(w)) => {
+            let (ns, sa) = w
+                .split_once('/')
+                .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains('/'))
+                .ok_or_else(|| CertError::Usage(format!("--workload {w:?}: expected NAMESPACE/SERVICEACCOUNT")))?;
+            (format!("spiffe://{}/ns/{ns}/sa/{sa}", a.trust_domain), Some(sa.to_string()))
+        }
+        (None, None) => return Ok(None),
+    };
+    uri.parse::<peerguard_policy::SpiffeId>().map_err(|e| CertError::Usage(format!("invalid SPIFFE ID {uri:?}: {e}")))?;
+    Ok(Some((uri, sa)))
+}
+
+fn issue(a: &IssueArgs) -> Result<Summary, CertError> {
+    let spiffe = spiffe_of(a)?;
+    let cn = a.cn.clone().or_else(|| spiffe.as_ref().and_then(|(_, sa)| sa.clone())).or_else(|| a.dns.first().cloned());
+    if spiffe.is_none() && a.dns.is_empty() && a.ip.is_empty() && cn.is_none() {
+        return Err(CertError::Usage(
+            "no identity: give --spiffe, --workload, --dns, --ip and/or --cn".to_string(),
+        ));
+    }
+    mkdir(&a.out_dir)?;
+    let (issuer, ca_pem) = load_issuer(&a.ca, &a.ca_key)?;
+    let key = KeyPair::generate_for(a.key_type.alg()).map_err(generate("the leaf key"))?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    let mut subject = Vec::new();
+    if let Some(o) = &a.org {
+        dn.push(DnType::OrganizationName, o.as_str());
+        subject.push(("O", o.as_str()));
+    }
+    if let Some(cn) = &cn {
+        dn.push(DnType::CommonName, cn.as_str());
+        subject.push(("CN", cn.as_str()));
+    }
+    p.distinguished_name = dn;
+    let mut sans = Vec::new();
+    if let Some((uri, _)) = &spiffe {
+        let ia5 = uri.as_str().try_into().map_err(generate("the URI SAN"))?;
+        p.subject_alt_names.push(SanType::URI(ia5));
+        sans.push(format!("URI:{uri}"));
+    }
+    for d in &a.dns {
+        let ia5 = d.as_str().try_into().map_err(generate("a DNS SAN"))?;
+        p.subject_alt_names.push(SanType::DnsName(ia5));
+        sans.push(format!("DNS:{d}"));
+    }
+    for ip in &a.ip {
+        p.subject_alt_names.push(SanType::IpAddress(*ip));
+        sans.push(format!("IP:{ip}"));
+    }
+    validity(&mut p, &a.ttl)?;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.extended_key_usages = match a.usage {
+        Usage::Both => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+    };
+    p.use_authority_key_identifier_extension = true;
+    let (not_before, not_after) = (p.not_before, p.not_after);
+    let cert = p.signed_by(&key, &issuer).map_err(generate("the leaf certificate"))?;
+    let cert_path = a.out_dir.join(format!("{}.pem", a.name));
+    let key_path = a.out_dir.join(format!("{}-key.pem", a.name));
+    write(&cert_path, &cert.pem())?;
+    write_key(&key_path, &key.serialize_pem())?;
+    let mut extra_files = Vec::new();
+    if a.k8s_secret {
+        let mut metadata = serde_json::json!({"name": a.secret_name.clone().unwrap_or_else(|| a.name.clone())});
+        if let Some(ns) = &a.namespace {
+            metadata["namespace"] = ns.clone().into();
+        }
+        let secret = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem(), "ca.crt": ca_pem},
+        });
+        let path = a.out_dir.join(format!("{}-secret.yaml", a.name));
+        write(&path, &yaml(&secret)?)?;
+        extra_files.push(path);
+    }
+    Ok(Summary {
+        cert: cert_path,
+        key: key_path,
+        subject: subject_string(&subject),
+        sans,
+        not_before: rfc3339(not_before),
+        not_after: rfc3339(not_after),
+        key_type: a.key_type,
+        extra_files,
+    })
+}
