@@ -32,7 +32,16 @@ fn inc(host: &dyn Host, id: Option<u32>) {
     }
 }
 
-/// Metric names. Envoy shows them under the `wasmcustom.` prefix.
+/// Metric names. Envoy shows them under the `wasmcustom.` prefix in `/stats`; in
+/// `/stats/prometheus` it strips that custom namespace (and adds no `envoy_` prefix), so
+/// `peerguard.allowed` is scraped as `peerguard_allowed`.
+///
+/// The per-reason and per-policy counters put the label value in the name
+/// (`peerguard.denied.reason.<code>`, `peerguard.policy.<name>.matched`). Envoy turns that into a
+/// real tag only with the [`STATS_TAGS`] extractors in the bootstrap's `stats_config`; then
+/// Prometheus sees `peerguard_denied_reason{reason="no_matching_allow"}` and
+/// `peerguard_policy_matched{policy="frontend-reads-api"}`. Without them each name is its own
+/// counter, which still works, only without labels.
 pub mod names {
     /// Requests allowed.
     pub const ALLOWED: &str = "peerguard.allowed";
@@ -46,7 +55,23 @@ pub mod names {
     pub const CONFIG_ERRORS: &str = "peerguard.config_errors";
     /// Requests whose certificate was within `minRemaining` of expiry.
     pub const CERT_EXPIRING: &str = "peerguard.cert_expiring";
+    /// Denied requests of one reason: `peerguard.denied.reason.<code>`, tag `reason`.
+    pub const DENIED_REASON_PREFIX: &str = "peerguard.denied.reason.";
+    /// Would-deny (dry run) of one reason: `peerguard.would_deny.reason.<code>`, tag `reason`.
+    pub const WOULD_DENY_REASON_PREFIX: &str = "peerguard.would_deny.reason.";
+    /// Requests a named policy or certificate rule decided or audited:
+    /// `peerguard.policy.<name>.matched`, tag `policy`. Characters other than ASCII letters,
+    /// digits, `-` and `_` in the name become `_`, so a name never adds a stats path segment.
+    pub const POLICY_MATCHED: (&str, &str) = ("peerguard.policy.", ".matched");
 }
+
+/// Envoy `stats_config.stats_tags` entries (tag name, regex) that turn the name-encoded labels
+/// into tags. In each regex the first group is cut out of the name, the second is the value
+/// (Envoy's `TagSpecifier` convention). Shipped in `envoy/*.yaml` and the e2e launcher.
+pub const STATS_TAGS: [(&str, &str); 2] = [
+    ("reason", r"^wasmcustom\.peerguard\.(?:denied|would_deny)\.reason(\.(\w+))$"),
+    ("policy", r"^wasmcustom\.peerguard\.policy(\.([\w-]+))\.matched$"),
+];
 
 impl Counters {
     /// Defines the fixed counters and one per reason.
@@ -61,10 +86,10 @@ impl Counters {
             ..Counters::default()
         };
         for r in Reason::ALL {
-            if let Some(id) = define(&format!("peerguard.denied.reason.{}", r.code())) {
+            if let Some(id) = define(&format!("{}{}", names::DENIED_REASON_PREFIX, r.code())) {
                 c.denied_by_reason.insert(r, id);
             }
-            if let Some(id) = define(&format!("peerguard.would_deny.reason.{}", r.code())) {
+            if let Some(id) = define(&format!("{}{}", names::WOULD_DENY_REASON_PREFIX, r.code())) {
                 c.would_deny_by_reason.insert(r, id);
             }
         }
@@ -79,7 +104,7 @@ impl Counters {
                     .chars()
                     .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
                     .collect();
-                if let Some(id) = define(&format!("peerguard.policy.{safe}.matched")) {
+                if let Some(id) = define(&format!("{}{safe}{}", names::POLICY_MATCHED.0, names::POLICY_MATCHED.1)) {
                     self.policy_matches.insert(name.to_owned(), id);
                 }
             }

@@ -8,7 +8,7 @@ use peerguard_policy::{
     Reason, Request,
 };
 
-use crate::audit::{audit_line, AuditLimiter, AuditRequest};
+use crate::audit::{audit_line, suppressed_line, AuditLimiter, AuditRequest};
 use crate::host::Host;
 use crate::metrics::Counters;
 
@@ -198,7 +198,12 @@ impl Worker {
             c.cert_expiring(host);
         }
         match (d.allowed, d.reason) {
-            (true, Some(r)) => c.would_deny(host, r),
+            // Dry run lets the request through: it is both allowed and a would-deny, so that
+            // allowed + denied always adds up to the requests decided.
+            (true, Some(r)) => {
+                c.allowed(host);
+                c.would_deny(host, r);
+            }
             (true, None) => c.allowed(host),
             (false, r) => c.denied(host, r.unwrap_or(Reason::ConfigInvalid)),
         }
@@ -224,7 +229,7 @@ impl Worker {
         let mut emit = |line: String| {
             let (ok, suppressed) = limiter.admit(now);
             if suppressed > 0 {
-                log::warn!("peerguard audit: {{\"peerguard\":\"audit_suppressed\",\"time\":{now},\"suppressed\":{suppressed}}}");
+                log::warn!("peerguard audit: {}", suppressed_line(now, suppressed));
             }
             if ok {
                 log::warn!("peerguard audit: {line}");

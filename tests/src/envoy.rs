@@ -87,6 +87,13 @@ pub struct EnvoyConfig {
     pub component_log_level: Option<String>,
     /// Hard limit on this instance's lifetime.
     pub timeout: Duration,
+    /// Deliver the filter's configuration by ECDS from `<dir>/peerguard.yaml` (directory watched),
+    /// instead of inline, so [`write_ecds`] can swap the policy while Envoy runs.
+    pub ecds_dir: Option<PathBuf>,
+    /// Deliver the server certificate by SDS from `<dir>/server.yaml`; the certificate and key
+    /// files are then watched through their parent directory, so [`rotate_cert_dir`] can swap
+    /// them while Envoy runs.
+    pub sds_dir: Option<PathBuf>,
 }
 
 impl EnvoyConfig {
@@ -102,7 +109,44 @@ impl EnvoyConfig {
             log_level: "info".into(),
             component_log_level: None,
             timeout: default_timeout(),
+            ecds_dir: None,
+            sds_dir: None,
         }
+    }
+
+    /// Delivers the policy by ECDS from files in `dir` (see [`EnvoyConfig::ecds_dir`]).
+    pub fn with_ecds(mut self, dir: &Path) -> Self {
+        self.ecds_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Delivers the server certificate by SDS from files in `dir` (see [`EnvoyConfig::sds_dir`]).
+    pub fn with_sds(mut self, dir: &Path) -> Self {
+        self.sds_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    fn wasm_file(&self) -> Result<PathBuf> {
+        match &self.wasm {
+            Some(p) => Ok(p.clone()),
+            None => wasm_path(),
+        }
+    }
+
+    /// The wasm HTTP filter's typed config running peerguard with `policy`.
+    fn wasm_config(&self, policy: &str) -> Result<Value> {
+        Ok(wasm_filter_config(&self.wasm_file()?, policy))
+    }
+
+    /// Writes the files the ECDS and SDS sources read at startup; call before [`Envoy::start`].
+    pub fn write_dynamic_files(&self) -> Result<()> {
+        if let (Some(dir), Some(policy)) = (&self.ecds_dir, &self.policy) {
+            write_ecds(&dir.join(ECDS_FILE), policy, &self.wasm_file()?)?;
+        }
+        if let (Some(dir), Some(tls)) = (&self.sds_dir, &self.tls) {
+            write_server_sds(&dir.join(SDS_FILE), &tls.server_cert, &tls.server_key)?;
+        }
+        Ok(())
     }
 
     /// Adds the peerguard filter with this policy (a JSON string).
@@ -129,29 +173,19 @@ impl EnvoyConfig {
     /// The bootstrap as a JSON value (Envoy reads it as YAML).
     pub fn bootstrap(&self) -> Result<Value> {
         let mut http_filters = Vec::new();
-        if let Some(policy) = &self.policy {
-            let wasm = match &self.wasm {
-                Some(p) => p.clone(),
-                None => wasm_path()?,
-            };
+        if let (Some(_), Some(dir)) = (&self.policy, &self.ecds_dir) {
+            // The filter's config comes from ECDS; the listener warms until the file is read.
+            http_filters.push(json!({
+                "name": ECDS_RESOURCE,
+                "config_discovery": {
+                    "config_source": watched_file_source(&dir.join(ECDS_FILE), dir),
+                    "type_urls": [WASM_TYPE_URL]
+                }
+            }));
+        } else if let Some(policy) = &self.policy {
             http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": "peerguard",
-                        "root_id": "peerguard",
-                        "vm_config": {
-                            "vm_id": "peerguard",
-                            "runtime": "envoy.wasm.runtime.v8",
-                            "code": {"local": {"filename": wasm.display().to_string()}}
-                        },
-                        "configuration": {
-                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": policy
-                        }
-                    }
-                }
+                "typed_config": self.wasm_config(policy)?
             }));
         }
         http_filters.push(json!({
@@ -197,9 +231,22 @@ impl EnvoyConfig {
                     }
                 }
             });
+            if let Some(dir) = &self.sds_dir {
+                let ctx = &mut chain["transport_socket"]["typed_config"]["common_tls_context"];
+                if let Some(o) = ctx.as_object_mut() {
+                    o.remove("tls_certificates");
+                }
+                ctx["tls_certificate_sds_secret_configs"] = json!([{
+                    "name": SDS_SERVER_SECRET,
+                    "sds_config": watched_file_source(&dir.join(SDS_FILE), dir)
+                }]);
+            }
         }
         Ok(json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            // xDS from files (ECDS, SDS) requires a node id and cluster.
+            "node": {"id": "peerguard-e2e", "cluster": "peerguard-e2e"},
+            "stats_config": {"stats_tags": peerguard_stats_tags()},
             "static_resources": {
                 "listeners": [{
                     "name": "peerguard",
@@ -225,6 +272,121 @@ impl EnvoyConfig {
     pub fn bootstrap_yaml(&self) -> Result<String> {
         serde_yaml::to_string(&self.bootstrap()?).context("render bootstrap YAML")
     }
+}
+
+/// Type URL of Envoy's wasm HTTP filter config.
+pub const WASM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// Name of the ECDS resource (and of the HTTP filter) that carries peerguard's config.
+pub const ECDS_RESOURCE: &str = "peerguard";
+/// File in [`EnvoyConfig::ecds_dir`] holding the ECDS discovery response.
+pub const ECDS_FILE: &str = "peerguard.yaml";
+/// File in [`EnvoyConfig::sds_dir`] holding the server certificate secret.
+pub const SDS_FILE: &str = "server.yaml";
+/// Name of the SDS secret for the listener's certificate.
+pub const SDS_SERVER_SECRET: &str = "server";
+
+/// peerguard's tag extractors, mirroring `peerguard_filter::metrics::STATS_TAGS`: the reason and
+/// policy that the filter encodes in its counter names become Prometheus labels.
+pub fn peerguard_stats_tags() -> Value {
+    json!([
+        {"tag_name": "reason", "regex": r"^wasmcustom\.peerguard\.(?:denied|would_deny)\.reason(\.(\w+))$"},
+        {"tag_name": "policy", "regex": r"^wasmcustom\.peerguard\.policy(\.([\w-]+))\.matched$"}
+    ])
+}
+
+/// A `ConfigSource` reading `file`, reloaded whenever a file is moved into `dir`.
+fn watched_file_source(file: &Path, dir: &Path) -> Value {
+    json!({"path_config_source": {
+        "path": file.display().to_string(),
+        "watched_directory": {"path": dir.display().to_string()}
+    }})
+}
+
+/// The body of the wasm HTTP filter config that runs peerguard with `policy` (a JSON string).
+pub fn wasm_filter_config(wasm: &Path, policy: &str) -> Value {
+    json!({
+        "@type": WASM_TYPE_URL,
+        "config": {
+            "name": "peerguard",
+            "root_id": "peerguard",
+            "vm_config": {
+                "vm_id": "peerguard",
+                "runtime": "envoy.wasm.runtime.v8",
+                "code": {"local": {"filename": wasm.display().to_string()}}
+            },
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": policy}
+        }
+    })
+}
+
+/// Writes `contents` to `path` atomically: a temp file in the same directory, then rename. A
+/// watched directory therefore sees one move event and never a half-written file.
+pub fn atomic_write(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, contents).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+}
+
+/// Writes (atomically) the ECDS discovery response that gives the `peerguard` filter this policy.
+/// Envoy watching the directory applies it to new streams; streams already running finish under
+/// the policy they started with.
+pub fn write_ecds(path: &Path, policy_json: &str, wasm: &Path) -> Result<()> {
+    let typed = wasm_filter_config(wasm, policy_json);
+    let doc = json!({
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": ECDS_RESOURCE,
+            "typed_config": typed
+        }]
+    });
+    atomic_write(path, serde_json::to_string_pretty(&doc)?.as_bytes())
+}
+
+/// Writes (atomically) the SDS secret for the listener certificate. `cert` and `key` should be
+/// symlinks through a `..data` link in their directory (see [`rotate_cert_dir`]): Envoy watches that
+/// directory and reloads both files together when the link moves.
+pub fn write_server_sds(path: &Path, cert: &Path, key: &Path) -> Result<()> {
+    let watched = cert.parent().ok_or_else(|| anyhow!("{} has no parent directory", cert.display()))?;
+    let doc = json!({
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+            "name": SDS_SERVER_SECRET,
+            "tls_certificate": {
+                "certificate_chain": {"filename": cert.display().to_string()},
+                "private_key": {"filename": key.display().to_string()},
+                "watched_directory": {"path": watched.display().to_string()}
+            }
+        }]
+    });
+    atomic_write(path, serde_json::to_string_pretty(&doc)?.as_bytes())
+}
+
+/// Installs a certificate and key into `dir` the way Kubernetes updates a mounted Secret:
+/// `dir/cert.pem -> ..data/cert.pem`, `dir/key.pem -> ..data/key.pem`, and `..data` points to a
+/// fresh `..gen-N` directory. The switch is one atomic rename of the `..data` link, so a reader
+/// never sees a new certificate with the old key. Returns the paths of `cert.pem` and `key.pem`.
+pub fn rotate_cert_dir(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let generation = (1..).find(|n| !dir.join(format!("..gen-{n}")).exists()).unwrap_or(0);
+    let gen_name = format!("..gen-{generation}");
+    let gen_dir = dir.join(&gen_name);
+    std::fs::create_dir(&gen_dir).with_context(|| format!("create {}", gen_dir.display()))?;
+    std::fs::write(gen_dir.join("cert.pem"), cert_pem)?;
+    std::fs::write(gen_dir.join("key.pem"), key_pem)?;
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&gen_name, &tmp_link).context("symlink ..data_tmp")?;
+    std::fs::rename(&tmp_link, dir.join("..data")).context("rename ..data_tmp to ..data")?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    for (link, target) in [(&cert, "..data/cert.pem"), (&key, "..data/key.pem")] {
+        if std::fs::symlink_metadata(link).is_err() {
+            std::os::unix::fs::symlink(target, link).with_context(|| format!("symlink {}", link.display()))?;
+        }
+    }
+    Ok((cert, key))
 }
 
 fn default_timeout() -> Duration {
