@@ -37,7 +37,12 @@ pub struct EchoServer {
 impl EchoServer {
     /// Binds 127.0.0.1:0 and serves until dropped.
     pub fn start() -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").context("bind echo upstream")?;
+        Self::bind("127.0.0.1:0")
+    }
+
+    /// Binds `addr` (e.g. `127.0.0.2:8080` for a mesh workload) and serves until dropped.
+    pub fn bind(addr: &str) -> Result<Self> {
+        let listener = TcpListener::bind(addr).with_context(|| format!("bind echo upstream on {addr}"))?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
