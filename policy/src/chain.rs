@@ -102,7 +102,7 @@ impl ChainVerifier {
             let at = format!("{path}.intermediates[{i}]");
             for der in pem_der_list(pem, &at, &mut errors) {
                 match X509Certificate::from_der(&der) {
-                    Ok((rest, _)) if rest.is_empty() => intermediates.push(CertificateDer::from(der)),
+                    Ok(([], _)) => intermediates.push(CertificateDer::from(der)),
                     _ => errors.push(ConfigError::new(at.clone(), "not an X.509 certificate")),
                 }
             }
@@ -116,7 +116,10 @@ impl ChainVerifier {
         let mut crls = Vec::new();
         if let Some(list) = &reqs.crls {
             if list.is_empty() {
-                errors.push(ConfigError::new(format!("{path}.crls"), "empty list; remove the field to disable CRL checks"));
+                errors.push(ConfigError::new(
+                    format!("{path}.crls"),
+                    "empty list; remove the field to disable CRL checks",
+                ));
             }
             for (i, pem) in list.iter().enumerate() {
                 let at = format!("{path}.crls[{i}]");
@@ -125,17 +128,13 @@ impl ChainVerifier {
                         for der in ders {
                             match OwnedCertRevocationList::from_der(&der) {
                                 Ok(crl) => crls.push(CertRevocationList::Owned(crl)),
-                                Err(e) => errors.push(ConfigError::new(
-                                    at.clone(),
-                                    format!("CRL does not parse: {e:?}"),
-                                )),
+                                Err(e) => {
+                                    errors.push(ConfigError::new(at.clone(), format!("CRL does not parse: {e:?}")))
+                                }
                             }
                         }
                     }
-                    Err(_) => errors.push(ConfigError::new(
-                        at,
-                        "expected a PEM CRL (-----BEGIN X509 CRL-----)",
-                    )),
+                    Err(_) => errors.push(ConfigError::new(at, "expected a PEM CRL (-----BEGIN X509 CRL-----)")),
                 }
             }
         }
@@ -188,19 +187,12 @@ impl ChainVerifier {
         }
         pool.extend(self.intermediates.iter().map(|c| CertificateDer::from(c.as_ref())));
         let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
-        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
-            b.with_depth(self.depth).with_status_policy(self.unknown_status).build()
-        });
+        let revocation = RevocationOptionsBuilder::new(&crl_refs)
+            .ok()
+            .map(|b| b.with_depth(self.depth).with_status_policy(self.unknown_status).build());
         let time = UnixTime::since_unix_epoch(core::time::Duration::from_secs(u64::try_from(now).unwrap_or(0)));
-        let verified = ee.verify_for_usage(
-            sigalg::ALL,
-            &self.anchor_list,
-            &pool,
-            time,
-            KeyUsage::client_auth(),
-            revocation,
-            None,
-        );
+        let verified =
+            ee.verify_for_usage(sigalg::ALL, &self.anchor_list, &pool, time, KeyUsage::client_auth(), revocation, None);
         match verified {
             Ok(path) => {
                 let mut valid_until = leaf.not_after;
@@ -238,9 +230,8 @@ fn pem_der_list(pem: &str, at: &str, errors: &mut Vec<ConfigError>) -> Vec<Vec<u
 fn anchor_from_der(der: Vec<u8>) -> Result<Anchor, String> {
     let not_after = not_after(&der).ok_or_else(|| "not an X.509 certificate".to_owned())?;
     let cert = CertificateDer::from(der);
-    let anchor = webpki::anchor_from_trusted_cert(&cert)
-        .map_err(|e| format!("not usable as a trust anchor: {e:?}"))?
-        .to_owned();
+    let anchor =
+        webpki::anchor_from_trusted_cert(&cert).map_err(|e| format!("not usable as a trust anchor: {e:?}"))?.to_owned();
     Ok(Anchor { anchor, not_after })
 }
 

@@ -104,8 +104,10 @@ impl Engine {
             }
             let to =
                 rule.to.as_ref().map(|t| compile_operations(t, &format!("{path}.to"), &mut errors, &mut uses_paths));
+            let errors_before = errors.len();
             let require = CertRequirements::compile(&rule.require, &format!("{path}.require"), &mut errors);
-            if !require.needs_full_certificate() {
+            // A requirement that failed to compile is already reported at its own path.
+            if errors.len() == errors_before && !require.needs_full_certificate() {
                 errors.push(ConfigError::new(format!("{path}.require"), "sets no requirement"));
             }
             needs_full_certificate = true;

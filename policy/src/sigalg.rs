@@ -7,9 +7,9 @@
 //! SHA-384 or SHA-512 on 2048-8192 bit keys, and Ed25519. Anything else is unsupported, which
 //! webpki reports as an error, so it can only ever deny.
 
+use rsa::traits::PublicKeyParts as _;
 use rustls_pki_types::alg_id;
 use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm};
-use rsa::traits::PublicKeyParts as _;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// Hash functions used by the algorithms below.
@@ -153,9 +153,12 @@ static ECDSA_P256_SHA256: Ecdsa = Ecdsa { curve: Curve::P256, hash: Hash::Sha256
 static ECDSA_P256_SHA384: Ecdsa = Ecdsa { curve: Curve::P256, hash: Hash::Sha384, sig_alg: alg_id::ECDSA_SHA384 };
 static ECDSA_P384_SHA256: Ecdsa = Ecdsa { curve: Curve::P384, hash: Hash::Sha256, sig_alg: alg_id::ECDSA_SHA256 };
 static ECDSA_P384_SHA384: Ecdsa = Ecdsa { curve: Curve::P384, hash: Hash::Sha384, sig_alg: alg_id::ECDSA_SHA384 };
-static RSA_PKCS1_SHA256: Rsa = Rsa { padding: RsaPadding::Pkcs1, hash: Hash::Sha256, sig_alg: alg_id::RSA_PKCS1_SHA256 };
-static RSA_PKCS1_SHA384: Rsa = Rsa { padding: RsaPadding::Pkcs1, hash: Hash::Sha384, sig_alg: alg_id::RSA_PKCS1_SHA384 };
-static RSA_PKCS1_SHA512: Rsa = Rsa { padding: RsaPadding::Pkcs1, hash: Hash::Sha512, sig_alg: alg_id::RSA_PKCS1_SHA512 };
+static RSA_PKCS1_SHA256: Rsa =
+    Rsa { padding: RsaPadding::Pkcs1, hash: Hash::Sha256, sig_alg: alg_id::RSA_PKCS1_SHA256 };
+static RSA_PKCS1_SHA384: Rsa =
+    Rsa { padding: RsaPadding::Pkcs1, hash: Hash::Sha384, sig_alg: alg_id::RSA_PKCS1_SHA384 };
+static RSA_PKCS1_SHA512: Rsa =
+    Rsa { padding: RsaPadding::Pkcs1, hash: Hash::Sha512, sig_alg: alg_id::RSA_PKCS1_SHA512 };
 static RSA_PSS_SHA256: Rsa = Rsa { padding: RsaPadding::Pss, hash: Hash::Sha256, sig_alg: alg_id::RSA_PSS_SHA256 };
 static RSA_PSS_SHA384: Rsa = Rsa { padding: RsaPadding::Pss, hash: Hash::Sha384, sig_alg: alg_id::RSA_PSS_SHA384 };
 static RSA_PSS_SHA512: Rsa = Rsa { padding: RsaPadding::Pss, hash: Hash::Sha512, sig_alg: alg_id::RSA_PSS_SHA512 };

@@ -28,9 +28,10 @@ fn t() -> OffsetDateTime {
 }
 
 fn dn(cn: &str) -> DistinguishedName {
+    // Most general RDN first in the DER, as real CAs do; RFC 4514 renders it as CN=...,O=cluster.local.
     let mut d = DistinguishedName::new();
-    d.push(DnType::CommonName, cn);
     d.push(DnType::OrganizationName, "cluster.local");
+    d.push(DnType::CommonName, cn);
     d
 }
 
@@ -203,7 +204,8 @@ fn main() -> Result<()> {
     let rsa2048_key = KeyPair::from_pem_and_sign_algo(&std::fs::read_to_string(&rsa2048)?, &rcgen::PKCS_RSA_SHA256)?;
     out.write("rsa2048.pem", &leaf_params("rsa2048", 0x1012, h0, h1)?.signed_by(&rsa2048_key, &inter_issuer)?.pem())?;
 
-    let via_unknown = leaf_params("via-unknown", 0x1013, h0, h1)?.signed_by(&KeyPair::generate()?, &unknown_inter_issuer)?;
+    let via_unknown =
+        leaf_params("via-unknown", 0x1013, h0, h1)?.signed_by(&KeyPair::generate()?, &unknown_inter_issuer)?;
     out.write("via-unknown.pem", &via_unknown.pem())?;
 
     let admin_leaf = leaf_params("admin", 0x1014, h0, h1)?.signed_by(&KeyPair::generate()?, &admin_issuer)?;
@@ -231,8 +233,18 @@ fn main() -> Result<()> {
     openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521", "-out", path_str(&p521_key)?])?;
     let p521_ca = dir.join("p521-ca.pem");
     openssl(&[
-        "req", "-x509", "-new", "-key", path_str(&p521_key)?, "-subj", "/CN=p521-ca/O=cluster.local", "-days",
-        "36500", "-sha512", "-out", path_str(&p521_ca)?,
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        path_str(&p521_key)?,
+        "-subj",
+        "/CN=p521-ca/O=cluster.local",
+        "-days",
+        "36500",
+        "-sha512",
+        "-out",
+        path_str(&p521_ca)?,
     ])?;
     let leaf_key = scratch.path().join("via-p521.key");
     openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path_str(&leaf_key)?])?;
@@ -245,8 +257,23 @@ fn main() -> Result<()> {
     )?;
     let via_p521 = dir.join("via-p521.pem");
     openssl(&[
-        "x509", "-req", "-in", path_str(&csr)?, "-CA", path_str(&p521_ca)?, "-CAkey", path_str(&p521_key)?,
-        "-set_serial", "4128", "-days", "36500", "-sha512", "-extfile", path_str(&ext)?, "-out", path_str(&via_p521)?,
+        "x509",
+        "-req",
+        "-in",
+        path_str(&csr)?,
+        "-CA",
+        path_str(&p521_ca)?,
+        "-CAkey",
+        path_str(&p521_key)?,
+        "-set_serial",
+        "4128",
+        "-days",
+        "36500",
+        "-sha512",
+        "-extfile",
+        path_str(&ext)?,
+        "-out",
+        path_str(&via_p521)?,
     ])?;
 
     // Self-signed certificates, one per signature algorithm, for the signature provider's tests.
