@@ -183,10 +183,14 @@ fn convert(origin: &str, resource: &Value) -> Result<Option<Imported>, Vec<Strin
             "provider" => {
                 // Reported with the CUSTOM action above; a provider without it is still wrong.
                 if action_is_not_custom(spec) {
-                    errors.push(format!("{origin}: spec.provider: only meaningful with action CUSTOM, which is not supported"));
+                    errors.push(format!(
+                        "{origin}: spec.provider: only meaningful with action CUSTOM, which is not supported"
+                    ));
                 }
             }
-            other => errors.push(format!("{origin}: spec.{other}: not an AuthorizationPolicy field peerguard supports")),
+            other => {
+                errors.push(format!("{origin}: spec.{other}: not an AuthorizationPolicy field peerguard supports"))
+            }
         }
     }
     if errors.is_empty() {

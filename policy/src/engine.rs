@@ -405,6 +405,12 @@ impl CompiledCondition {
     }
 }
 
+/// Whether a URI SAN claims the `spiffe` scheme (compared case-insensitively, as RFC 3986 does
+/// for schemes, so that `SPIFFE://` is validated and refused rather than silently skipped).
+fn is_spiffe_uri(u: &str) -> bool {
+    u.get(..9).is_some_and(|s| s.eq_ignore_ascii_case("spiffe://"))
+}
+
 /// The CN values of an RFC 4514 DN string (used when only Envoy's subject attribute is known).
 fn dn_values_cn(dn: &str) -> Vec<String> {
     split_unescaped(dn, ',')
@@ -541,7 +547,7 @@ impl Engine {
                     let spiffe: Vec<&String> = facts
                         .uri_sans
                         .iter()
-                        .filter(|u| u.get(..9).is_some_and(|s| s.eq_ignore_ascii_case("spiffe://")))
+                        .filter(|u| is_spiffe_uri(u))
                         .collect();
                     match spiffe.as_slice() {
                         [] => {}
@@ -571,7 +577,9 @@ impl Engine {
         for source in &self.identity_sources {
             match source {
                 IdentitySource::Spiffe => {
-                    if let Some(u) = attrs.uri_san.as_deref().filter(|u| u.starts_with("spiffe://")) {
+                    // Same test as for a full certificate: a URI SAN that claims the spiffe
+                    // scheme in any case is a SPIFFE ID and must validate, or it is invalid_identity.
+                    if let Some(u) = attrs.uri_san.as_deref().filter(|u| is_spiffe_uri(u)) {
                         let id: SpiffeId = u.parse().map_err(|_| Reason::InvalidIdentity)?;
                         return Ok(Some(Identity::from_spiffe(&id)));
                     }
