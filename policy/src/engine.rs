@@ -267,10 +267,18 @@ impl RuleSet {
         best.and_then(|id| self.rules.get(id as usize))
     }
 
-    /// Every matching rule's policy, once per policy, in document order.
+    /// Every matching rule's policy, once per policy, in document order. Only the rules the
+    /// index leaves as candidates are evaluated, as in `first_match`.
     fn all_matching_policies(&self, ctx: &EvalCtx<'_>) -> Vec<Arc<str>> {
+        let mut ids: Vec<u32> = self.unindexed.clone();
+        if let Some(ident) = ctx.identity {
+            ids.extend(self.by_principal.get(&ident.principal).into_iter().flatten());
+            ids.extend(ident.namespace.as_ref().and_then(|ns| self.by_namespace.get(ns)).into_iter().flatten());
+        }
+        ids.sort_unstable();
+        ids.dedup();
         let mut out: Vec<Arc<str>> = Vec::new();
-        for r in &self.rules {
+        for r in ids.iter().filter_map(|&id| self.rules.get(id as usize)) {
             if r.matches(ctx) && !out.iter().any(|p| Arc::ptr_eq(p, &r.policy)) {
                 out.push(r.policy.clone());
             }
