@@ -9,6 +9,11 @@ pub mod certs;
 pub mod client;
 pub mod demo;
 pub mod envoy;
+pub mod istio_schema;
+pub mod istio_shaped;
+pub mod mesh;
+pub mod sidecar;
+pub mod standalone;
 pub mod upstream;
 
 use std::path::PathBuf;
