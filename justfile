@@ -66,3 +66,20 @@ compose-local: build cli
 # A local mesh: frontend, api, db behind inbound+outbound Envoy sidecars on 127.0.0.x, certs from `peerguard cert`; prints the call matrix
 mesh: build cli
     ENVOY_BIN="$(scripts/ensure-envoy.sh)" PEERGUARD_BIN=target/debug/peerguard cargo run -q -p peerguard-e2e --bin mesh
+
+# --- operations (issue 5): live policy reload and certificate rotation (envoy/live-reload.yaml) ---
+
+# Prepare .run/live for envoy/live-reload.yaml: the ECDS file with POLICY, the server certificate from envoy/certs
+live-init POLICY="envoy/policy.yaml":
+    cargo run -q -p peerguard-e2e --bin live -- init --policy {{POLICY}}
+
+# Swap the policy of a running envoy/live-reload.yaml: validated first, then one atomic rename. FORCE=1 skips the check
+reload POLICY:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [[ "${FORCE:-}" != 1 ]]; then cargo run -q -p peerguard-cli --bin peerguard -- validate {{POLICY}}; fi
+    cargo run -q -p peerguard-e2e --bin live -- reload {{POLICY}}
+
+# Swap the server certificate and key of a running envoy/live-reload.yaml together (one atomic `..data` rename)
+rotate CERT KEY:
+    cargo run -q -p peerguard-e2e --bin live -- rotate {{CERT}} {{KEY}}

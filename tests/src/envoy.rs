@@ -370,7 +370,10 @@ pub fn write_server_sds(path: &Path, cert: &Path, key: &Path) -> Result<()> {
 /// never sees a new certificate with the old key. Returns the paths of `cert.pem` and `key.pem`.
 pub fn rotate_cert_dir(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let generation = (1..).find(|n| !dir.join(format!("..gen-{n}")).exists()).unwrap_or(0);
+    let generation = 1 + std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("..gen-")?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
     let gen_name = format!("..gen-{generation}");
     let gen_dir = dir.join(&gen_name);
     std::fs::create_dir(&gen_dir).with_context(|| format!("create {}", gen_dir.display()))?;
@@ -380,6 +383,10 @@ pub fn rotate_cert_dir(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(Pat
     let _ = std::fs::remove_file(&tmp_link);
     std::os::unix::fs::symlink(&gen_name, &tmp_link).context("symlink ..data_tmp")?;
     std::fs::rename(&tmp_link, dir.join("..data")).context("rename ..data_tmp to ..data")?;
+    // Keep the previous generation (a reader may still be opening it), drop older ones.
+    for old in 1..generation.saturating_sub(1) {
+        let _ = std::fs::remove_dir_all(dir.join(format!("..gen-{old}")));
+    }
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     for (link, target) in [(&cert, "..data/cert.pem"), (&key, "..data/key.pem")] {
         if std::fs::symlink_metadata(link).is_err() {
