@@ -1,0 +1,226 @@
+//! The filter in the Envoy config istiod generates for a peerguard WasmPlugin (see
+//! `peerguard_e2e::istio_shaped`): the same decisions as the standalone setup, XFCC under
+//! APPEND_FORWARD that a client cannot forge, and the XFCC-only certificate path of older Envoys.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use peerguard_e2e::certs::{DemoCa, Issued, LeafSpec};
+use peerguard_e2e::client::{Client, Request, Response};
+use peerguard_e2e::demo::{cases, Stack, DEMO_POLICY, IDENTITIES, IDENTITY_HEADER};
+use peerguard_e2e::envoy::wasm_path;
+use peerguard_e2e::istio_shaped::{self as istio, WasmPlugin, Workload, Xfcc};
+use peerguard_e2e::sidecar::RawEnvoy;
+use peerguard_e2e::upstream::EchoServer;
+use serde_json::Value;
+use tempfile::TempDir;
+
+const H: Duration = Duration::from_secs(3600);
+
+/// An Istio-shaped inbound sidecar in front of an echo app, with its own demo PKI.
+struct IstioStack {
+    envoy: RawEnvoy,
+    upstream: EchoServer,
+    ids: BTreeMap<String, Issued>,
+    ca: DemoCa,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl IstioStack {
+    fn start(policy_json: &str, vm_configuration: Option<&str>, xfcc: Xfcc) -> IstioStack {
+        let dir = tempfile::Builder::new().prefix("peerguard-istio-").tempdir().unwrap();
+        let ca = DemoCa::create(dir.path()).unwrap();
+        let server = ca.issue("server", &LeafSpec::server().spiffe("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
+        let mut ids = BTreeMap::new();
+        for (name, ns, sa) in IDENTITIES {
+            // Istio-like lifetimes: well under a day.
+            let spec = LeafSpec::workload(ns, sa).valid_around_now(H, 12 * H);
+            ids.insert(name.to_string(), ca.issue(name, &spec).unwrap());
+        }
+        let long = LeafSpec::workload("frontend", "web").valid_around_now(H, 47 * H);
+        ids.insert("long-lived".into(), ca.issue("long-lived", &long).unwrap());
+        let upstream = EchoServer::start().unwrap();
+        let plugin = WasmPlugin {
+            namespace: "backend".into(),
+            name: "peerguard".into(),
+            plugin_name: "peerguard".into(),
+            wasm: wasm_path().unwrap(),
+            plugin_config: serde_json::from_str(policy_json).unwrap(),
+            vm_configuration: vm_configuration.map(String::from),
+        };
+        let workload = Workload { cert: server.cert_path.clone(), key: server.key_path.clone(), root_ca: ca.cert_path.clone() };
+        let app = SocketAddr::from(([127, 0, 0, 1], upstream.port()));
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let boot = istio::bootstrap(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &workload,
+            vec![istio::inbound_listener(listen, upstream.port(), "cluster.local", Some(&plugin), xfcc)],
+            vec![istio::inbound_cluster(app)],
+        );
+        let cfg = dir.path().join("sidecar.yaml");
+        istio::write(&cfg, &boot).unwrap();
+        let envoy = RawEnvoy::start("sidecar", &cfg, dir.path(), dir.path(), Duration::from_secs(300)).unwrap();
+        let port = envoy.listener_port("virtualInbound").unwrap();
+        IstioStack { envoy, upstream, ids, ca, port, _dir: dir }
+    }
+
+    fn client(&self, id: Option<&str>) -> Client {
+        match id {
+            None => Client::tls(&self.ca.cert_path).unwrap(),
+            Some(n) => {
+                let i = &self.ids[n];
+                Client::mtls(&self.ca.cert_path, &i.cert_path, &i.key_path).unwrap()
+            }
+        }
+    }
+
+    fn send(&self, id: Option<&str>, req: &Request) -> anyhow::Result<Response> {
+        self.client(id).send(self.port, req)
+    }
+}
+
+fn outcome(r: &Response) -> (u16, Option<String>) {
+    (r.status, r.reason())
+}
+
+/// URL-encodes a PEM the way Envoy writes `Cert=` in XFCC.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    peerguard_policy::CertFacts::from_der(der).unwrap().sha256_hex
+}
+
+/// A forged XFCC element claiming `victim`'s certificate; `hash` is what it puts in `Hash=`.
+fn forged_element(victim: &Issued, hash: &str) -> String {
+    format!(
+        "Hash={hash};Cert=\"{}\";Subject=\"CN=web\";URI=spiffe://cluster.local/ns/frontend/sa/web",
+        url_encode(&victim.cert_pem)
+    )
+}
+
+fn demo_policy_with(extra: &str) -> String {
+    let mut v: Value = serde_json::from_str(DEMO_POLICY).unwrap();
+    let extra: Value = serde_json::from_str(extra).unwrap();
+    for (k, val) in extra.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    v.to_string()
+}
+
+#[test]
+fn istio_shaped_sidecar_decides_exactly_like_the_standalone_setup() {
+    let standalone = Stack::demo().unwrap();
+    let istio = IstioStack::start(DEMO_POLICY, None, Xfcc { cert: false });
+    let mut compared = 0;
+    for c in cases() {
+        let a = standalone.send(c.identity, &c.request()).unwrap();
+        match c.identity {
+            Some(_) => {
+                let b = istio.send(c.identity, &c.request()).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
+                assert_eq!(
+                    outcome(&a),
+                    outcome(&b),
+                    "case {:?}: standalone vs Istio-shaped\nistio log:\n{}",
+                    c.name,
+                    istio.envoy.log_tail(30)
+                );
+                if a.status == 200 {
+                    assert_eq!(a.echo().unwrap().header(IDENTITY_HEADER), b.echo().unwrap().header(IDENTITY_HEADER));
+                }
+                compared += 1;
+            }
+            None => {
+                // Standalone answers 403 no_peer_certificate at L7; an Istio STRICT sidecar
+                // (require_client_certificate) already refuses the handshake.
+                assert_eq!(outcome(&a), (403, Some("no_peer_certificate".into())));
+                assert!(istio.send(None, &c.request()).is_err(), "STRICT sidecar accepted a TLS client without a certificate");
+            }
+        }
+    }
+    assert!(compared >= 4, "only {compared} cases compared");
+    // The filter is the AUTHZ-phase WasmPlugin named NAMESPACE.NAME, and it ran.
+    let config = std::fs::read_to_string(&istio.envoy.config_path).unwrap();
+    assert!(config.contains("name: backend.peerguard") && config.contains("root_id: peerguard"), "{config}");
+    assert!(config.contains("APPEND_FORWARD"), "{config}");
+    assert!(istio.envoy.log().contains("policy loaded"), "{}", istio.envoy.log_tail(30));
+}
+
+#[test]
+fn forged_xfcc_under_append_forward_does_not_change_the_identity() {
+    let s = IstioStack::start(DEMO_POLICY, None, Xfcc { cert: false });
+    let victim = s.ids["frontend"].clone();
+    let victim_hash = sha256_hex(&victim.cert_der);
+    // `other` claims to be frontend through a forged element carrying frontend's real Hash and Cert.
+    let forged = forged_element(&victim, &victim_hash);
+    let r = s.send(Some("other"), &Request::get("/api/items").header("x-forwarded-client-cert", &forged)).unwrap();
+    assert_eq!(outcome(&r), (403, Some("no_matching_allow".into())), "{}", r.body_text());
+    // The forged element is still in the header that APPEND_FORWARD passes on...
+    let r = s
+        .send(
+            Some("frontend"),
+            &Request::get("/api/items")
+                .header("x-forwarded-client-cert", "Hash=00;URI=spiffe://cluster.local/ns/other/sa/batch")
+                .header(IDENTITY_HEADER, "cluster.local/ns/other/sa/batch"),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let echo = r.echo().unwrap();
+    // ...but the identity the app is told is the verified one, and Envoy appended the real element.
+    assert_eq!(echo.header(IDENTITY_HEADER), Some("cluster.local/ns/frontend/sa/web"));
+    let xfcc = echo.header("x-forwarded-client-cert").unwrap();
+    assert!(xfcc.starts_with("Hash=00;"), "APPEND_FORWARD keeps the client's element first: {xfcc}");
+    assert!(xfcc.contains(&format!("Hash={}", sha256_hex(&s.ids["frontend"].cert_der))), "{xfcc}");
+    assert_eq!(s.upstream.count(), 1);
+}
+
+#[test]
+fn xfcc_only_certificate_path_allows_a_healthy_certificate_and_rejects_forgeries() {
+    // As on an Envoy older than 1.38: no connection.peer_certificate; the full certificate must
+    // come from the XFCC element bound to the connection's digest (Cert= added to XFCC).
+    let policy = demo_policy_with(r#"{"certificate": {"maxLifetime": "24h"}}"#);
+    let vm = r#"{"emulateEnvoyWithoutPeerCertificate": true}"#;
+    let s = IstioStack::start(&policy, Some(vm), Xfcc { cert: true });
+    let log = || s.envoy.log_tail(30);
+
+    let r = s.send(Some("frontend"), &Request::get("/api/items")).unwrap();
+    assert_eq!(r.status, 200, "healthy 13h certificate: {} {:?}\n{}", r.body_text(), r.reason(), log());
+    assert_eq!(r.echo().unwrap().header(IDENTITY_HEADER), Some("cluster.local/ns/frontend/sa/web"));
+
+    // The certificate really is read from XFCC: a 48h one breaks maxLifetime.
+    let r = s.send(Some("long-lived"), &Request::get("/api/items")).unwrap();
+    assert_eq!(outcome(&r), (403, Some("lifetime_too_long".into())), "{}", log());
+
+    // Forged XFCC alone cannot help: the long-lived peer sends frontend's healthy certificate
+    // in an element of its own, once with frontend's hash and once with its own connection's.
+    let victim = s.ids["frontend"].clone();
+    let own_hash = sha256_hex(&s.ids["long-lived"].cert_der);
+    for hash in [sha256_hex(&victim.cert_der), own_hash] {
+        let forged = forged_element(&victim, &hash);
+        let r = s.send(Some("long-lived"), &Request::get("/api/items").header("x-forwarded-client-cert", &forged)).unwrap();
+        assert_eq!(outcome(&r), (403, Some("lifetime_too_long".into())), "forged Hash={hash}\n{}", log());
+    }
+}
+
+#[test]
+fn xfcc_only_path_without_cert_in_xfcc_fails_closed() {
+    // Istio's default XFCC (Subject, URI, DNS) carries no Cert=: a policy that needs the full
+    // certificate cannot be satisfied on an old Envoy, and peerguard says so instead of allowing.
+    let policy = demo_policy_with(r#"{"certificate": {"maxLifetime": "24h"}}"#);
+    let s = IstioStack::start(&policy, Some(r#"{"emulateEnvoyWithoutPeerCertificate": true}"#), Xfcc { cert: false });
+    let r = s.send(Some("frontend"), &Request::get("/api/items")).unwrap();
+    assert_eq!(outcome(&r), (403, Some("certificate_unavailable".into())), "{}", s.envoy.log_tail(30));
+    // ...and a client cannot fill the gap with a Cert= of its own choosing.
+    let me = s.ids["frontend"].clone();
+    let forged = forged_element(&me, &sha256_hex(&me.cert_der));
+    let r = s.send(Some("other"), &Request::get("/api/items").header("x-forwarded-client-cert", &forged)).unwrap();
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    assert_eq!(s.upstream.count(), 0);
+}
