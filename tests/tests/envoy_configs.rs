@@ -1,0 +1,147 @@
+//! Every Envoy config the repository ships passes `envoy --mode validate`; the docker compose
+//! file references files that exist; and its topology answers as envoy/README.md says, run
+//! without Docker. Fails (never skips) without Envoy or the built module.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::{Path, PathBuf};
+
+use peerguard_e2e::istio_schema::{load_yaml_docs, yaml_files};
+use peerguard_e2e::repo_root;
+use peerguard_e2e::sidecar::validate;
+use peerguard_e2e::standalone::{compose_envoys, compose_file, run, table};
+use serde_json::Value;
+
+/// A YAML file is an Envoy bootstrap when its (single) document has `static_resources`.
+fn shipped_envoy_configs() -> Vec<PathBuf> {
+    let root = repo_root();
+    let mut out = Vec::new();
+    for dir in ["envoy", "istio"] {
+        for f in yaml_files(&root.join(dir)).unwrap() {
+            let docs = load_yaml_docs(&f).unwrap();
+            if docs.iter().any(|d| d.get("static_resources").is_some()) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_shipped_envoy_config_passes_envoy_validate() {
+    let configs = shipped_envoy_configs();
+    let names: Vec<String> = configs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for want in ["inbound-sidecar.yaml", "outbound-sidecar.yaml", "front-proxy.yaml"] {
+        assert!(names.iter().any(|n| n == want), "{want} not found among {names:?}");
+    }
+    let mut failures = Vec::new();
+    for c in &configs {
+        // Run from the repository root: the configs' relative paths (envoy/certs, dist/) resolve there.
+        if let Err(e) = validate(c, &repo_root()) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn envoy_validate_is_not_vacuous() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "static_resources:\n  listeners:\n  - name: x\n    adress: {}\n").unwrap();
+    let err = validate(&bad, dir.path()).unwrap_err();
+    assert!(format!("{err:#}").contains("adress"), "{err:#}");
+}
+
+/// The `configuration` StringValue of the Wasm filter, parsed as JSON.
+fn embedded_policy(config: &str) -> Value {
+    fn find(v: &Value) -> Option<&str> {
+        match v {
+            Value::Object(o) => {
+                if let Some(c) = o.get("configuration") {
+                    if c["@type"] == "type.googleapis.com/google.protobuf.StringValue" {
+                        return c["value"].as_str();
+                    }
+                }
+                o.values().find_map(find)
+            }
+            Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    let docs = load_yaml_docs(&repo_root().join(config)).unwrap();
+    let text = find(&docs[0]).unwrap_or_else(|| panic!("{config}: no StringValue configuration"));
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn embedded_policies_equal_their_documented_files_and_compile() {
+    for (config, policy) in
+        [("envoy/inbound-sidecar.yaml", "envoy/policy.yaml"), ("envoy/front-proxy.yaml", "envoy/front-proxy-policy.yaml")]
+    {
+        let embedded = embedded_policy(config);
+        let file: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(policy)).unwrap()).unwrap();
+        assert_eq!(embedded, file, "{config} embeds a policy that differs from {policy}");
+        peerguard_policy::Engine::from_json(&embedded.to_string()).unwrap_or_else(|e| panic!("{policy}: {e}"));
+    }
+}
+
+fn exists_under(base: &Path, rel: &str) -> bool {
+    base.join(rel).exists()
+}
+
+#[test]
+fn compose_file_uses_the_official_envoy_image_and_references_existing_files() {
+    let compose = compose_file().unwrap();
+    let envoy_dir = repo_root().join("envoy");
+    let services = compose["services"].as_object().unwrap();
+    for want in ["app", "inbound", "outbound", "front-proxy", "client"] {
+        assert!(services.contains_key(want), "service {want} missing");
+    }
+    let envoys = compose_envoys(&compose).unwrap();
+    assert_eq!(envoys.len(), 3, "{envoys:?}");
+    let mut mounted_wasm = false;
+    for (name, svc) in services {
+        // Every bind mount's source exists (relative to the compose file).
+        for v in svc["volumes"].as_array().into_iter().flatten() {
+            let v = v.as_str().unwrap();
+            let src = v.split(':').next().unwrap();
+            assert!(exists_under(&envoy_dir, src), "{name}: volume source {src} does not exist");
+            if v.contains("peerguard.wasm") {
+                assert!(src.ends_with("dist/peerguard.wasm"), "{v}");
+                mounted_wasm = true;
+            }
+        }
+        let image = svc["image"].as_str().unwrap_or_default();
+        assert!(!image.is_empty() && image.contains(':') && !image.ends_with(":latest"), "{name}: unpinned image {image:?}");
+    }
+    assert!(mounted_wasm, "the module is not mounted");
+    for (name, cfg) in &envoys {
+        let svc = &services[name];
+        assert!(svc["image"].as_str().unwrap().starts_with("envoyproxy/envoy:v1.40"), "{name}: {}", svc["image"]);
+        assert_eq!(svc["working_dir"], "/peerguard");
+        // The config is inside the mounted envoy/ directory and exists in the repository.
+        assert!(cfg.starts_with("envoy/"), "{cfg:?}");
+        assert!(repo_root().join(cfg).is_file(), "{name}: {cfg:?} missing");
+        // Every file the config names exists, relative to the repository root (= working_dir).
+        let text = std::fs::read_to_string(repo_root().join(cfg)).unwrap();
+        for line in text.lines() {
+            if let Some(i) = line.find("filename: ") {
+                let f = line[i + 10..].trim_end_matches(['}', ' ']).trim();
+                assert!(repo_root().join(f).is_file(), "{cfg:?} names {f}, which does not exist");
+            }
+        }
+    }
+    let client = &services["client"];
+    assert_eq!(client["network_mode"], "service:app");
+    assert!(envoy_dir.join("compose-client.sh").is_file());
+}
+
+#[test]
+fn compose_topology_runs_without_docker_and_answers_as_documented() {
+    let logdir = tempfile::tempdir().unwrap();
+    let calls = run(logdir.path()).unwrap();
+    let t = table(&calls);
+    assert!(calls.iter().all(|c| c.ok()), "{t}");
+    assert_eq!(calls.len(), 8, "{t}");
+}
