@@ -94,6 +94,9 @@ pub struct EnvoyConfig {
     /// files are then watched through their parent directory, so [`rotate_cert_dir`] can swap
     /// them while Envoy runs.
     pub sds_dir: Option<PathBuf>,
+    /// `trust_chain_verification: ACCEPT_UNTRUSTED` on the listener: Envoy completes the handshake
+    /// with any client certificate (expired, unknown CA) and leaves the verdict to the filter.
+    pub accept_untrusted_client_certs: bool,
 }
 
 impl EnvoyConfig {
@@ -111,7 +114,15 @@ impl EnvoyConfig {
             timeout: default_timeout(),
             ecds_dir: None,
             sds_dir: None,
+            accept_untrusted_client_certs: false,
         }
+    }
+
+    /// Lets Envoy accept client certificates that fail its own validation (see
+    /// [`EnvoyConfig::accept_untrusted_client_certs`]), so the filter's certificate checks are what decides.
+    pub fn with_accept_untrusted_client_certs(mut self) -> Self {
+        self.accept_untrusted_client_certs = true;
+        self
     }
 
     /// Delivers the policy by ECDS from files in `dir` (see [`EnvoyConfig::ecds_dir`]).
@@ -231,6 +242,10 @@ impl EnvoyConfig {
                     }
                 }
             });
+            if self.accept_untrusted_client_certs {
+                chain["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+                    ["trust_chain_verification"] = json!("ACCEPT_UNTRUSTED");
+            }
             if let Some(dir) = &self.sds_dir {
                 let ctx = &mut chain["transport_socket"]["typed_config"]["common_tls_context"];
                 if let Some(o) = ctx.as_object_mut() {

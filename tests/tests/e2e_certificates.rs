@@ -1,0 +1,198 @@
+//! Certificate policy in a real Envoy: expired, revoked, wrong issuer, untrusted chain and the
+//! per-route admin rule are denied with their reason, and a healthy certificate passes.
+//!
+//! The listener uses `trust_chain_verification: ACCEPT_UNTRUSTED`, so Envoy's handshake lets
+//! every client certificate through (even expired or from an unknown CA) and the filter's own
+//! checks decide. Fails (never skips) without Envoy or the wasm.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use peerguard_e2e::client::{Client, Request, Response};
+use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
+use peerguard_e2e::upstream::EchoServer;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+const REVOKED_SERIAL: u64 = 0x5001;
+
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca(cn: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "cluster.local");
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::from_secs(86_400);
+    p.not_after = now + Duration::from_secs(365 * 86_400);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let pem = p.self_signed(&key).unwrap().pem();
+    Ca { pem, issuer: Issuer::new(p, key) }
+}
+
+/// Writes `<name>.pem` and `<name>-key.pem`, valid from `from` to `to` seconds around now.
+fn leaf(dir: &Path, ca: &Ca, name: &str, serial: u64, from: i64, to: i64, server: bool) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, if server { "localhost" } else { name });
+    p.distinguished_name = dn;
+    p.serial_number = Some(SerialNumber::from(serial));
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now + time::Duration::seconds(from);
+    p.not_after = now + time::Duration::seconds(to);
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if server {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.subject_alt_names.push(SanType::DnsName("localhost".try_into().unwrap()));
+    } else {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let uri = format!("spiffe://cluster.local/ns/default/sa/{name}");
+        p.subject_alt_names.push(SanType::URI(uri.as_str().try_into().unwrap()));
+    }
+    let cert = p.signed_by(&key, &ca.issuer).unwrap();
+    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn crl(ca: &Ca, revoked: &[u64]) -> String {
+    let now = OffsetDateTime::now_utc();
+    CertificateRevocationListParams {
+        this_update: now - Duration::from_secs(3600),
+        next_update: now + Duration::from_secs(86_400),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: now - Duration::from_secs(60),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.issuer)
+    .unwrap()
+    .pem()
+    .unwrap()
+}
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    root_pem: PathBuf,
+    envoy: Envoy,
+    upstream: EchoServer,
+}
+
+impl Stack {
+    fn send(&self, identity: &str, path: &str) -> Response {
+        let client = Client::mtls(
+            &self.root_pem,
+            &self.dir.join(format!("{identity}.pem")),
+            &self.dir.join(format!("{identity}-key.pem")),
+        )
+        .unwrap();
+        client.send(self.envoy.port(), &Request::get(path)).unwrap()
+    }
+
+    fn expect(&self, identity: &str, path: &str, status: u16, reason: Option<&str>) {
+        let resp = self.send(identity, path);
+        assert_eq!(
+            (resp.status, resp.reason().as_deref()),
+            (status, reason),
+            "{identity} {path}: body {:?}\nenvoy log tail:\n{}",
+            resp.body_text(),
+            self.envoy.log_tail(30)
+        );
+    }
+}
+
+/// Root, admin-ca and rogue-ca PKIs; Envoy trusts all three but accepts even untrusted certs.
+fn stack() -> Stack {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let root = ca("peerguard e2e root");
+    let admin = ca("admin-ca");
+    let rogue = ca("rogue-ca");
+    // Same name as the root, another key: passes `issuers`, fails the chain.
+    let impostor = ca("peerguard e2e root");
+    let hour = 3600;
+    leaf(&dir, &root, "server", 0x4000, -hour, hour, true);
+    leaf(&dir, &root, "healthy", 0x5000, -hour / 2, hour / 2, false);
+    leaf(&dir, &root, "revoked", REVOKED_SERIAL, -hour / 2, hour / 2, false);
+    leaf(&dir, &root, "expired", 0x5002, -2 * hour, -hour, false);
+    leaf(&dir, &root, "day", 0x5003, -12 * hour, 12 * hour, false);
+    leaf(&dir, &admin, "admin", 0x5004, -hour / 2, hour / 2, false);
+    leaf(&dir, &rogue, "rogue", 0x5005, -hour / 2, hour / 2, false);
+    leaf(&dir, &impostor, "impostor", 0x5006, -hour / 2, hour / 2, false);
+    let root_pem = dir.join("root.pem");
+    std::fs::write(&root_pem, &root.pem).unwrap();
+    let bundle = dir.join("client-cas.pem");
+    std::fs::write(&bundle, format!("{}{}{}", root.pem, admin.pem, rogue.pem)).unwrap();
+
+    let policy = serde_json::json!({
+        "certificate": {
+            "maxLifetime": "24h",
+            "issuers": ["CN=peerguard e2e root,*", "CN=admin-ca,*"],
+            "trustAnchors": [root.pem, admin.pem],
+            "crls": [crl(&root, &[REVOKED_SERIAL]), crl(&admin, &[])],
+            "revocation": {"depth": "leaf", "unknownStatus": "deny"},
+        },
+        "certificateRules": [{
+            "name": "admin-needs-short-lived",
+            "to": [{"operation": {"paths": ["/admin/*"]}}],
+            "require": {"maxLifetime": "1h", "issuers": ["CN=admin-ca*"]},
+        }],
+        "denyResponse": {"exposeReason": true},
+    });
+    let upstream = EchoServer::start().unwrap();
+    let tls = ListenerTls {
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server-key.pem"),
+        trusted_ca: bundle,
+        require_client_certificate: true,
+    };
+    let config = EnvoyConfig::new(upstream.port(), Some(tls))
+        .with_policy(&policy.to_string())
+        .with_accept_untrusted_client_certs();
+    let envoy = Envoy::start(&config, &dir).unwrap();
+    Stack { _dir: tmp, dir, root_pem, envoy, upstream }
+}
+
+#[test]
+fn certificate_policy_is_enforced_by_the_filter_in_envoy() {
+    let s = stack();
+    s.expect("healthy", "/api/items", 200, None);
+    s.expect("expired", "/api/items", 403, Some("expired"));
+    s.expect("revoked", "/api/items", 403, Some("revoked"));
+    s.expect("rogue", "/api/items", 403, Some("issuer_not_allowed"));
+    s.expect("impostor", "/api/items", 403, Some("untrusted_chain"));
+    // Per route: /admin/* needs admin-ca and at most 1h; the rest accepts 24h from the root.
+    s.expect("day", "/api/items", 200, None);
+    s.expect("day", "/admin/users", 403, Some("lifetime_too_long"));
+    s.expect("healthy", "/admin/users", 403, Some("issuer_not_allowed"));
+    s.expect("admin", "/admin/users", 200, None);
+    assert_eq!(s.upstream.count(), 3, "only the allowed requests reach the upstream");
+    // The same certificate twice: the second decision comes from the cache and agrees.
+    s.expect("revoked", "/api/other", 403, Some("revoked"));
+    s.expect("healthy", "/api/other", 200, None);
+}
