@@ -29,7 +29,7 @@ impl core::fmt::Display for PatternError {
         match self {
             PatternError::Empty => f.write_str("empty pattern; use \"*\" to mean any non-empty value"),
             PatternError::InnerWildcard => f.write_str(
-                "'*' is allowed only as the whole pattern, a prefix (\"*suffix\") or a suffix (\"prefix*\"), as in Istio",
+                "'*' is allowed only as the whole pattern, at the start (\"*suffix\") or at the end (\"prefix*\"), as in Istio",
             ),
         }
     }
