@@ -145,9 +145,10 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Validate(args) => validate(&args),
         Command::Import(args) => import::run(&args),
-        Command::Cert(cmd) => shipping(peerguard_cli::cert::run(&cmd).map(|s| {
-            serde_json::to_string_pretty(&s).map(|j| j + "\n").unwrap_or_default()
-        })),
+        Command::Cert(cmd) => shipping(
+            peerguard_cli::cert::run(&cmd)
+                .map(|s| serde_json::to_string_pretty(&s).map(|j| j + "\n").unwrap_or_default()),
+        ),
         Command::Render(cmd) => shipping(peerguard_cli::render::run(&cmd)),
     };
     match result {

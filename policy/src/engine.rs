@@ -552,11 +552,7 @@ impl Engine {
         for source in &self.identity_sources {
             match source {
                 IdentitySource::Spiffe => {
-                    let spiffe: Vec<&String> = facts
-                        .uri_sans
-                        .iter()
-                        .filter(|u| is_spiffe_uri(u))
-                        .collect();
+                    let spiffe: Vec<&String> = facts.uri_sans.iter().filter(|u| is_spiffe_uri(u)).collect();
                     match spiffe.as_slice() {
                         [] => {}
                         [one] => {
