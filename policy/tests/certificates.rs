@@ -2,6 +2,8 @@
 //! asserting the exact reason. Fixtures are in `tests/fixtures` (see its README); every test
 //! passes an explicit `now`, so none depends on the clock.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
