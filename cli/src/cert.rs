@@ -359,15 +359,16 @@ fn spiffe_of(a: &IssueArgs) -> Result<Option<(String, Option<String>)>, CertErro
     let (uri, sa) = match (&a.spiffe, &a.workload) {
         (Some(uri), _) => (uri.clone(), None),
         (None, Some(w)) => {
-            let (ns, sa) = w
-                .split_once('/')
-                .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains('/'))
-                .ok_or_else(|| CertError::Usage(format!("--workload {w:?}: expected NAMESPACE/SERVICEACCOUNT")))?;
+            let (ns, sa) =
+                w.split_once('/')
+                    .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains('/'))
+                    .ok_or_else(|| CertError::Usage(format!("--workload {w:?}: expected NAMESPACE/SERVICEACCOUNT")))?;
             (format!("spiffe://{}/ns/{ns}/sa/{sa}", a.trust_domain), Some(sa.to_string()))
         }
         (None, None) => return Ok(None),
     };
-    uri.parse::<peerguard_policy::SpiffeId>().map_err(|e| CertError::Usage(format!("invalid SPIFFE ID {uri:?}: {e}")))?;
+    uri.parse::<peerguard_policy::SpiffeId>()
+        .map_err(|e| CertError::Usage(format!("invalid SPIFFE ID {uri:?}: {e}")))?;
     Ok(Some((uri, sa)))
 }
 
@@ -375,9 +376,7 @@ fn issue(a: &IssueArgs) -> Result<Summary, CertError> {
     let spiffe = spiffe_of(a)?;
     let cn = a.cn.clone().or_else(|| spiffe.as_ref().and_then(|(_, sa)| sa.clone())).or_else(|| a.dns.first().cloned());
     if spiffe.is_none() && a.dns.is_empty() && a.ip.is_empty() && cn.is_none() {
-        return Err(CertError::Usage(
-            "no identity: give --spiffe, --workload, --dns, --ip and/or --cn".to_string(),
-        ));
+        return Err(CertError::Usage("no identity: give --spiffe, --workload, --dns, --ip and/or --cn".to_string()));
     }
     mkdir(&a.out_dir)?;
     let (issuer, ca_pem) = load_issuer(&a.ca, &a.ca_key)?;

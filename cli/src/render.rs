@@ -18,10 +18,16 @@ use serde_json::{json, Value};
 #[non_exhaustive]
 pub enum RenderError {
     /// The policy does not validate; every error with its path.
-    Policy { path: PathBuf, errors: ConfigErrors },
+    Policy {
+        path: PathBuf,
+        errors: ConfigErrors,
+    },
     /// A flag value that cannot be used.
     Usage(String),
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for RenderError {
@@ -188,8 +194,8 @@ pub fn load_policy(path: &Path) -> Result<Value, RenderError> {
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     let bad = |errors| RenderError::Policy { path: path.to_path_buf(), errors };
     // Validate the document exactly as the filter will receive it: as JSON.
-    let value: Value = serde_yaml::from_str(&text)
-        .map_err(|e| bad(ConfigErrors::one(".", format!("not YAML or JSON: {e}"))))?;
+    let value: Value =
+        serde_yaml::from_str(&text).map_err(|e| bad(ConfigErrors::one(".", format!("not YAML or JSON: {e}"))))?;
     let json = serde_json::to_string(&value).map_err(|e| bad(ConfigErrors::one(".", e.to_string())))?;
     Engine::from_json(&json).map_err(bad)?;
     Ok(value)
@@ -239,9 +245,8 @@ pub fn wasmplugin_value(a: &WasmPluginArgs) -> Result<Value, RenderError> {
     } else if !a.selector.is_empty() {
         let mut labels = serde_json::Map::new();
         for s in &a.selector {
-            let (k, v) = s
-                .split_once('=')
-                .ok_or_else(|| RenderError::Usage(format!("--selector {s:?}: expected KEY=VALUE")))?;
+            let (k, v) =
+                s.split_once('=').ok_or_else(|| RenderError::Usage(format!("--selector {s:?}: expected KEY=VALUE")))?;
             labels.insert(k.into(), v.into());
         }
         spec.insert("selector".into(), json!({"matchLabels": labels}));

@@ -71,7 +71,13 @@ fn cert_ca_is_a_self_signed_ca_with_the_requested_subject_and_ttl() {
 #[test]
 fn cert_issue_spiffe_workload_has_the_uri_san_ttl_both_ekus_and_chains_to_the_ca() {
     let (d, ca, key) = ca(&[]);
-    let summary: Value = serde_json::from_str(&issue(d.path(), &ca, &key, &["--name", "web", "--workload", "frontend/web", "--ttl", "12h"])).unwrap();
+    let summary: Value = serde_json::from_str(&issue(
+        d.path(),
+        &ca,
+        &key,
+        &["--name", "web", "--workload", "frontend/web", "--ttl", "12h"],
+    ))
+    .unwrap();
     assert_eq!(summary["sans"][0], "URI:spiffe://cluster.local/ns/frontend/sa/web");
     let leaf = d.path().join("web.pem");
     with_cert(&leaf, |c| {
@@ -104,11 +110,22 @@ fn cert_issue_spiffe_workload_has_the_uri_san_ttl_both_ekus_and_chains_to_the_ca
 #[test]
 fn cert_issue_key_types_dns_and_cn_identities() {
     let (d, ca, key) = ca(&["--key-type", "ecdsa-p384"]);
-    with_cert(&ca, |c| assert_eq!(c.public_key().algorithm.parameters.as_ref().unwrap().as_oid().unwrap().to_id_string(), "1.3.132.0.34"));
-    issue(d.path(), &ca, &key, &["--name", "api", "--dns", "api.example.com", "--dns", "api", "--usage", "server", "--key-type", "ed25519"]);
+    with_cert(&ca, |c| {
+        assert_eq!(
+            c.public_key().algorithm.parameters.as_ref().unwrap().as_oid().unwrap().to_id_string(),
+            "1.3.132.0.34"
+        )
+    });
+    issue(
+        d.path(),
+        &ca,
+        &key,
+        &["--name", "api", "--dns", "api.example.com", "--dns", "api", "--usage", "server", "--key-type", "ed25519"],
+    );
     with_cert(&d.path().join("api.pem"), |c| {
         assert_eq!(c.public_key().algorithm.algorithm.to_id_string(), "1.3.101.112", "Ed25519");
-        let names: Vec<String> = c.subject_alternative_name().unwrap().unwrap().value.general_names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> =
+            c.subject_alternative_name().unwrap().unwrap().value.general_names.iter().map(|n| n.to_string()).collect();
         assert_eq!(names, ["DNSName(api.example.com)", "DNSName(api)"]);
         assert!(c.subject().to_string().contains("CN=api.example.com"));
         let eku = c.extended_key_usage().unwrap().unwrap().value;
@@ -125,7 +142,22 @@ fn cert_issue_key_types_dns_and_cn_identities() {
 #[test]
 fn cert_issue_writes_a_kubernetes_tls_secret() {
     let (d, ca, key) = ca(&[]);
-    issue(d.path(), &ca, &key, &["--name", "gw", "--dns", "gw.example.com", "--k8s-secret", "--namespace", "istio-ingress", "--secret-name", "gw-cert"]);
+    issue(
+        d.path(),
+        &ca,
+        &key,
+        &[
+            "--name",
+            "gw",
+            "--dns",
+            "gw.example.com",
+            "--k8s-secret",
+            "--namespace",
+            "istio-ingress",
+            "--secret-name",
+            "gw-cert",
+        ],
+    );
     let secret = parse_yaml_docs(&std::fs::read_to_string(d.path().join("gw-secret.yaml")).unwrap()).unwrap().remove(0);
     assert_eq!(secret["kind"], "Secret");
     assert_eq!(secret["type"], "kubernetes.io/tls");
@@ -141,7 +173,19 @@ fn cert_issue_writes_a_kubernetes_tls_secret() {
 fn cert_ca_writes_istios_plug_in_ca_layout() {
     let (d, root, root_key) = ca(&[]);
     let inter = d.path().join("cluster1");
-    ok(&["cert", "ca", "--out-dir", s(&inter), "--cn", "cluster1 intermediate", "--issuer", s(&root), "--issuer-key", s(&root_key), "--istio-cacerts"]);
+    ok(&[
+        "cert",
+        "ca",
+        "--out-dir",
+        s(&inter),
+        "--cn",
+        "cluster1 intermediate",
+        "--issuer",
+        s(&root),
+        "--issuer-key",
+        s(&root_key),
+        "--istio-cacerts",
+    ]);
     for f in ["ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem", "cacerts.yaml"] {
         assert!(inter.join(f).is_file(), "{f} missing");
     }
@@ -165,7 +209,16 @@ fn cert_ca_writes_istios_plug_in_ca_layout() {
     let policy = d.path().join("p.json");
     let p = serde_json::json!({"certificate": {"trustAnchors": [std::fs::read_to_string(&root).unwrap()]}});
     std::fs::write(&policy, p.to_string()).unwrap();
-    let out: Value = serde_json::from_str(&ok(&["check", "--policy", s(&policy), "--cert", s(&inter.join("w.pem")), "--chain", s(&inter.join("ca-cert.pem"))])).unwrap();
+    let out: Value = serde_json::from_str(&ok(&[
+        "check",
+        "--policy",
+        s(&policy),
+        "--cert",
+        s(&inter.join("w.pem")),
+        "--chain",
+        s(&inter.join("ca-cert.pem")),
+    ]))
+    .unwrap();
     assert_eq!(out["decision"], "allow", "{out}");
 }
 
@@ -208,7 +261,20 @@ fn render_wasmplugin_validates_against_the_crd_and_embeds_policy_and_image_diges
     let (policy, wasm) = (policy_file(d.path()), fake_wasm(d.path()));
     let schemas = Schemas::load().unwrap();
     let url = "oci://registry.example.com/peerguard:1.0";
-    let out = ok(&["render", "wasmplugin", "--policy", s(&policy), "--url", url, "--wasm", s(&wasm), "--namespace", "server", "--selector", "app=nginx"]);
+    let out = ok(&[
+        "render",
+        "wasmplugin",
+        "--policy",
+        s(&policy),
+        "--url",
+        url,
+        "--wasm",
+        s(&wasm),
+        "--namespace",
+        "server",
+        "--selector",
+        "app=nginx",
+    ]);
     let doc = parse_yaml_docs(&out).unwrap().remove(0);
     schemas.validate(&doc).unwrap_or_else(|e| panic!("{}\n{out}", e.join("\n")));
     let spec = &doc["spec"];
@@ -217,10 +283,29 @@ fn render_wasmplugin_validates_against_the_crd_and_embeds_policy_and_image_diges
     assert_eq!(spec["pluginConfig"]["policies"][0]["name"], "a");
     // For oci:// Istio compares sha256 with the image manifest digest: the one `render oci` prints.
     let img = d.path().join("oci");
-    let built: Value = serde_json::from_str(&ok(&["render", "oci", "--wasm", s(&wasm), "--out", s(&img), "--tar", s(&d.path().join("i.tar"))])).unwrap();
+    let built: Value = serde_json::from_str(&ok(&[
+        "render",
+        "oci",
+        "--wasm",
+        s(&wasm),
+        "--out",
+        s(&img),
+        "--tar",
+        s(&d.path().join("i.tar")),
+    ]))
+    .unwrap();
     assert_eq!(format!("sha256:{}", spec["sha256"].as_str().unwrap()), built["manifestDigest"].as_str().unwrap());
     // For https:// it is the module's own SHA-256, which is plugin.wasm's.
-    let out = ok(&["render", "wasmplugin", "--policy", s(&policy), "--url", "https://example.com/peerguard.wasm", "--wasm", s(&wasm)]);
+    let out = ok(&[
+        "render",
+        "wasmplugin",
+        "--policy",
+        s(&policy),
+        "--url",
+        "https://example.com/peerguard.wasm",
+        "--wasm",
+        s(&wasm),
+    ]);
     let doc = parse_yaml_docs(&out).unwrap().remove(0);
     schemas.validate(&doc).unwrap();
     assert_eq!(doc["spec"]["sha256"].as_str().unwrap(), built["pluginWasmSha256"].as_str().unwrap());
@@ -230,7 +315,18 @@ fn render_wasmplugin_validates_against_the_crd_and_embeds_policy_and_image_diges
 fn render_wasmplugin_gateway_variant_uses_target_refs() {
     let d = tempfile::tempdir().unwrap();
     let policy = policy_file(d.path());
-    let out = ok(&["render", "wasmplugin", "--policy", s(&policy), "--url", "oci://r.example/p:1", "--gateway", "ingress", "--namespace", "istio-ingress"]);
+    let out = ok(&[
+        "render",
+        "wasmplugin",
+        "--policy",
+        s(&policy),
+        "--url",
+        "oci://r.example/p:1",
+        "--gateway",
+        "ingress",
+        "--namespace",
+        "istio-ingress",
+    ]);
     let doc = parse_yaml_docs(&out).unwrap().remove(0);
     Schemas::load().unwrap().validate(&doc).unwrap();
     assert_eq!(doc["spec"]["targetRefs"][0]["name"], "ingress");
@@ -249,7 +345,10 @@ fn render_refuses_an_invalid_policy_naming_its_path() {
         let out = pg(&args);
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("policies[0].action") || err.contains("policies.0.action") || err.contains("action"), "{err}");
+        assert!(
+            err.contains("policies[0].action") || err.contains("policies.0.action") || err.contains("action"),
+            "{err}"
+        );
     }
 }
 
@@ -262,8 +361,8 @@ fn render_envoy_embeds_the_policy_as_a_string_value_and_passes_envoy_validate() 
     let wasm = peerguard_e2e::envoy::wasm_path().unwrap();
     ok(&["render", "envoy", "--policy", s(&policy), "--wasm", s(&wasm), "--out", s(&cfg)]);
     let doc = parse_yaml_docs(&std::fs::read_to_string(&cfg).unwrap()).unwrap().remove(0);
-    let conf = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
-        ["typed_config"]["config"];
+    let conf = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"][0]["typed_config"]["config"];
     assert_eq!(conf["root_id"], "peerguard");
     assert_eq!(conf["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
     let embedded: Value = serde_json::from_str(conf["configuration"]["value"].as_str().unwrap()).unwrap();

@@ -106,13 +106,16 @@ fn oci_layout_has_the_compat_structure_media_types_and_digests() {
     assert_eq!(config["rootfs"]["diff_ids"][0], format!("sha256:{}", sha(&tar_bytes)));
 
     // Exactly the three blobs, nothing else.
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir.join("blobs/sha256")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    let mut want: Vec<String> = [mdigest, manifest["config"]["digest"].as_str().unwrap(), layer["digest"].as_str().unwrap()]
-        .iter()
-        .map(|d| d[7..].to_string())
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
+    names.sort();
+    let mut want: Vec<String> =
+        [mdigest, manifest["config"]["digest"].as_str().unwrap(), layer["digest"].as_str().unwrap()]
+            .iter()
+            .map(|d| d[7..].to_string())
+            .collect();
     want.sort();
     assert_eq!(names, want);
 
@@ -140,7 +143,10 @@ fn oci_image_is_reproducible_so_manifests_can_pin_its_digest() {
     let a = build(&wasm, &d.path().join("a"), &d.path().join("a.tar"), "1");
     let b = build(&wasm, &d.path().join("b"), &d.path().join("b.tar"), "2");
     assert_eq!(a["manifestDigest"], b["manifestDigest"], "the tag must not change the manifest");
-    assert_eq!(std::fs::read(d.path().join("a.tar")).unwrap().len(), std::fs::read(d.path().join("b.tar")).unwrap().len());
+    assert_eq!(
+        std::fs::read(d.path().join("a.tar")).unwrap().len(),
+        std::fs::read(d.path().join("b.tar")).unwrap().len()
+    );
     // The library computes the same digest that `render wasmplugin` puts into `sha256`.
     let img = peerguard_cli::render::oci::build(&std::fs::read(&wasm).unwrap(), "x").unwrap();
     assert_eq!(format!("sha256:{}", img.manifest_hex()), a["manifestDigest"].as_str().unwrap());
@@ -151,6 +157,14 @@ fn oci_refuses_a_file_that_is_not_webassembly() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("x.wasm");
     std::fs::write(&p, b"#!/bin/sh\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_peerguard")).args(["render", "oci", "--wasm"]).arg(&p).arg("--out").arg(d.path().join("o")).arg("--tar").arg(d.path().join("o.tar")).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_peerguard"))
+        .args(["render", "oci", "--wasm"])
+        .arg(&p)
+        .arg("--out")
+        .arg(d.path().join("o"))
+        .arg("--tar")
+        .arg(d.path().join("o.tar"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }

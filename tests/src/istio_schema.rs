@@ -60,7 +60,11 @@ impl Schemas {
                 }
                 crds.insert(
                     kind.to_string(),
-                    Crd { group: spec["group"].as_str().unwrap_or_default().to_string(), kind: kind.to_string(), versions },
+                    Crd {
+                        group: spec["group"].as_str().unwrap_or_default().to_string(),
+                        kind: kind.to_string(),
+                        versions,
+                    },
                 );
             }
         }
@@ -92,8 +96,7 @@ impl Schemas {
             Ok(v) => v,
             Err(e) => return Err(vec![format!("the CRD schema does not compile: {e}")]),
         };
-        let errors: Vec<String> =
-            validator.iter_errors(doc).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
+        let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{}: {}", e.instance_path(), e)).collect();
         let mut errors = errors;
         errors.extend(cel_equivalents(kind, doc));
         if errors.is_empty() {
@@ -160,7 +163,10 @@ fn cel_equivalents(kind: &str, doc: &Value) -> Vec<String> {
             errors.push("/spec/url: url must have schema one of [http, https, file, oci]".into());
         }
     }
-    if kind == "PeerAuthentication" && spec.get("portLevelMtls").is_some() && spec["selector"]["matchLabels"].as_object().is_none_or(|m| m.is_empty()) {
+    if kind == "PeerAuthentication"
+        && spec.get("portLevelMtls").is_some()
+        && spec["selector"]["matchLabels"].as_object().is_none_or(|m| m.is_empty())
+    {
         errors.push("/spec: portLevelMtls requires selector".into());
     }
     errors

@@ -98,7 +98,25 @@ pub fn make_certs(peerguard: &Path, dir: &Path) -> Result<()> {
     let (ca, key) = (format!("{d}/ca.pem"), format!("{d}/ca-key.pem"));
     for s in SERVICES {
         let w = format!("{0}/{0}", s.name);
-        pg(peerguard, &["cert", "issue", "--ca", &ca, "--ca-key", &key, "--out-dir", d, "--name", s.name, "--workload", &w, "--ttl", "24h"])?;
+        pg(
+            peerguard,
+            &[
+                "cert",
+                "issue",
+                "--ca",
+                &ca,
+                "--ca-key",
+                &key,
+                "--out-dir",
+                d,
+                "--name",
+                s.name,
+                "--workload",
+                &w,
+                "--ttl",
+                "24h",
+            ],
+        )?;
     }
     Ok(())
 }
@@ -136,8 +154,13 @@ pub fn sidecar_bootstrap(s: &Service, certs: &Path, wasm: &Path) -> Result<Value
             spiffe: d.spiffe(),
         })
         .collect();
-    let mut listeners =
-        vec![istio::inbound_listener(s.addr(INBOUND_PORT), APP_PORT, TRUST_DOMAIN, Some(&plugin), Xfcc { cert: false })];
+    let mut listeners = vec![istio::inbound_listener(
+        s.addr(INBOUND_PORT),
+        APP_PORT,
+        TRUST_DOMAIN,
+        Some(&plugin),
+        Xfcc { cert: false },
+    )];
     listeners.push(istio::outbound_listener(s.addr(OUTBOUND_PORT), &dests));
     let mut clusters = vec![istio::inbound_cluster(s.addr(APP_PORT))];
     clusters.extend(dests.iter().map(istio::outbound_cluster));

@@ -76,7 +76,11 @@ pub fn run(logdir: &Path) -> Result<Vec<Call>> {
     let d = certs();
     type Send = Box<dyn Fn() -> Result<crate::client::Response>>;
     let cases: Vec<(&'static str, u16, Send)> = vec![
-        ("outbound sidecar -> inbound, GET /api/items", 200, Box::new(move || plain.send(15001, &Request::get("/api/items")))),
+        (
+            "outbound sidecar -> inbound, GET /api/items",
+            200,
+            Box::new(move || plain.send(15001, &Request::get("/api/items"))),
+        ),
         ("outbound sidecar -> inbound, POST /api/items", 403, {
             let c = Client::plaintext();
             Box::new(move || c.send(15001, &Request::new("POST", "/api/items")))

@@ -34,7 +34,8 @@ impl IstioStack {
     fn start(policy_json: &str, vm_configuration: Option<&str>, xfcc: Xfcc) -> IstioStack {
         let dir = tempfile::Builder::new().prefix("peerguard-istio-").tempdir().unwrap();
         let ca = DemoCa::create(dir.path()).unwrap();
-        let server = ca.issue("server", &LeafSpec::server().spiffe("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
+        let server =
+            ca.issue("server", &LeafSpec::server().spiffe("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
         let mut ids = BTreeMap::new();
         for (name, ns, sa) in IDENTITIES {
             // Istio-like lifetimes: well under a day.
@@ -52,7 +53,8 @@ impl IstioStack {
             plugin_config: serde_json::from_str(policy_json).unwrap(),
             vm_configuration: vm_configuration.map(String::from),
         };
-        let workload = Workload { cert: server.cert_path.clone(), key: server.key_path.clone(), root_ca: ca.cert_path.clone() };
+        let workload =
+            Workload { cert: server.cert_path.clone(), key: server.key_path.clone(), root_ca: ca.cert_path.clone() };
         let app = SocketAddr::from(([127, 0, 0, 1], upstream.port()));
         let listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let boot = istio::bootstrap(
@@ -90,7 +92,13 @@ fn outcome(r: &Response) -> (u16, Option<String>) {
 /// URL-encodes a PEM the way Envoy writes `Cert=` in XFCC.
 fn url_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -141,7 +149,10 @@ fn istio_shaped_sidecar_decides_exactly_like_the_standalone_setup() {
                 // Standalone answers 403 no_peer_certificate at L7; an Istio STRICT sidecar
                 // (require_client_certificate) already refuses the handshake.
                 assert_eq!(outcome(&a), (403, Some("no_peer_certificate".into())));
-                assert!(istio.send(None, &c.request()).is_err(), "STRICT sidecar accepted a TLS client without a certificate");
+                assert!(
+                    istio.send(None, &c.request()).is_err(),
+                    "STRICT sidecar accepted a TLS client without a certificate"
+                );
             }
         }
     }
@@ -204,7 +215,8 @@ fn xfcc_only_certificate_path_allows_a_healthy_certificate_and_rejects_forgeries
     let own_hash = sha256_hex(&s.ids["long-lived"].cert_der);
     for hash in [sha256_hex(&victim.cert_der), own_hash] {
         let forged = forged_element(&victim, &hash);
-        let r = s.send(Some("long-lived"), &Request::get("/api/items").header("x-forwarded-client-cert", &forged)).unwrap();
+        let r =
+            s.send(Some("long-lived"), &Request::get("/api/items").header("x-forwarded-client-cert", &forged)).unwrap();
         assert_eq!(outcome(&r), (403, Some("lifetime_too_long".into())), "forged Hash={hash}\n{}", log());
     }
 }

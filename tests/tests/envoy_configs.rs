@@ -76,9 +76,10 @@ fn embedded_policy(config: &str) -> Value {
 
 #[test]
 fn embedded_policies_equal_their_documented_files_and_compile() {
-    for (config, policy) in
-        [("envoy/inbound-sidecar.yaml", "envoy/policy.yaml"), ("envoy/front-proxy.yaml", "envoy/front-proxy-policy.yaml")]
-    {
+    for (config, policy) in [
+        ("envoy/inbound-sidecar.yaml", "envoy/policy.yaml"),
+        ("envoy/front-proxy.yaml", "envoy/front-proxy-policy.yaml"),
+    ] {
         let embedded = embedded_policy(config);
         let file: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(policy)).unwrap()).unwrap();
         assert_eq!(embedded, file, "{config} embeds a policy that differs from {policy}");
@@ -113,7 +114,10 @@ fn compose_file_uses_the_official_envoy_image_and_references_existing_files() {
             }
         }
         let image = svc["image"].as_str().unwrap_or_default();
-        assert!(!image.is_empty() && image.contains(':') && !image.ends_with(":latest"), "{name}: unpinned image {image:?}");
+        assert!(
+            !image.is_empty() && image.contains(':') && !image.ends_with(":latest"),
+            "{name}: unpinned image {image:?}"
+        );
     }
     assert!(mounted_wasm, "the module is not mounted");
     for (name, cfg) in &envoys {

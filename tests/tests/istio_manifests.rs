@@ -107,7 +107,8 @@ fn sidecar_wasmplugin_is_authz_fail_close_inbound_with_a_real_policy_and_image_d
     let sha = spec["sha256"].as_str().unwrap();
     assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{sha}");
     let policy: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("istio/peerguard/policy.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("istio/peerguard/policy.yaml")).unwrap())
+            .unwrap();
     assert_eq!(spec["pluginConfig"], policy, "pluginConfig differs from istio/peerguard/policy.yaml: run `just oci`");
     peerguard_policy::Engine::from_json(&policy.to_string()).unwrap();
 }
@@ -147,7 +148,9 @@ fn workloads_run_as_their_own_service_accounts() {
     let sas: BTreeSet<(String, String)> = all
         .iter()
         .filter(|(_, d)| d["kind"] == "ServiceAccount")
-        .map(|(_, d)| (d["metadata"]["namespace"].as_str().unwrap().into(), d["metadata"]["name"].as_str().unwrap().into()))
+        .map(|(_, d)| {
+            (d["metadata"]["namespace"].as_str().unwrap().into(), d["metadata"]["name"].as_str().unwrap().into())
+        })
         .collect();
     let mut n = 0;
     for (_, d) in all.iter().filter(|(_, d)| d["kind"] == "Deployment") {

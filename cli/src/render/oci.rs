@@ -178,10 +178,8 @@ pub fn write_layout(img: &Image, dir: &Path, tar_path: &Path) -> std::io::Result
 
 /// The layout's files, relative path and contents.
 pub fn layout_files(img: &Image) -> Vec<(String, Vec<u8>)> {
-    let mut v = vec![
-        ("oci-layout".to_string(), OCI_LAYOUT.as_bytes().to_vec()),
-        ("index.json".to_string(), img.index.clone()),
-    ];
+    let mut v =
+        vec![("oci-layout".to_string(), OCI_LAYOUT.as_bytes().to_vec()), ("index.json".to_string(), img.index.clone())];
     for blob in [&img.layer, &img.config, &img.manifest] {
         v.push((format!("blobs/sha256/{}", blob.hex()), blob.bytes.clone()));
     }
