@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use peerguard_policy::{
-    pem_certificates, CertFacts, ConfigErrors, Decision, Engine, Peer, PolicyDocument, Request,
-};
+use peerguard_policy::{pem_certificates, CertFacts, ConfigErrors, Decision, Engine, Peer, PolicyDocument, Request};
 use serde::Serialize;
 
 /// Exit code for a deny.
@@ -218,12 +216,12 @@ fn load_engine(path: &Path) -> Result<(PolicyDocument, Engine), Failure> {
 fn validate(args: &ValidateArgs) -> Result<ExitCode, Failure> {
     let (doc, _engine) = load_engine(&args.file)?;
     let rules: usize = doc.policies.iter().map(|p| p.rules.as_ref().map_or(0, Vec::len)).sum();
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     println!(
         "ok: {}, {}, {} (mode {}, mtls {})",
-        plural(doc.policies.len(), "policy").replace("policys", "policies"),
-        plural(rules, "rule"),
-        plural(doc.certificate_rules.len(), "certificate rule"),
+        plural(doc.policies.len(), "policy", "policies"),
+        plural(rules, "rule", "rules"),
+        plural(doc.certificate_rules.len(), "certificate rule", "certificate rules"),
         serde_name(&doc.mode),
         serde_name(&doc.mtls),
     );
@@ -299,8 +297,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
             let chain = match &args.chain {
                 Some(p) => {
                     let pem = read_file(p)?;
-                    pem_certificates(&pem)
-                        .map_err(|e| Failure(format!("{}: no PEM certificates: {e}", p.display())))?
+                    pem_certificates(&pem).map_err(|e| Failure(format!("{}: no PEM certificates: {e}", p.display())))?
                 }
                 None => Vec::new(),
             };

@@ -524,6 +524,26 @@ fn import_of_a_multi_document_file_round_trips_through_validate() {
 }
 
 #[test]
+fn import_reads_stdin_and_validate_counts_in_the_singular() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerguard"))
+        .args(["import", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let one = ISTIO.split("---").next().unwrap();
+    child.stdin.take().unwrap().write_all(one.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = Dir::new();
+    let file = dir.write("one.json", &String::from_utf8_lossy(&out.stdout));
+    let valid = peerguard(&["validate", &file]);
+    assert_eq!(valid.stdout.trim(), "ok: 1 policy, 1 rule, 0 certificate rules (mode enforce, mtls strict)");
+}
+
+#[test]
 fn import_refuses_custom_and_unsupported_fields_naming_them() {
     let dir = Dir::new();
     let custom = dir.write(
