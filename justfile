@@ -42,7 +42,7 @@ lint:
 # --- shipping (issue 6): OCI image, Istio manifests, standalone Envoy, local mesh ---
 
 # Where `just oci` says the image will be pushed (the WasmPlugin's url); override with PEERGUARD_OCI_URL
-oci_url := env_var_or_default("PEERGUARD_OCI_URL", "oci://localhost:5000/peerguard:0.1.0")
+oci_url := env_var_or_default("PEERGUARD_OCI_URL", "oci://kind-registry:5000/peerguard:0.1.0")
 
 # Build the peerguard CLI (target/debug/peerguard)
 cli:
