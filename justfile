@@ -44,20 +44,23 @@ lint:
 # Where `just oci` says the image will be pushed (the WasmPlugin's url); override with PEERGUARD_OCI_URL
 oci_url := env_var_or_default("PEERGUARD_OCI_URL", "oci://kind-registry:5000/peerguard:0.1.0")
 
-# Build the peerguard CLI (target/debug/peerguard)
+# The peerguard CLI, built on first use (respects CARGO_TARGET_DIR)
+peerguard := "cargo run -q -p peerguard-cli --bin peerguard --"
+
+# Build the peerguard CLI
 cli:
     cargo build -q -p peerguard-cli --bin peerguard
 
 # OCI image of dist/peerguard.wasm (Istio compat format) in dist/oci + dist/peerguard-oci.tar; prints the digest and re-renders istio/peerguard/wasmplugin*.yaml
 oci: build cli
-    target/debug/peerguard render oci --wasm dist/peerguard.wasm --out dist/oci --tar dist/peerguard-oci.tar
-    target/debug/peerguard render wasmplugin --policy istio/peerguard/policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --namespace server --selector app=nginx --out istio/peerguard/wasmplugin.yaml
-    target/debug/peerguard render wasmplugin --policy istio/peerguard/gateway-policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --name peerguard-ingress --namespace istio-ingress --gateway ingress --out istio/peerguard/wasmplugin-gateway.yaml
+    {{peerguard}} render oci --wasm dist/peerguard.wasm --out dist/oci --tar dist/peerguard-oci.tar
+    {{peerguard}} render wasmplugin --policy istio/peerguard/policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --namespace server --selector app=nginx --out istio/peerguard/wasmplugin.yaml
+    {{peerguard}} render wasmplugin --policy istio/peerguard/gateway-policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --name peerguard-ingress --namespace istio-ingress --gateway ingress --out istio/peerguard/wasmplugin-gateway.yaml
     @echo "istio/peerguard/wasmplugin.yaml and wasmplugin-gateway.yaml now point at {{oci_url}} with this image's digest"
 
 # Regenerate the demo PKI in envoy/certs with `peerguard cert`
 envoy-certs: cli
-    PEERGUARD=target/debug/peerguard envoy/certs/generate.sh
+    envoy/certs/generate.sh
 
 # The docker-compose topology (envoy/docker-compose.yaml) without Docker: app, inbound, outbound, front proxy, and the client's calls
 compose-local: build cli
@@ -65,7 +68,7 @@ compose-local: build cli
 
 # A local mesh: frontend, api, db behind inbound+outbound Envoy sidecars on 127.0.0.x, certs from `peerguard cert`; prints the call matrix
 mesh: build cli
-    ENVOY_BIN="$(scripts/ensure-envoy.sh)" PEERGUARD_BIN=target/debug/peerguard cargo run -q -p peerguard-e2e --bin mesh
+    ENVOY_BIN="$(scripts/ensure-envoy.sh)" cargo run -q -p peerguard-e2e --bin mesh
 
 # --- operations (issue 5): live policy reload and certificate rotation (envoy/live-reload.yaml) ---
 

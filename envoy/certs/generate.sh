@@ -14,7 +14,7 @@ repo="$(cd "$here/../.." && pwd)"
 pg="${PEERGUARD:-}"
 if [[ -z "$pg" ]]; then
   (cd "$repo" && cargo build -q -p peerguard-cli --bin peerguard)
-  pg="$repo/target/debug/peerguard"
+  pg="${CARGO_TARGET_DIR:-$repo/target}/debug/peerguard"
 fi
 ttl="${TTL:-87600h}"
 q() { "$pg" "$@" >/dev/null; }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use peerguard_e2e::envoy::{rotate_cert_dir, wasm_path, write_ecds, write_server_sds};
 use peerguard_e2e::istio_schema::{load_yaml_docs, yaml_files};
 use peerguard_e2e::repo_root;
 use peerguard_e2e::sidecar::validate;
@@ -34,14 +35,37 @@ fn every_shipped_envoy_config_passes_envoy_validate() {
     for want in ["inbound-sidecar.yaml", "outbound-sidecar.yaml", "front-proxy.yaml"] {
         assert!(names.iter().any(|n| n == want), "{want} not found among {names:?}");
     }
+    let scratch = scratch_root();
     let mut failures = Vec::new();
     for c in &configs {
-        // Run from the repository root: the configs' relative paths (envoy/certs, dist/) resolve there.
-        if let Err(e) = validate(c, &repo_root()) {
+        // Run from a copy of the repository root: the configs' relative paths (envoy/certs,
+        // dist/, .run/live) resolve there exactly as they do for a user.
+        let rel = c.strip_prefix(repo_root()).unwrap();
+        if let Err(e) = validate(&scratch.path().join(rel), scratch.path()) {
             failures.push(format!("{e:#}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A stand-in for the repository root: `envoy/`, `istio/` and `dist/` linked in, and `.run/live`
+/// written as `just live-init` writes it (for envoy/live-reload.yaml), without touching the
+/// real `.run/` (a live demo may be using it).
+fn scratch_root() -> tempfile::TempDir {
+    let root = repo_root();
+    let d = tempfile::tempdir().unwrap();
+    for dir in ["envoy", "istio", "dist"] {
+        std::os::unix::fs::symlink(root.join(dir), d.path().join(dir)).unwrap();
+    }
+    let live = d.path().join(".run/live");
+    let policy: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("envoy/policy.yaml")).unwrap()).unwrap();
+    write_ecds(&live.join("ecds/peerguard.yaml"), &policy.to_string(), &wasm_path().unwrap()).unwrap();
+    let read = |f: &str| std::fs::read_to_string(root.join("envoy/certs").join(f)).unwrap();
+    let (cert, key) =
+        rotate_cert_dir(&live.join("server-certs"), &read("server.pem"), &read("server-key.pem")).unwrap();
+    write_server_sds(&live.join("sds/server.yaml"), &cert, &key).unwrap();
+    d
 }
 
 #[test]

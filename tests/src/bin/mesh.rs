@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let root = peerguard_e2e::repo_root();
+    // `just mesh` builds the CLI first; PEERGUARD_BIN overrides, CARGO_TARGET_DIR is respected.
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let peerguard =
-        std::env::var_os("PEERGUARD_BIN").map(PathBuf::from).unwrap_or_else(|| root.join("target/debug/peerguard"));
+        std::env::var_os("PEERGUARD_BIN").map(PathBuf::from).unwrap_or_else(|| target.join("debug/peerguard"));
     let workdir = root.join("target/mesh");
     let _ = std::fs::remove_dir_all(&workdir);
     match peerguard_e2e::mesh::run(&peerguard, &workdir) {
