@@ -636,18 +636,24 @@ impl Engine {
         let mut expiring = false;
         if let Some(p) = prepared {
             let f = &p.facts;
+            // The certificate's identity (when valid) travels with a certificate deny so that
+            // logs can say whose certificate was refused.
+            let cert_deny = |reason: Reason, expiring: bool| {
+                let mut d = Decision::deny(reason);
+                d.identity = p.identity.clone().ok().flatten();
+                d.expiring = expiring;
+                d
+            };
             if now < f.not_before {
-                return Decision::deny(Reason::NotYetValid);
+                return cert_deny(Reason::NotYetValid, false);
             }
             if now > f.not_after {
-                return Decision::deny(Reason::Expired);
+                return cert_deny(Reason::Expired, false);
             }
             if let (Some(reqs), Some(Some(v))) = (&self.certificate, p.verdicts.first()) {
                 expiring = reqs.is_expiring(f, now);
                 if let Some(reason) = reqs.evaluate(f, v, now) {
-                    let mut d = Decision::deny(reason);
-                    d.expiring = expiring;
-                    return d;
+                    return cert_deny(reason, expiring);
                 }
             }
         }
