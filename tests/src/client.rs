@@ -199,13 +199,21 @@ fn encode(req: &Request, host: &str) -> Vec<u8> {
     out
 }
 
+/// Reads until EOF or until a complete response has arrived, whichever comes first. Waiting
+/// for EOF alone costs a second per local reply: Envoy keeps the connection open for its
+/// `delayed_close_timeout` (1 s) after a `connection: close` response it generated itself.
 fn read_to_eof(r: &mut impl Read) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
         match r.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if response_complete(&buf) {
+                    break;
+                }
+            }
             // A peer that closes without close_notify: keep what arrived.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => break,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !buf.is_empty() => break,
@@ -213,6 +221,27 @@ fn read_to_eof(r: &mut impl Read) -> Result<Vec<u8>> {
         }
     }
     Ok(buf)
+}
+
+/// Whether `raw` holds a whole response: the head, then a body of `content-length` bytes or a
+/// chunked body up to its last chunk. Without either, only EOF ends the response.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        match name.trim() {
+            "content-length" => return value.trim().parse::<usize>().is_ok_and(|len| body.len() >= len),
+            "transfer-encoding" if value.contains("chunked") => {
+                return body.ends_with(b"0\r\n\r\n") && parse_response_bytes(raw).is_ok()
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses a complete raw HTTP/1.1 response (head and body).

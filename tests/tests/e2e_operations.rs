@@ -542,6 +542,7 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
         .collect();
 
     let probe = live.client(Some("frontend"));
+    let started = Instant::now();
     for (i, policy) in phases.iter().enumerate() {
         if i > 0 {
             phase.store(i, Ordering::SeqCst);
@@ -558,6 +559,7 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
             assert!(Instant::now() < deadline, "phase {i} never went live:\n{}", live.envoy.log_tail(30));
             std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("reload: phase {i} live after {:?}", started.elapsed());
         std::thread::sleep(Duration::from_millis(1500));
     }
     stop.store(true, Ordering::SeqCst);
@@ -568,7 +570,11 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
     let tally = tally.lock().unwrap();
     let failures = failures.lock().unwrap();
     let total: usize = tally.values().sum::<usize>() + failures.iter().filter(|f| f.contains("transport")).count();
-    eprintln!("reload under load: {total} requests, {} failed; per outcome: {tally:#?}", failures.len());
+    eprintln!(
+        "reload under load: {total} requests in {:?}, {} failed; per outcome: {tally:#?}",
+        started.elapsed(),
+        failures.len()
+    );
     assert!(failures.is_empty(), "{} failures, first ones: {:#?}", failures.len(), &failures[..failures.len().min(10)]);
     assert!(tally.keys().any(|k| k.contains("config_invalid")), "the load never saw the invalid window: {tally:?}");
     assert!(tally.get("frontend -> 200 ").is_some() && tally.get("other -> 200 ").is_some(), "{tally:?}");
