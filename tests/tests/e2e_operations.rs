@@ -580,7 +580,10 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
     assert!(tally.get("frontend -> 200 ").is_some() && tally.get("other -> 200 ").is_some(), "{tally:?}");
     // Envoy took the invalid policy (fail closed), it did not keep the old one.
     assert!(live.envoy.log().contains("invalid policy at"), "{}", live.envoy.log_tail(30));
-    assert!(live.peerguard_stats()["wasmcustom.peerguard.denied.reason.config_invalid"] > 0);
+    let stats = live.peerguard_stats();
+    assert!(stats["wasmcustom.peerguard.denied.reason.config_invalid"] > 0, "{stats:#?}");
+    // Counted once per Envoy thread that loads the bad policy (main and worker), so at least once.
+    assert!(stats["wasmcustom.peerguard.config_errors"] >= 1, "{stats:#?}");
     assert_eq!(live.upstream.seen().iter().filter(|e| e.header(IDENTITY_HEADER).is_none()).count(), 0);
 }
 

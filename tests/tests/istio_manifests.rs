@@ -48,7 +48,7 @@ fn every_istio_resource_validates_against_the_vendored_crd_schema() {
             // Core resources: no Kubernetes OpenAPI is vendored; check the envelope.
             let known = matches!(
                 (api, kind.as_str()),
-                ("v1", "Namespace" | "ServiceAccount" | "Service" | "Secret") | ("apps/v1", "Deployment")
+                ("v1", "Namespace" | "ServiceAccount" | "Service" | "Secret" | "ConfigMap") | ("apps/v1", "Deployment")
             );
             assert!(known, "{}: unexpected {api} {kind}", rel(&f));
             assert!(doc["metadata"]["name"].is_string(), "{}: {kind} without a name", rel(&f));
