@@ -43,13 +43,15 @@ pub struct Call {
     pub name: &'static str,
     /// Expected status; 0 = the TLS handshake must fail.
     pub want: u16,
+    /// Expected `x-peerguard-reason` (`-` for none); ignored when the handshake fails.
+    pub want_reason: &'static str,
     pub got: u16,
     pub reason: String,
 }
 
 impl Call {
     pub fn ok(&self) -> bool {
-        self.want == self.got
+        self.want == self.got && (self.got == 0 || self.reason == self.want_reason)
     }
 }
 
@@ -75,48 +77,49 @@ pub fn run(logdir: &Path) -> Result<Vec<Call>> {
     let plain = Client::plaintext();
     let d = certs();
     type Send = Box<dyn Fn() -> Result<crate::client::Response>>;
-    let cases: Vec<(&'static str, u16, Send)> = vec![
+    let cases: Vec<(&'static str, u16, &'static str, Send)> = vec![
         (
             "outbound sidecar -> inbound, GET /api/items",
             200,
+            "-",
             Box::new(move || plain.send(15001, &Request::get("/api/items"))),
         ),
-        ("outbound sidecar -> inbound, POST /api/items", 403, {
+        ("outbound sidecar -> inbound, POST /api/items", 403, "no_matching_allow", {
             let c = Client::plaintext();
             Box::new(move || c.send(15001, &Request::new("POST", "/api/items")))
         }),
-        ("frontend cert -> inbound, GET /api/admin/users", 403, {
+        ("frontend cert -> inbound, GET /api/admin/users", 403, "denied_by_policy", {
             let c = mtls("frontend")?;
             Box::new(move || c.send(15006, &Request::get("/api/admin/users")))
         }),
-        ("other cert -> inbound, GET /api/items", 403, {
+        ("other cert -> inbound, GET /api/items", 403, "no_matching_allow", {
             let c = mtls("other")?;
             Box::new(move || c.send(15006, &Request::get("/api/items")))
         }),
-        ("no client cert -> inbound, GET /api/items", 403, {
+        ("no client cert -> inbound, GET /api/items", 403, "no_peer_certificate", {
             let c = Client::tls(&d.join("ca.pem"))?;
             Box::new(move || c.send(15006, &Request::get("/api/items")))
         }),
-        ("alice -> front proxy, GET /", 200, {
+        ("alice -> front proxy, GET /", 200, "-", {
             let c = mtls("alice")?;
             Box::new(move || c.send(8443, &Request::get("/")))
         }),
-        ("frontend cert -> front proxy, GET /", 403, {
+        ("frontend cert -> front proxy, GET /", 403, "no_matching_allow", {
             let c = mtls("frontend")?;
             Box::new(move || c.send(8443, &Request::get("/")))
         }),
-        ("no client cert -> front proxy (handshake)", 0, {
+        ("no client cert -> front proxy (handshake)", 0, "-", {
             let c = Client::tls(&d.join("ca.pem"))?;
             Box::new(move || c.send(8443, &Request::get("/")))
         }),
     ];
     let mut out = Vec::new();
-    for (name, want, send) in cases {
+    for (name, want, want_reason, send) in cases {
         let (got, reason) = match send() {
             Ok(r) => (r.status, r.reason().unwrap_or_else(|| "-".into())),
             Err(e) => (0, format!("connection failed: {}", e.root_cause())),
         };
-        out.push(Call { name, want, got, reason });
+        out.push(Call { name, want, want_reason, got, reason });
     }
     drop(envoys);
     Ok(out)
