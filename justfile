@@ -20,6 +20,12 @@ demo: build
 up *ARGS: build
     ENVOY_BIN="$(scripts/ensure-envoy.sh)" cargo run -q -p peerguard-e2e --bin demo -- --up {{ARGS}}
 
+# Benchmark: peerguard vs no filter vs native RBAC vs Lua vs the wasm floor, interleaved rounds
+# (args: --quick for about a minute; --help for the rest). Table on stdout; JSON, markdown, PNG in target/bench/
+bench *ARGS: build
+    scripts/build-wasm.sh floor
+    ENVOY_BIN="$(scripts/ensure-envoy.sh)" cargo run -q --release -p peerguard-bench -- {{ARGS}}
+
 # Everything CI runs: native workspace tests (incl. end-to-end in Envoy), then engine tests in wasm
 test: build
     #!/usr/bin/env bash

@@ -3,6 +3,7 @@
 # to dist/peerguard.wasm. The toolchain path is picked automatically (scripts/ensure-wasm-toolchain.sh).
 #
 #   scripts/build-wasm.sh                 # the filter module -> dist/peerguard.wasm
+#   scripts/build-wasm.sh floor           # the benchmark's wasm floor (bench/floor-filter) -> dist/floor.wasm
 #   scripts/build-wasm.sh policy-tests    # only compile peerguard-policy's tests for wasm32-unknown-unknown
 #   scripts/build-wasm.sh clippy          # clippy -D warnings on peerguard-filter + peerguard-policy for wasm32-wasip1
 set -euo pipefail
@@ -22,6 +23,17 @@ case "${1:-filter}" in
     cp -f "$out" "$repo/dist/peerguard.wasm"
     size="$(wc -c < "$repo/dist/peerguard.wasm")"
     echo "==> dist/peerguard.wasm: $size bytes ($(( (size + 1023) / 1024 )) KiB)"
+    ;;
+  floor)
+    target=wasm32-wasip1
+    wasm_toolchain "$target"
+    echo "==> building peerguard-floor-filter for $target (release, $WASM_MODE toolchain)"
+    wasm_cargo "$target" build --release -p peerguard-floor-filter
+    out="$(wasm_target_dir)/$target/release/peerguard_floor_filter.wasm"
+    [[ -f "$out" ]] || { echo "error: build finished but $out is missing" >&2; exit 1; }
+    mkdir -p "$repo/dist"
+    cp -f "$out" "$repo/dist/floor.wasm"
+    echo "==> dist/floor.wasm: $(wc -c < "$repo/dist/floor.wasm") bytes"
     ;;
   policy-tests)
     target=wasm32-unknown-unknown
@@ -46,7 +58,7 @@ case "${1:-filter}" in
     wasm_cargo "$target" clippy -p peerguard-filter -p peerguard-policy --lib -- -D warnings
     ;;
   *)
-    echo "usage: $0 [filter|policy-tests|clippy]" >&2
+    echo "usage: $0 [filter|floor|policy-tests|clippy]" >&2
     exit 2
     ;;
 esac
