@@ -97,7 +97,7 @@ pub fn draw(report: &Report, path: &Path) -> Result<()> {
         let label = format!("{x:.0}");
         text(&root, &label, px(x) - label.len() as i32 * 8, BOTTOM as i32 + 10, 2, &dark)?;
     }
-    text(&root, "principal rules (request matches the last)", 300, BOTTOM as i32 + 40, 2, &dark)?;
+    text(&root, "principal rules (the request matches the last)", 150, BOTTOM as i32 + 45, 2, &dark)?;
     root.draw(&Rectangle::new([(LEFT as i32, TOP as i32), (RIGHT as i32, BOTTOM as i32)], dark.stroke_width(1)))
         .map_err(err)?;
     // Reference lines: no filter (1.0) and the wasm floor.
@@ -113,17 +113,19 @@ pub fn draw(report: &Report, path: &Path) -> Result<()> {
         }
     }
     let blue = RGBColor(30, 90, 200);
-    for (pts, color) in [(&rbac, RED), (&pg, blue)] {
+    // RBAC's values above its points, peerguard's below, so that they do not collide at 10 rules.
+    for (pts, color, dy) in [(&rbac, RED, -22), (&pg, blue, 10)] {
         let line: Vec<(i32, i32)> = pts.iter().map(|&(x, y)| (px(x), py(y))).collect();
         root.draw(&PathElement::new(line.clone(), color.stroke_width(3))).map_err(err)?;
         for (p, &(_, y)) in line.iter().zip(pts.iter()) {
             root.draw(&Circle::new(*p, 5, color.filled())).map_err(err)?;
-            text(&root, &format!("{y:.3}"), p.0 + 8, p.1 - 18, 1, &color)?;
+            text(&root, &format!("{y:.3}"), p.0 + 8, p.1 + dy, 2, &color)?;
         }
     }
     // Legend.
-    let (lx, ly) = (RIGHT as i32 - 300, BOTTOM as i32 - 110);
-    root.draw(&Rectangle::new([(lx - 10, ly - 10), (RIGHT as i32 - 10, ly + 92)], WHITE.filled())).map_err(err)?;
+    // Lower left: RBAC's line falls to the lower right.
+    let (lx, ly) = (LEFT as i32 + 20, BOTTOM as i32 - 110);
+    root.draw(&Rectangle::new([(lx - 10, ly - 10), (lx + 260, ly + 92)], WHITE.filled())).map_err(err)?;
     let entries = [(blue, "peerguard"), (RED, "native RBAC"), (green, "wasm floor"), (BLACK, "no filter = 1")];
     for (i, (c, name)) in entries.iter().enumerate() {
         let y = ly + i as i32 * 22 + 6;
