@@ -115,7 +115,16 @@ impl Envoy {
         let child = Command::new(&bin)
             .arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+            // wasm at info: peerguard logs VM start and "policy loaded", which time on_configure.
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+                "--component-log-level",
+                "wasm:info",
+            ])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .stdin(Stdio::null())
@@ -157,6 +166,31 @@ impl Envoy {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// peerguard's on_configure calls so far, from its log lines: (count, total ms). Each VM
+    /// (Envoy's main thread and each worker) logs "starting" then "policy loaded".
+    pub fn configure_times(&self) -> (usize, f64) {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        // Default log format: "[2026-11-29 09:28:02.052][pid][level][component] ...".
+        let ms = |line: &str| -> Option<f64> {
+            let t = line.get(12..24)?;
+            let (h, rest) = t.split_once(':')?;
+            let (m, sec) = rest.split_once(':')?;
+            Some((h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + sec.parse::<f64>().ok()?) * 1e3)
+        };
+        let (mut count, mut total, mut started) = (0, 0.0, None);
+        for line in text.lines() {
+            if line.contains("peerguard: peerguard") && line.ends_with(" starting") {
+                started = ms(line);
+            } else if line.contains(": policy loaded (") {
+                if let (Some(a), Some(b)) = (started.take(), ms(line)) {
+                    count += 1;
+                    total += (b - a).rem_euclid(86_400_000.0);
+                }
+            }
+        }
+        (count, total)
     }
 
     pub fn log_tail(&self) -> String {

@@ -143,6 +143,9 @@ pub struct Sample {
     pub rss_kib: u64,
     /// Envoy spawn until the first 200 on the listener.
     pub start_ms: f64,
+    /// peerguard's on_configure calls (one per VM: main thread and worker) and their total time.
+    pub configure_calls: usize,
+    pub configure_ms: f64,
     pub ok: u64,
     pub non_200: u64,
     pub errors: u64,
@@ -159,6 +162,7 @@ pub struct Summary {
     pub client_cpu: f64,
     pub rss_kib: f64,
     pub start_ms: f64,
+    pub configure_ms: f64,
     pub ratio_to_no_filter: Option<f64>,
     pub ratio_to_rbac_same_size: Option<f64>,
     pub ratio_to_wasm_floor: Option<f64>,
@@ -358,6 +362,7 @@ fn measure(opts: &Options, pki: &Pki, bootstrap: &Value, dir: &Path, round: usiz
     let r = load::run(&spec)?;
     let (e0, e1, c0, c1) = sampler.join().map_err(|_| anyhow::anyhow!("sampler panicked"))??;
     let rss_kib = envoy::rss_kib(envoy.pid)?;
+    let (configure_calls, configure_ms) = envoy.configure_times();
     drop(envoy);
     let secs = r.window_secs;
     let total = (r.ok + r.non_200).max(1) as f64;
@@ -372,6 +377,8 @@ fn measure(opts: &Options, pki: &Pki, bootstrap: &Value, dir: &Path, round: usiz
         client_cpu: (c1 - c0) as f64 / ticks / secs,
         rss_kib,
         start_ms,
+        configure_calls,
+        configure_ms,
         ok: r.ok,
         non_200: r.non_200,
         errors: r.errors,
