@@ -240,6 +240,22 @@ pub fn markdown(r: &Report) -> String {
         let name = if t.superseded { format!("{} (issue target, superseded)", t.name) } else { t.name.clone() };
         let _ = writeln!(s, "| {name} | {} | {} | {met} |", t.want, t.got);
     }
+    // A server that did not get (nearly) a whole core was sharing the machine: its throughput
+    // understates it, while CPU µs/request stays meaningful.
+    let starved: Vec<String> = r
+        .results
+        .iter()
+        .flat_map(|c| c.samples.iter().map(move |s| (c, s)))
+        .filter(|(_, s)| s.envoy_cpu < 0.9 && s.rps > 1000.0)
+        .map(|(c, s)| format!("{} round {} ({:.0}%)", c.config.id, s.round, s.envoy_cpu * 100.0))
+        .collect();
+    if !starved.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nThe server Envoy got less than 90% of a core in: {}. Another process was using the CPU; prefer the CPU µs/request columns for these.",
+            starved.join(", ")
+        );
+    }
     for c in r.results.iter().filter(|c| c.note.is_some()) {
         let _ = writeln!(s, "\n{} ({}): {}", c.config.id, c.status, c.note.as_deref().unwrap_or(""));
     }
