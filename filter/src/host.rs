@@ -14,6 +14,8 @@ pub trait Host {
     fn now_unix(&self) -> i64;
     /// Adds one to a counter defined with `define_metric`.
     fn increment_metric(&self, id: u32);
+    /// Defines (or finds) a counter by name; `None` when the host refuses.
+    fn define_counter(&self, name: &str) -> Option<u32>;
 }
 
 /// The real host: proxy-wasm hostcalls, with every error turned into "absent" rather than a panic.
@@ -47,5 +49,9 @@ impl Host for ProxyWasmHost {
 
     fn increment_metric(&self, id: u32) {
         let _ = proxy_wasm::hostcalls::increment_metric(id, 1);
+    }
+
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        proxy_wasm::hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
     }
 }

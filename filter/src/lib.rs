@@ -98,9 +98,6 @@ impl RootContext for PeerguardRoot {
         };
         match &engine {
             Ok(e) => {
-                let mut counters = (*self.counters).clone();
-                counters.define_policies(e.policy_names().iter().map(|n| n.as_ref()));
-                self.counters = Rc::new(counters);
                 log::info!(
                     "peerguard {BUILD}: policy loaded ({} policies and certificate rules)",
                     e.policy_names().len()

@@ -1,5 +1,6 @@
 //! Counters in Envoy's stats, defined through proxy-wasm.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use peerguard_policy::Reason;
@@ -19,7 +20,9 @@ pub struct Counters {
     cert_expiring: Option<u32>,
     denied_by_reason: HashMap<Reason, u32>,
     would_deny_by_reason: HashMap<Reason, u32>,
-    policy_matches: HashMap<String, u32>,
+    /// Per-policy counters, defined on a policy's first match rather than at configure time:
+    /// defining 10,000 stats in `on_configure` would slow every policy load.
+    policy_matches: RefCell<HashMap<String, Option<u32>>>,
 }
 
 fn define(name: &str) -> Option<u32> {
@@ -96,19 +99,12 @@ impl Counters {
         c
     }
 
-    /// Defines a per-policy match counter for each named policy (called on every configure).
-    pub fn define_policies<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
-        for name in names {
-            if !self.policy_matches.contains_key(name) {
-                let safe: String = name
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-                    .collect();
-                if let Some(id) = define(&format!("{}{safe}{}", names::POLICY_MATCHED.0, names::POLICY_MATCHED.1)) {
-                    self.policy_matches.insert(name.to_owned(), id);
-                }
-            }
-        }
+    /// The stat name of a policy's match counter; characters Envoy's tag regex does not
+    /// accept become `_`.
+    fn policy_metric_name(name: &str) -> String {
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        format!("{}{safe}{}", names::POLICY_MATCHED.0, names::POLICY_MATCHED.1)
     }
 
     /// An allowed request.
@@ -145,6 +141,17 @@ impl Counters {
 
     /// A named policy or certificate rule decided (or audited) a request.
     pub fn policy_matched(&self, host: &dyn Host, name: &str) {
-        inc(host, self.policy_matches.get(name).copied());
+        let id = {
+            let mut ids = self.policy_matches.borrow_mut();
+            match ids.get(name) {
+                Some(id) => *id,
+                None => {
+                    let id = host.define_counter(&Counters::policy_metric_name(name));
+                    ids.insert(name.to_owned(), id);
+                    id
+                }
+            }
+        };
+        inc(host, id);
     }
 }

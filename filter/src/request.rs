@@ -92,14 +92,14 @@ impl Worker {
                 return Verdict::Replied;
             }
         };
-        // Clients must never supply their own identity header.
-        host.set_request_header(engine.identity_header(), None);
-
         let now = host.now_unix();
         let peer = self.lookup_peer(engine, host, now);
-        let method = text(host.request_header(":method")).unwrap_or_default();
-        let path = text(host.request_header(":path")).unwrap_or_default();
-        let authority = text(host.request_header(":authority")).unwrap_or_default();
+        // Each host call that returns data also calls back into the module to allocate, so
+        // pseudo-headers no rule reads are fetched only if an audit line needs them.
+        let fetch = |name: &str, used: bool| if used { text(host.request_header(name)) } else { None };
+        let method = fetch(":method", engine.uses_methods());
+        let path = fetch(":path", engine.uses_paths());
+        let authority = fetch(":authority", engine.uses_hosts());
         let port = if engine.uses_ports() { port_property(host.property(&["destination", "port"])) } else { None };
         let sni = if engine.uses_sni() { text(host.property(&["connection", "requested_server_name"])) } else { None };
         let headers = FetchedHeaders(
@@ -109,8 +109,14 @@ impl Worker {
                 .filter_map(|n| text(host.request_header(n)).map(|v| (n.clone(), v)))
                 .collect(),
         );
-        let req =
-            Request { method: &method, path: &path, host: &authority, port, sni: sni.as_deref(), headers: &headers };
+        let req = Request {
+            method: method.as_deref().unwrap_or_default(),
+            path: path.as_deref().unwrap_or_default(),
+            host: authority.as_deref().unwrap_or_default(),
+            port,
+            sni: sni.as_deref(),
+            headers: &headers,
+        };
         let decision = match &peer {
             PeerLookup::None => engine.decide(&req, &Peer::None, now),
             PeerLookup::Unparseable => engine.decide(&req, &Peer::Unparseable, now),
@@ -121,12 +127,13 @@ impl Worker {
             PeerLookup::Certificate(p) => Some(p.as_ref()),
             _ => None,
         };
-        self.observe(host, engine, &decision, &req, cert, now);
+        self.observe(host, &decision, [method, path, authority], cert, now);
 
         if decision.allowed {
-            if let Some(principal) = decision.principal() {
-                host.set_request_header(engine.identity_header(), Some(principal));
-            }
+            // Clients must never supply their own identity header. A replace drops every copy
+            // the client sent and sets the verified principal in one host call; without a
+            // principal the header is removed. A denied request never reaches the upstream.
+            host.set_request_header(engine.identity_header(), decision.principal());
             return Verdict::Continue;
         }
         let reason = decision.reason.unwrap_or(Reason::ConfigInvalid);
@@ -184,12 +191,13 @@ impl Worker {
         }
     }
 
+    /// Counters and audit lines. `fetched` holds `:method`, `:path` and `:authority` when the
+    /// policy read them; an audit line fetches whichever are missing.
     fn observe(
         &self,
         host: &dyn Host,
-        engine: &Engine,
         d: &Decision,
-        req: &Request<'_>,
+        fetched: [Option<String>; 3],
         cert: Option<&PreparedCert>,
         now: i64,
     ) {
@@ -222,9 +230,13 @@ impl Worker {
         if label.is_none() && d.audit.is_empty() {
             return;
         }
+        let [method, path, authority] = fetched;
+        let or_fetch =
+            |v: Option<String>, name: &str| v.or_else(|| text(host.request_header(name))).unwrap_or_default();
+        let (method, path, authority) =
+            (or_fetch(method, ":method"), or_fetch(path, ":path"), or_fetch(authority, ":authority"));
         let request_id = text(host.request_header("x-request-id"));
-        let areq =
-            AuditRequest { method: req.method, path: req.path, host: req.host, request_id: request_id.as_deref() };
+        let areq = AuditRequest { method: &method, path: &path, host: &authority, request_id: request_id.as_deref() };
         let mut limiter = self.audit.borrow_mut();
         let mut emit = |line: String| {
             let (ok, suppressed) = limiter.admit(now);
@@ -241,7 +253,6 @@ impl Worker {
         for p in &d.audit {
             emit(audit_line(now, "audit", d, Some(p), &areq, cert));
         }
-        let _ = engine;
     }
 }
 
@@ -295,6 +306,9 @@ mod tests {
             1_800_000_000
         }
         fn increment_metric(&self, _id: u32) {}
+        fn define_counter(&self, _name: &str) -> Option<u32> {
+            None
+        }
     }
 
     fn worker(policy: &str) -> Worker {

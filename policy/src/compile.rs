@@ -273,14 +273,16 @@ impl Engine {
             }
         }
 
-        let op_uses_ports = |t: &To| t.operation.ports.is_some() || t.operation.not_ports.is_some();
-        uses_ports |= doc
+        let all_ops: Vec<&To> = doc
             .policies
             .iter()
             .flat_map(|p| p.rules.iter().flatten())
             .flat_map(|r| r.to.iter().flatten())
-            .any(op_uses_ports)
-            || doc.certificate_rules.iter().flat_map(|r| r.to.iter().flatten()).any(op_uses_ports);
+            .chain(doc.certificate_rules.iter().flat_map(|r| r.to.iter().flatten()))
+            .collect();
+        let uses_methods = all_ops.iter().any(|t| t.operation.methods.is_some() || t.operation.not_methods.is_some());
+        let uses_hosts = all_ops.iter().any(|t| t.operation.hosts.is_some() || t.operation.not_hosts.is_some());
+        uses_ports |= all_ops.iter().any(|t| t.operation.ports.is_some() || t.operation.not_ports.is_some());
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -301,6 +303,8 @@ impl Engine {
             needs_full_certificate,
             needed_headers,
             uses_paths,
+            uses_methods,
+            uses_hosts,
             uses_ports,
             uses_sni,
             deny_response: doc.deny_response.clone(),

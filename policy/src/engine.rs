@@ -484,6 +484,8 @@ pub struct Engine {
     pub(crate) needs_full_certificate: bool,
     pub(crate) needed_headers: Vec<String>,
     pub(crate) uses_paths: bool,
+    pub(crate) uses_methods: bool,
+    pub(crate) uses_hosts: bool,
     pub(crate) uses_ports: bool,
     pub(crate) uses_sni: bool,
     pub(crate) deny_response: crate::config::DenyResponse,
@@ -501,6 +503,21 @@ impl Engine {
     /// Lower-case names of the request headers that `when` conditions read.
     pub fn needed_headers(&self) -> &[String] {
         &self.needed_headers
+    }
+
+    /// Whether any rule reads `:path` (so the filter must fetch it).
+    pub fn uses_paths(&self) -> bool {
+        self.uses_paths
+    }
+
+    /// Whether any rule reads `:method` (so the filter must fetch it).
+    pub fn uses_methods(&self) -> bool {
+        self.uses_methods
+    }
+
+    /// Whether any rule reads `:authority` (so the filter must fetch it).
+    pub fn uses_hosts(&self) -> bool {
+        self.uses_hosts
     }
 
     /// Whether any rule reads the destination port (so the filter must fetch `destination.port`).

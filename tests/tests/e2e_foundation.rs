@@ -72,6 +72,34 @@ fn forged_identity_header_is_replaced_by_the_verified_principal() {
 }
 
 #[test]
+fn every_forged_copy_of_the_identity_header_is_dropped() {
+    // The filter replaces the header in one host call; a replace must drop every copy the
+    // client sent, or the upstream would see "forged,real" (the echo joins repeats with ',').
+    let stack = Stack::demo().unwrap();
+    let req = Request::get("/api/items")
+        .header(IDENTITY_HEADER, "cluster.local/ns/admin/sa/root")
+        .header(IDENTITY_HEADER, "cluster.local/ns/admin/sa/other");
+    let resp = stack.send(Some("frontend"), &req).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+    let seen = stack.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header(IDENTITY_HEADER), Some("cluster.local/ns/frontend/sa/web"));
+}
+
+#[test]
+fn forged_identity_header_is_removed_when_the_peer_has_no_principal() {
+    // A permissive policy lets a plaintext request through with no principal: the header the
+    // client sent must not reach the upstream either.
+    let stack = Stack::with_policy(r#"{"mtls":"permissive"}"#).unwrap();
+    let req = Request::get("/api/items").header(IDENTITY_HEADER, "cluster.local/ns/admin/sa/root");
+    let resp = stack.send(None, &req).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+    let seen = stack.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header(IDENTITY_HEADER), None);
+}
+
+#[test]
 fn all_demo_cases_pass_against_one_envoy() {
     let stack = Stack::demo().unwrap();
     for c in cases() {
