@@ -33,6 +33,8 @@ test: build
     export ENVOY_BIN="$(scripts/ensure-envoy.sh)"
     echo "==================== native tests: cargo test --workspace ===================="
     cargo test --workspace
+    echo "==================== conformance: chain verification vs x509-limbo (policy/tests/limbo.rs) ===================="
+    cargo test -p peerguard-policy --test limbo -- --ignored
     echo "==================== wasm tests: peerguard-policy on wasm32-unknown-unknown ===================="
     scripts/wasm-test.sh
 
