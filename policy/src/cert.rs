@@ -196,9 +196,19 @@ pub fn pem_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
     pem_blocks(input, "CERTIFICATE")
 }
 
-/// Decodes every PEM block with the given label (e.g. `X509 CRL`).
+/// Largest PEM accepted from the policy itself (trusted input): a CRL with 10,000 entries is
+/// about 500 KB, so the peer budget above would refuse real revocation lists.
+pub const MAX_CONFIG_PEM_BYTES: usize = 32 * 1024 * 1024;
+
+/// Decodes every PEM block with the given label (e.g. `X509 CRL`) from peer input, within the
+/// peer size budget.
 pub fn pem_blocks(input: &[u8], label: &str) -> Result<Vec<Vec<u8>>, CertError> {
-    if input.len() > MAX_PEM_BYTES * 4 {
+    pem_blocks_within(input, label, MAX_PEM_BYTES * 4)
+}
+
+/// Decodes every PEM block with the given label, refusing input over `max_bytes`.
+pub fn pem_blocks_within(input: &[u8], label: &str, max_bytes: usize) -> Result<Vec<Vec<u8>>, CertError> {
+    if input.len() > max_bytes {
         return Err(CertError::TooLarge(input.len()));
     }
     let decoded;

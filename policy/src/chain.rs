@@ -21,7 +21,7 @@ use webpki::{
 };
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
-use crate::cert::{pem_blocks, pem_certificates, CertFacts};
+use crate::cert::{pem_blocks_within, pem_certificates, CertError, CertFacts, MAX_CONFIG_PEM_BYTES};
 use crate::config::{CertificateRequirements, RevocationDepth, UnknownStatus};
 use crate::error::ConfigError;
 use crate::reason::Reason;
@@ -123,7 +123,7 @@ impl ChainVerifier {
             }
             for (i, pem) in list.iter().enumerate() {
                 let at = format!("{path}.crls[{i}]");
-                match pem_blocks(pem.as_bytes(), "X509 CRL") {
+                match pem_blocks_within(pem.as_bytes(), "X509 CRL", MAX_CONFIG_PEM_BYTES) {
                     Ok(ders) => {
                         for der in ders {
                             match OwnedCertRevocationList::from_der(&der) {
@@ -134,6 +134,10 @@ impl ChainVerifier {
                             }
                         }
                     }
+                    Err(CertError::TooLarge(n)) => errors.push(ConfigError::new(
+                        at,
+                        format!("{n} bytes is over the {MAX_CONFIG_PEM_BYTES}-byte limit for one CRL entry"),
+                    )),
                     Err(_) => errors.push(ConfigError::new(at, "expected a PEM CRL (-----BEGIN X509 CRL-----)")),
                 }
             }

@@ -450,6 +450,21 @@ fn crl_that_does_not_parse_is_a_config_error_naming_its_path() {
 }
 
 #[test]
+fn large_crls_are_accepted_but_a_crl_over_the_config_limit_is_refused_by_size() {
+    // A 10,000-entry CRL is about 500 KB of PEM: over the peer-input budget, but it must load.
+    // Padding with whitespace keeps the real CRL valid while making the entry large.
+    let padded = format!("{}{}", " \n".repeat(300_000), CRL_REVOKES_LEAF);
+    let policy = json!({"certificate": {"trustAnchors": [ROOT], "crls": [padded]}});
+    assert!(Engine::from_json(&policy.to_string()).is_ok(), "a 600 KB CRL entry must compile");
+    let huge = format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", "A".repeat(33 * 1024 * 1024));
+    let errors = Engine::from_json(&json!({"certificate": {"trustAnchors": [ROOT], "crls": [huge]}}).to_string())
+        .expect_err("a 33 MiB CRL entry is refused");
+    let first = errors.iter().next().unwrap();
+    assert_eq!(first.path, "certificate.crls[0]");
+    assert!(first.message.contains("limit"), "{}", first.message);
+}
+
+#[test]
 fn crls_without_trust_anchors_and_bad_anchors_are_config_errors() {
     assert_eq!(
         config_error_paths(json!({"certificate": {"crls": [CRL_REVOKES_LEAF]}})),
