@@ -300,13 +300,15 @@ pub const SDS_FILE: &str = "server.yaml";
 /// Name of the SDS secret for the listener's certificate.
 pub const SDS_SERVER_SECRET: &str = "server";
 
-/// peerguard's tag extractors, mirroring `peerguard_filter::metrics::STATS_TAGS`: the reason and
+/// peerguard's tag extractors, from `peerguard_filter::metrics::STATS_TAGS`: the reason and
 /// policy that the filter encodes in its counter names become Prometheus labels.
 pub fn peerguard_stats_tags() -> Value {
-    json!([
-        {"tag_name": "reason", "regex": r"^wasmcustom\.peerguard\.(?:denied|would_deny)\.reason(\.(\w+))$"},
-        {"tag_name": "policy", "regex": r"^wasmcustom\.peerguard\.policy(\.([\w-]+))\.matched$"}
-    ])
+    Value::Array(
+        peerguard_filter::metrics::STATS_TAGS
+            .iter()
+            .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
+            .collect(),
+    )
 }
 
 /// A `ConfigSource` reading `file`, reloaded whenever a file is moved into `dir`.

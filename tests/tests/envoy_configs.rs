@@ -68,6 +68,55 @@ fn scratch_root() -> tempfile::TempDir {
     d
 }
 
+/// Every `stats_tags` array in `v`, also inside JSON documents embedded as strings (the Istio
+/// bootstrap-override ConfigMap carries its bootstrap as a JSON string).
+fn find_stats_tags(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map {
+                if k == "stats_tags" {
+                    out.push(child.clone());
+                } else {
+                    find_stats_tags(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| find_stats_tags(i, out)),
+        Value::String(s) if s.trim_start().starts_with('{') => {
+            if let Ok(inner) = serde_json::from_str::<Value>(s) {
+                find_stats_tags(&inner, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_shipped_stats_tags_block_equals_the_filters_extractors() {
+    // The regexes are copied into Envoy and Istio configs; they must stay the filter's own.
+    let want = peerguard_e2e::envoy::peerguard_stats_tags();
+    let mut found = 0;
+    for dir in ["envoy", "istio"] {
+        for f in yaml_files(&repo_root().join(dir)).unwrap() {
+            for doc in load_yaml_docs(&f).unwrap() {
+                let mut blocks = Vec::new();
+                find_stats_tags(&doc, &mut blocks);
+                for b in blocks {
+                    assert_eq!(
+                        b,
+                        want,
+                        "{}: stats_tags differ from peerguard_filter::metrics::STATS_TAGS",
+                        f.display()
+                    );
+                    found += 1;
+                }
+            }
+        }
+    }
+    // inbound-sidecar, front-proxy, live-reload and the Istio ConfigMap at least.
+    assert!(found >= 4, "only {found} stats_tags blocks found");
+}
+
 #[test]
 fn envoy_validate_is_not_vacuous() {
     let dir = tempfile::tempdir().unwrap();
