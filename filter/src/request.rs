@@ -151,6 +151,8 @@ impl Worker {
 
     fn lookup_peer(&self, engine: &Engine, host: &dyn Host, now: i64) -> PeerLookup {
         let digest = match text(host.property(&["connection", "sha256_peer_certificate_digest"])) {
+            // Envoy gives lower-case hex; only a differently written digest pays for a copy.
+            Some(d) if !d.is_empty() && !d.bytes().any(|b| b.is_ascii_uppercase()) => d,
             Some(d) if !d.is_empty() => d.to_ascii_lowercase(),
             _ => return PeerLookup::None,
         };

@@ -1,11 +1,11 @@
 //! The compiled policy and the decision procedure (PRODUCT.md "Decision order").
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::cert::CertFacts;
 use crate::certreq::{CertRequirements, StaticVerdict};
 use crate::config::{Mode, Mtls};
+use crate::fnv::FnvHashMap;
 use crate::identity::{Identity, IdentitySource, SpiffeId};
 use crate::pattern::StringMatcher;
 use crate::reason::Reason;
@@ -61,7 +61,7 @@ pub struct PreparedCert {
     /// The parsed facts.
     pub facts: CertFacts,
     /// Identity, or `invalid_identity`.
-    pub identity: Result<Option<Identity>, Reason>,
+    pub identity: Result<Option<Arc<Identity>>, Reason>,
     /// `[global, certificateRules[0], certificateRules[1], ...]`; `None` where no requirement is set.
     verdicts: Vec<Option<StaticVerdict>>,
     /// The cache entry must not be used at or after this time.
@@ -91,8 +91,8 @@ pub struct Decision {
     pub dry_run: bool,
     /// The policy or certificate rule behind the reason, or the ALLOW policy that allowed.
     pub policy: Option<Arc<str>>,
-    /// The peer's identity, when there is one.
-    pub identity: Option<Identity>,
+    /// The peer's identity, when there is one (shared with the cached certificate, not copied).
+    pub identity: Option<Arc<Identity>>,
     /// AUDIT policies that matched.
     pub audit: Vec<Arc<str>>,
     /// The certificate is within `minRemaining` of expiry.
@@ -205,9 +205,9 @@ pub(crate) struct CompiledRule {
 pub(crate) struct RuleSet {
     pub rules: Vec<CompiledRule>,
     /// Rules whose every source lists only exact principals, by principal.
-    pub by_principal: HashMap<String, Vec<u32>>,
+    pub by_principal: FnvHashMap<String, Vec<u32>>,
     /// Rules whose every source lists only exact namespaces, by namespace.
-    pub by_namespace: HashMap<String, Vec<u32>>,
+    pub by_namespace: FnvHashMap<String, Vec<u32>>,
     /// Rules that must always be evaluated.
     pub unindexed: Vec<u32>,
 }
@@ -548,7 +548,7 @@ impl Engine {
     /// Parses a certificate's facts into a cacheable [`PreparedCert`]: identity and the
     /// time-independent verdicts of every requirement block.
     pub fn prepare(&self, facts: CertFacts, presented_chain: &[Vec<u8>], now: i64) -> PreparedCert {
-        let identity = self.identity_from_cert(&facts);
+        let identity = self.identity_from_cert(&facts).map(|i| i.map(Arc::new));
         let mut verdicts = Vec::with_capacity(1 + self.cert_rules.len());
         let mut valid_until = facts.not_after;
         let mut push = |reqs: Option<&CertRequirements>| {
@@ -644,7 +644,7 @@ impl Engine {
                 if self.needs_full_certificate {
                     return Decision::deny(Reason::CertificateUnavailable);
                 }
-                (Some(self.identity_from_attributes(a)), None, Some(*a))
+                (Some(self.identity_from_attributes(a).map(|i| i.map(Arc::new))), None, Some(*a))
             }
             Peer::Certificate(p) => (Some(p.identity.clone()), Some(*p), None),
         };
@@ -710,7 +710,7 @@ impl Engine {
             req.host
         };
         let ctx = EvalCtx {
-            identity: identity.as_ref(),
+            identity: identity.as_deref(),
             cert: prepared.map(|p| &p.facts),
             attr_subject: attrs.and_then(|a| a.subject.as_deref()),
             attr_uri_san: attrs.and_then(|a| a.uri_san.as_deref()),

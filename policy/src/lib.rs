@@ -14,6 +14,7 @@ mod config;
 mod duration;
 mod engine;
 mod error;
+mod fnv;
 mod identity;
 mod path;
 mod pattern;

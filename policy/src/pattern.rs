@@ -1,6 +1,6 @@
 //! Istio string patterns (exact, `prefix*`, `*suffix`, `*`) compiled into indexed matchers.
 
-use std::collections::HashSet;
+use crate::fnv::FnvHashSet;
 
 /// One Istio-style string pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +87,7 @@ impl Pattern {
 /// large lists cost one lookup instead of a scan.
 #[derive(Clone, Debug, Default)]
 pub struct StringMatcher {
-    exact: HashSet<String>,
+    exact: FnvHashSet<String>,
     prefixes: Vec<String>,
     suffixes: Vec<String>,
     present: bool,
@@ -111,7 +111,7 @@ impl StringMatcher {
     }
 
     /// The exact values only when the matcher has no wildcard pattern; used for indexing.
-    pub fn exact_only(&self) -> Option<&HashSet<String>> {
+    pub fn exact_only(&self) -> Option<&FnvHashSet<String>> {
         (self.prefixes.is_empty() && self.suffixes.is_empty() && !self.present).then_some(&self.exact)
     }
 
