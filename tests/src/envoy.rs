@@ -627,14 +627,7 @@ impl Envoy {
 
     /// GET on the admin API; returns status and body.
     pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(5))
-            .with_context(|| format!("connect admin {}", self.admin))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let resp = crate::client::parse_response_bytes(&raw)?;
-        Ok((resp.status, resp.body_text()))
+        admin_get(self.admin, path)
     }
 
     /// `/stats?filter=REGEX` as text (`name: value` lines).
@@ -730,6 +723,18 @@ fn regex_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// GET `path` on an Envoy admin API at `admin`; returns status and body.
+pub fn admin_get(admin: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut s =
+        TcpStream::connect_timeout(&admin, Duration::from_secs(5)).with_context(|| format!("connect admin {admin}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let resp = crate::client::parse_response_bytes(&raw)?;
+    Ok((resp.status, resp.body_text()))
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@
 //! SIGTERM by PID, then SIGKILL.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -103,13 +102,7 @@ impl RawEnvoy {
 
     /// GET on the admin API; returns status and body.
     pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let resp = crate::client::parse_response_bytes(&raw)?;
-        Ok((resp.status, resp.body_text()))
+        crate::envoy::admin_get(self.admin, path)
     }
 
     /// The port of the listener named `name`, from `/listeners`.
