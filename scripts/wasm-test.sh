@@ -17,16 +17,19 @@ fi
 
 runner_version() { "$1" --version 2>/dev/null | awk '{print $2}'; }
 runner=""
-for cand in "$(command -v wasm-bindgen-test-runner || true)" "$repo/.tools/wasm-bindgen/bin/wasm-bindgen-test-runner"; do
+cache="${PEERGUARD_CACHE:-$HOME/.cache/peerguard}/wasm-bindgen-$version"
+for cand in "$(command -v wasm-bindgen-test-runner || true)" "$cache/bin/wasm-bindgen-test-runner" \
+  "$repo/.tools/wasm-bindgen/bin/wasm-bindgen-test-runner"; do
   if [[ -n "$cand" && -x "$cand" && "$(runner_version "$cand")" == "$version" ]]; then
     runner="$cand"; break
   fi
 done
 if [[ -z "$runner" ]]; then
-  echo "==> installing wasm-bindgen-cli $version into .tools/wasm-bindgen (a few minutes)"
+  echo "==> installing wasm-bindgen-cli $version into $cache (a few minutes, once per machine)"
+  mkdir -p "$cache"
   # No --locked: the pinned lockfile of some releases names a yanked dependency.
-  timeout 1800 cargo install -q wasm-bindgen-cli --version "$version" --root "$repo/.tools/wasm-bindgen"
-  runner="$repo/.tools/wasm-bindgen/bin/wasm-bindgen-test-runner"
+  timeout 1800 cargo install -q wasm-bindgen-cli --version "$version" --root "$cache"
+  runner="$cache/bin/wasm-bindgen-test-runner"
 fi
 echo "==> test runner: $runner ($version)"
 

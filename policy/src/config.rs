@@ -19,9 +19,16 @@ pub struct PolicyDocument {
     /// Accepted SPIFFE trust domains; absent means any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_domains: Option<Vec<String>>,
-    /// Where the principal comes from; the first source that yields one wins.
+    /// Where the principal comes from; the first source present decides (default `[spiffe]`).
     #[serde(default = "default_identity")]
     pub identity: Vec<IdentitySource>,
+    /// How the request path is made the same for matching and for the upstream.
+    #[serde(default)]
+    pub path_normalization: PathNormalization,
+    /// Accept `;` in paths (matched as sent); refused with `invalid_path` by default, because
+    /// Tomcat and Spring drop `;...` segments.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_path_parameters: bool,
     /// Requirements on every peer leaf certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateRequirements>,
@@ -40,7 +47,22 @@ pub struct PolicyDocument {
 }
 
 fn default_identity() -> Vec<IdentitySource> {
-    vec![IdentitySource::Spiffe, IdentitySource::Dns, IdentitySource::Subject]
+    // As in Istio. `dns` and `subject` are opt-in: a CA that may sign any CN or DNS name must not
+    // be able to mint a mesh principal by default.
+    vec![IdentitySource::Spiffe]
+}
+
+/// How the filter makes the path it matches the path the upstream receives.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PathNormalization {
+    /// Match the normal form and send it upstream (`:path` rewritten, query kept as sent).
+    #[default]
+    Rewrite,
+    /// Match the normal form; a path not already in it is `invalid_path`.
+    Reject,
+    /// Match the path as received (without the query): only behind Envoy's own normalization.
+    None,
 }
 
 fn default_identity_header() -> String {
@@ -141,15 +163,33 @@ pub struct CertificateRequirements {
 }
 
 /// CRL revocation options.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Revocation {
     /// `chain` (default) checks every certificate in the path, `leaf` only the end entity.
     #[serde(default)]
     pub depth: RevocationDepth,
-    /// What to do when no CRL covers a certificate: `allow` (default) or `deny`.
+    /// What to do when no CRL covers a certificate's issuer at all: `allow` (default) or `deny`.
     #[serde(default)]
     pub unknown_status: UnknownStatus,
+    /// What to do when the issuer has CRLs but none is fresh (all past `nextUpdate`): `deny`
+    /// (default, `revocation_unknown`) or `allow`.
+    #[serde(default = "default_stale_status")]
+    pub stale_status: UnknownStatus,
+}
+
+fn default_stale_status() -> UnknownStatus {
+    UnknownStatus::Deny
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Revocation {
+            depth: RevocationDepth::default(),
+            unknown_status: UnknownStatus::default(),
+            stale_status: default_stale_status(),
+        }
+    }
 }
 
 /// Which certificates CRLs are checked for.

@@ -9,6 +9,9 @@ use core::fmt;
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
+    /// The request path cannot be put in normal form (or, under `pathNormalization: reject`, is
+    /// not in it). Checked before everything else; answered with 400.
+    InvalidPath,
     /// The policy is invalid; every request is refused until a valid one arrives.
     ConfigInvalid,
     /// `mtls: strict` and the connection carries no verified peer certificate.
@@ -39,6 +42,9 @@ pub enum Reason {
     UntrustedChain,
     /// A CRL lists the certificate (or, with `depth: chain`, one of its issuers).
     Revoked,
+    /// The revocation status is unknown (no CRL for the issuer) or stale (only CRLs past their
+    /// `nextUpdate`), and `unknownStatus` / `staleStatus` says deny.
+    RevocationUnknown,
     /// A SPIFFE ID that breaks the SPIFFE ID spec, or more than one SPIFFE URI SAN.
     InvalidIdentity,
     /// The identity's trust domain is not in `trustDomains`.
@@ -51,7 +57,8 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in decision order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
+        Reason::InvalidPath,
         Reason::ConfigInvalid,
         Reason::NoPeerCertificate,
         Reason::InvalidCertificate,
@@ -67,6 +74,7 @@ impl Reason {
         Reason::PinMismatch,
         Reason::UntrustedChain,
         Reason::Revoked,
+        Reason::RevocationUnknown,
         Reason::InvalidIdentity,
         Reason::UntrustedTrustDomain,
         Reason::DeniedByPolicy,
@@ -76,6 +84,7 @@ impl Reason {
     /// The stable snake_case code.
     pub const fn code(self) -> &'static str {
         match self {
+            Reason::InvalidPath => "invalid_path",
             Reason::ConfigInvalid => "config_invalid",
             Reason::NoPeerCertificate => "no_peer_certificate",
             Reason::InvalidCertificate => "invalid_certificate",
@@ -91,6 +100,7 @@ impl Reason {
             Reason::PinMismatch => "pin_mismatch",
             Reason::UntrustedChain => "untrusted_chain",
             Reason::Revoked => "revoked",
+            Reason::RevocationUnknown => "revocation_unknown",
             Reason::InvalidIdentity => "invalid_identity",
             Reason::UntrustedTrustDomain => "untrusted_trust_domain",
             Reason::DeniedByPolicy => "denied_by_policy",
