@@ -4,8 +4,10 @@
 pub trait Host {
     /// A property such as `["connection", "sha256_peer_certificate_digest"]`; `None` when absent.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
-    /// A request header's raw bytes.
+    /// A request header's raw bytes (the first copy).
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Every copy of a request header, in the order received (one host call for the whole map).
+    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>>;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>);
     /// Ends the request with a local reply.
@@ -28,6 +30,12 @@ impl Host for ProxyWasmHost {
 
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
         proxy_wasm::hostcalls::get_map_value_bytes(proxy_wasm::types::MapType::HttpRequestHeaders, name).ok().flatten()
+    }
+
+    fn request_header_values(&self, name: &str) -> Vec<Vec<u8>> {
+        proxy_wasm::hostcalls::get_map_bytes(proxy_wasm::types::MapType::HttpRequestHeaders)
+            .map(|all| all.into_iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).collect())
+            .unwrap_or_default()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) {

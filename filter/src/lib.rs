@@ -102,6 +102,9 @@ impl RootContext for PeerguardRoot {
                     "peerguard {BUILD}: policy loaded ({} policies and certificate rules)",
                     e.policy_names().len()
                 );
+                for warning in e.load_warnings(crate::host::Host::now_unix(&ProxyWasmHost)) {
+                    log::warn!("peerguard: {warning}");
+                }
             }
             Err(errors) => {
                 self.counters.config_error(&ProxyWasmHost);

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use peerguard_policy::{
-    xfcc, CertCache, CertFacts, ConfigErrors, Decision, Engine, HeaderSource, Peer, PeerAttributes, PreparedCert,
-    Reason, Request,
+    path, xfcc, CertCache, CertFacts, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PreparedCert, Reason,
+    RequestSource,
 };
 
 use crate::audit::{audit_line, suppressed_line, AuditLimiter, AuditRequest};
@@ -36,13 +36,29 @@ pub struct Worker {
     pub ignore_peer_certificate_attribute: bool,
 }
 
-/// Request headers fetched for `when` conditions. Non-UTF-8 bytes are replaced (U+FFFD), so a
-/// prefix such as `admin*` still matches `admin\xff`, never failing open by turning into "absent".
-struct FetchedHeaders(Vec<(String, String)>);
+/// The request as Envoy holds it; the engine asks for each attribute only when a rule reads it.
+/// Non-UTF-8 bytes in header values are replaced (U+FFFD), so a prefix such as `admin*` still
+/// matches `admin\xff`, never failing open by turning into "absent".
+struct HostRequest<'h>(&'h dyn Host);
 
-impl HeaderSource for FetchedHeaders {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+impl RequestSource for HostRequest<'_> {
+    fn method(&self) -> Option<String> {
+        text(self.0.request_header(":method"))
+    }
+    fn path(&self) -> Option<String> {
+        text(self.0.request_header(":path"))
+    }
+    fn authority(&self) -> Option<String> {
+        text(self.0.request_header(":authority"))
+    }
+    fn destination_port(&self) -> Option<u32> {
+        port_property(self.0.property(&["destination", "port"]))
+    }
+    fn sni(&self) -> Option<String> {
+        text(self.0.property(&["connection", "requested_server_name"]))
+    }
+    fn header_values(&self, name: &str) -> Vec<String> {
+        self.0.request_header_values(name).into_iter().filter_map(|v| text(Some(v))).collect()
     }
 }
 
@@ -94,29 +110,7 @@ impl Worker {
         };
         let now = host.now_unix();
         let peer = self.lookup_peer(engine, host, now);
-        // Each host call that returns data also calls back into the module to allocate, so
-        // pseudo-headers no rule reads are fetched only if an audit line needs them.
-        let fetch = |name: &str, used: bool| if used { text(host.request_header(name)) } else { None };
-        let method = fetch(":method", engine.uses_methods());
-        let path = fetch(":path", engine.uses_paths());
-        let authority = fetch(":authority", engine.uses_hosts());
-        let port = if engine.uses_ports() { port_property(host.property(&["destination", "port"])) } else { None };
-        let sni = if engine.uses_sni() { text(host.property(&["connection", "requested_server_name"])) } else { None };
-        let headers = FetchedHeaders(
-            engine
-                .needed_headers()
-                .iter()
-                .filter_map(|n| text(host.request_header(n)).map(|v| (n.clone(), v)))
-                .collect(),
-        );
-        let req = Request {
-            method: method.as_deref().unwrap_or_default(),
-            path: path.as_deref().unwrap_or_default(),
-            host: authority.as_deref().unwrap_or_default(),
-            port,
-            sni: sni.as_deref(),
-            headers: &headers,
-        };
+        let req = HostRequest(host);
         let decision = match &peer {
             PeerLookup::None => engine.decide(&req, &Peer::None, now),
             PeerLookup::Unparseable => engine.decide(&req, &Peer::Unparseable, now),
@@ -127,18 +121,25 @@ impl Worker {
             PeerLookup::Certificate(p) => Some(p.as_ref()),
             _ => None,
         };
-        self.observe(host, &decision, [method, path, authority], cert, now);
+        self.observe(host, &decision, cert, now);
 
         if decision.allowed {
             // Clients must never supply their own identity header. A replace drops every copy
             // the client sent and sets the verified principal in one host call; without a
             // principal the header is removed. A denied request never reaches the upstream.
             host.set_request_header(engine.identity_header(), decision.principal());
+            // The upstream must receive exactly the path the rules matched. Envoy clears the
+            // route cache when a filter replaces a request header, so the route is chosen
+            // again on the path that is sent.
+            if let Some(p) = &decision.path_rewrite {
+                host.set_request_header(":path", Some(p));
+            }
             return Verdict::Continue;
         }
         let reason = decision.reason.unwrap_or(Reason::ConfigInvalid);
         let resp = engine.deny_response();
-        let status = u32::from(resp.status);
+        // A path with no normal form is a bad request, whatever the configured deny status.
+        let status = if reason == Reason::InvalidPath { 400 } else { u32::from(resp.status) };
         if resp.expose_reason {
             let body = format!("{}: {}\n", resp.body, reason.code());
             host.send_response(status, &[(REASON_HEADER, reason.code())], body.as_bytes());
@@ -193,16 +194,9 @@ impl Worker {
         }
     }
 
-    /// Counters and audit lines. `fetched` holds `:method`, `:path` and `:authority` when the
-    /// policy read them; an audit line fetches whichever are missing.
-    fn observe(
-        &self,
-        host: &dyn Host,
-        d: &Decision,
-        fetched: [Option<String>; 3],
-        cert: Option<&PreparedCert>,
-        now: i64,
-    ) {
+    /// Counters and audit lines. An audit line fetches `:method`, `:path` and `:authority`
+    /// itself: only denies and audit matches pay for them.
+    fn observe(&self, host: &dyn Host, d: &Decision, cert: Option<&PreparedCert>, now: i64) {
         let c = &self.counters;
         if d.expiring {
             c.cert_expiring(host);
@@ -232,11 +226,11 @@ impl Worker {
         if label.is_none() && d.audit.is_empty() {
             return;
         }
-        let [method, path, authority] = fetched;
-        let or_fetch =
-            |v: Option<String>, name: &str| v.or_else(|| text(host.request_header(name))).unwrap_or_default();
-        let (method, path, authority) =
-            (or_fetch(method, ":method"), or_fetch(path, ":path"), or_fetch(authority, ":authority"));
+        let fetch = |name: &str| text(host.request_header(name)).unwrap_or_default();
+        let (method, authority) = (fetch(":method"), fetch(":authority"));
+        // The normalized path without the query string, which often carries tokens.
+        let raw_path = fetch(":path");
+        let path = path::for_log(&raw_path);
         let request_id = text(host.request_header("x-request-id"));
         let areq = AuditRequest { method: &method, path: &path, host: &authority, request_id: request_id.as_deref() };
         let mut limiter = self.audit.borrow_mut();
@@ -292,6 +286,9 @@ mod tests {
         }
         fn request_header(&self, name: &str) -> Option<Vec<u8>> {
             self.headers.borrow().get(name).cloned()
+        }
+        fn request_header_values(&self, name: &str) -> Vec<Vec<u8>> {
+            self.headers.borrow().get(name).cloned().into_iter().collect()
         }
         fn set_request_header(&self, name: &str, value: Option<&str>) {
             let mut h = self.headers.borrow_mut();

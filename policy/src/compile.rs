@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
-use crate::certreq::{compile_patterns, CertRequirements};
-use crate::config::{Action, Condition, Operation, PolicyDocument, PortValue, Source, To};
-use crate::engine::{
-    CompiledCertRule, CompiledCondition, CompiledOperation, CompiledRule, CompiledSource, Engine, RuleSet, WhenKey,
+use crate::certreq::CertRequirements;
+use crate::config::{
+    Action, AuthorizationPolicy, CertificateRule, Condition, From, Operation, PathNormalization, PolicyDocument,
+    PortValue, Rule, Source, To,
 };
+use crate::engine::{CompiledCertRule, Engine};
 use crate::error::{ConfigError, ConfigErrors};
-use crate::pattern::StringMatcher;
+use crate::namespace::NamespaceMatcher;
+use crate::pattern::{Pattern, StringMatcher};
+use crate::rule::{
+    parse_port, CompiledCondition, CompiledOperation, CompiledRule, CompiledSource, RuleSet, Values, WhenKey,
+};
 
 /// Policies and rules beyond this many are refused: a decision stays indexed, but compile time
 /// and memory grow with the document, and such a document is almost certainly generated wrongly.
@@ -104,214 +109,139 @@ impl Engine {
 
     /// Compiles a parsed document. Every problem is reported, not just the first.
     pub fn compile(doc: &PolicyDocument) -> Result<Engine, ConfigErrors> {
-        let mut errors: Vec<ConfigError> = Vec::new();
-        let mut needs_full_certificate = false;
-        let mut needed_headers: Vec<String> = Vec::new();
-        let mut uses_paths = false;
-        let mut uses_ports = false;
-        let mut uses_sni = false;
+        // Unpacked by name, without `..`: a field added to the document cannot be ignored here
+        // by accident.
+        let PolicyDocument {
+            mode,
+            mtls,
+            trust_domains,
+            identity,
+            path_normalization,
+            allow_path_parameters,
+            certificate,
+            certificate_rules,
+            policies,
+            deny_response,
+            identity_header,
+        } = doc;
+        let mut c = Compiler {
+            errors: Vec::new(),
+            header_names: Vec::new(),
+            reads_paths: false,
+            needs_full_certificate: false,
+            path_normalization: *path_normalization,
+            allow_path_parameters: *allow_path_parameters,
+        };
 
-        if let Some(tds) = &doc.trust_domains {
+        if let Some(tds) = trust_domains {
             if tds.is_empty() {
-                errors.push(ConfigError::new(
-                    "trustDomains",
-                    "empty list accepts no trust domain; remove the field to accept any",
-                ));
+                c.error("trustDomains", "empty list accepts no trust domain; remove the field to accept any");
             }
             for (i, td) in tds.iter().enumerate() {
-                if td.is_empty()
-                    || td
-                        .chars()
-                        .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_')))
-                {
-                    errors.push(ConfigError::new(
+                if !is_trust_domain(td) {
+                    c.error(
                         format!("trustDomains[{i}]"),
                         format!("{td:?} is not a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')"),
-                    ));
+                    );
                 }
             }
         }
-        if doc.identity.is_empty() {
-            errors.push(ConfigError::new("identity", "empty list: no identity could ever be found; use e.g. [spiffe]"));
+        if identity.is_empty() {
+            c.error("identity", "empty list: no identity could ever be found; use e.g. [spiffe]");
         }
-        for (i, s) in doc.identity.iter().enumerate() {
-            if doc.identity[..i].contains(s) {
-                errors.push(ConfigError::new(format!("identity[{i}]"), format!("{s} is listed twice")));
+        for (i, s) in identity.iter().enumerate() {
+            if identity[..i].contains(s) {
+                c.error(format!("identity[{i}]"), format!("{s} is listed twice"));
             }
         }
-        if !(400..=599).contains(&doc.deny_response.status) {
-            errors.push(ConfigError::new("denyResponse.status", "must be an HTTP error status, 400-599"));
+        if !(400..=599).contains(&deny_response.status) {
+            c.error("denyResponse.status", "must be an HTTP error status, 400-599");
         }
-        if doc.deny_response.body.len() > 4096 {
-            errors.push(ConfigError::new("denyResponse.body", "longer than 4096 bytes; keep deny bodies short"));
+        if deny_response.body.len() > 4096 {
+            c.error("denyResponse.body", "longer than 4096 bytes; keep deny bodies short");
         }
-        if !is_header_name(&doc.identity_header) {
-            errors.push(ConfigError::new(
-                "identityHeader",
-                "must be a lower-case HTTP header name, e.g. x-peerguard-principal",
-            ));
+        if !is_header_name(identity_header) {
+            c.error("identityHeader", "must be a lower-case HTTP header name, e.g. x-peerguard-principal");
         }
 
-        let certificate = doc.certificate.as_ref().map(|c| CertRequirements::compile(c, "certificate", &mut errors));
+        let certificate = certificate.as_ref().map(|req| CertRequirements::compile(req, "certificate", &mut c.errors));
         if certificate.as_ref().is_some_and(CertRequirements::needs_full_certificate) {
-            needs_full_certificate = true;
+            c.needs_full_certificate = true;
         }
+        let cert_rules: Vec<CompiledCertRule> = certificate_rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| c.cert_rule(r, &format!("certificateRules[{i}]")))
+            .collect();
 
-        let mut cert_rules = Vec::with_capacity(doc.certificate_rules.len());
-        for (i, rule) in doc.certificate_rules.iter().enumerate() {
-            let path = format!("certificateRules[{i}]");
-            if rule.name.is_empty() {
-                errors.push(ConfigError::new(format!("{path}.name"), "must not be empty"));
-            }
-            let to =
-                rule.to.as_ref().map(|t| compile_operations(t, &format!("{path}.to"), &mut errors, &mut uses_paths));
-            let errors_before = errors.len();
-            let require = CertRequirements::compile(&rule.require, &format!("{path}.require"), &mut errors);
-            // A requirement that failed to compile is already reported at its own path.
-            if errors.len() == errors_before && !require.needs_full_certificate() {
-                errors.push(ConfigError::new(format!("{path}.require"), "sets no requirement"));
-            }
-            needs_full_certificate = true;
-            cert_rules.push(CompiledCertRule { name: Arc::from(rule.name.as_str()), to, require });
+        let total_rules: usize = policies.iter().map(|p| p.rules.as_ref().map_or(0, Vec::len)).sum();
+        if total_rules > MAX_RULES {
+            c.error("policies", format!("{total_rules} rules is over the limit of {MAX_RULES}"));
+            return Err(ConfigErrors(c.errors));
         }
-
-        let mut deny = RuleSet::default();
-        let mut dry_deny = RuleSet::default();
-        let mut audit = RuleSet::default();
-        let mut allow = RuleSet::default();
-        let mut dry_allow = RuleSet::default();
-        let mut allow_policies = 0;
-        let mut dry_allow_policies = 0;
+        let mut sets = PolicySets::default();
         let mut policy_names: Vec<Arc<str>> = cert_rules.iter().map(|r| r.name.clone()).collect();
         let mut seen_names = std::collections::HashSet::new();
-        let total_rules: usize = doc.policies.iter().map(|p| p.rules.as_ref().map_or(0, Vec::len)).sum();
-        if total_rules > MAX_RULES {
-            errors.push(ConfigError::new("policies", format!("{total_rules} rules is over the limit of {MAX_RULES}")));
-            return Err(ConfigErrors(errors));
-        }
-
-        for (pi, policy) in doc.policies.iter().enumerate() {
+        for (pi, policy) in policies.iter().enumerate() {
             let path = format!("policies[{pi}]");
-            if policy.name.is_empty() {
-                errors.push(ConfigError::new(
-                    format!("{path}.name"),
-                    "must not be empty: decisions, logs and metrics name the policy",
-                ));
-            } else if !seen_names.insert(policy.name.as_str()) {
-                errors
-                    .push(ConfigError::new(format!("{path}.name"), format!("duplicate policy name {:?}", policy.name)));
+            if !policy.name.is_empty() && !seen_names.insert(policy.name.as_str()) {
+                c.error(format!("{path}.name"), format!("duplicate policy name {:?}", policy.name));
             }
-            for (field, value, why) in [
-                ("selector", &policy.selector, "is part of the Kubernetes resource, not the policy: attach the filter with the WasmPlugin's selector, or run `peerguard import` on the whole resource"),
-                ("targetRef", &policy.target_ref, "is part of the Kubernetes resource, not the policy: attach the filter with the WasmPlugin's targetRefs"),
-                ("targetRefs", &policy.target_refs, "is part of the Kubernetes resource, not the policy: attach the filter with the WasmPlugin's targetRefs"),
-                ("provider", &policy.provider, "belongs to action CUSTOM (external authorization), which peerguard does not support"),
-            ] {
-                if value.is_some() {
-                    errors.push(ConfigError::new(format!("{path}.{field}"), format!("not supported: {field} {why}")));
-                }
-            }
-            let name: Arc<str> = Arc::from(policy.name.as_str());
-            policy_names.push(name.clone());
-            let set = match (policy.action, policy.dry_run) {
-                (Action::Deny, false) => &mut deny,
-                (Action::Deny, true) => &mut dry_deny,
-                // AUDIT never changes a decision, so dryRun makes no difference to it.
-                (Action::Audit, _) => &mut audit,
-                (Action::Allow, false) => {
-                    allow_policies += 1;
-                    &mut allow
-                }
-                (Action::Allow, true) => {
-                    dry_allow_policies += 1;
-                    &mut dry_allow
-                }
-                (Action::Custom, _) => {
-                    errors.push(ConfigError::new(
-                        format!("{path}.action"),
-                        "CUSTOM (external authorization) is not supported; use ALLOW, DENY or AUDIT",
-                    ));
-                    continue;
-                }
-            };
-            for (ri, rule) in policy.rules.iter().flatten().enumerate() {
-                let rpath = format!("{path}.rules[{ri}]");
-                let from = rule.from.as_ref().map(|sources| {
-                    if sources.is_empty() {
-                        errors.push(ConfigError::new(
-                            format!("{rpath}.from"),
-                            "empty list; remove the field to match any source",
-                        ));
-                    }
-                    sources
-                        .iter()
-                        .enumerate()
-                        .map(|(si, f)| compile_source(&f.source, &format!("{rpath}.from[{si}].source"), &mut errors))
-                        .collect()
-                });
-                let to = rule
-                    .to
-                    .as_ref()
-                    .map(|t| compile_operations(t, &format!("{rpath}.to"), &mut errors, &mut uses_paths));
-                let mut when = Vec::new();
-                for (ci, cond) in rule.when.iter().flatten().enumerate() {
-                    if let Some(c) = compile_condition(cond, &format!("{rpath}.when[{ci}]"), &mut errors) {
-                        uses_ports |= c.key == WhenKey::DestinationPort;
-                        uses_sni |= c.key == WhenKey::ConnectionSni;
-                        if c.key.needs_full_certificate() {
-                            needs_full_certificate = true;
-                        }
-                        if let WhenKey::Header(h) = &c.key {
-                            if !needed_headers.contains(h) {
-                                needed_headers.push(h.clone());
-                            }
-                        }
-                        when.push(c);
-                    }
-                }
-                set.push(CompiledRule { policy: name.clone(), from, to, when });
+            if let Some(name) = c.policy(policy, &path, &mut sets) {
+                policy_names.push(name);
             }
         }
 
-        let all_ops: Vec<&To> = doc
-            .policies
-            .iter()
-            .flat_map(|p| p.rules.iter().flatten())
-            .flat_map(|r| r.to.iter().flatten())
-            .chain(doc.certificate_rules.iter().flat_map(|r| r.to.iter().flatten()))
-            .collect();
-        let uses_methods = all_ops.iter().any(|t| t.operation.methods.is_some() || t.operation.not_methods.is_some());
-        let uses_hosts = all_ops.iter().any(|t| t.operation.hosts.is_some() || t.operation.not_hosts.is_some());
-        uses_ports |= all_ops.iter().any(|t| t.operation.ports.is_some() || t.operation.not_ports.is_some());
+        let Compiler { errors, header_names, reads_paths, needs_full_certificate, .. } = c;
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
         Ok(Engine {
-            mode: doc.mode,
-            mtls: doc.mtls,
-            trust_domains: doc.trust_domains.clone(),
-            identity_sources: doc.identity.clone(),
+            mode: *mode,
+            mtls: *mtls,
+            trust_domains: trust_domains.clone(),
+            identity_sources: identity.clone(),
+            path_normalization: *path_normalization,
+            allow_path_parameters: *allow_path_parameters,
+            reads_paths,
             certificate,
             cert_rules,
-            deny,
-            dry_deny,
-            audit,
-            allow,
-            dry_allow,
-            allow_policies,
-            dry_allow_policies,
+            deny: sets.deny,
+            dry_deny: sets.dry_deny,
+            audit: sets.audit,
+            allow: sets.allow,
+            dry_allow: sets.dry_allow,
+            allow_policies: sets.allow_policies,
+            dry_allow_policies: sets.dry_allow_policies,
             needs_full_certificate,
-            needed_headers,
-            uses_paths,
-            uses_methods,
-            uses_hosts,
-            uses_ports,
-            uses_sni,
-            deny_response: doc.deny_response.clone(),
-            identity_header: doc.identity_header.clone(),
+            header_names,
+            deny_response: deny_response.clone(),
+            identity_header: identity_header.clone(),
             policy_names,
         })
     }
+}
+
+/// The rule sets of every action, filled while compiling policies.
+#[derive(Default)]
+struct PolicySets {
+    deny: RuleSet,
+    dry_deny: RuleSet,
+    audit: RuleSet,
+    allow: RuleSet,
+    dry_allow: RuleSet,
+    allow_policies: usize,
+    dry_allow_policies: usize,
+}
+
+/// Compile-time state: every error with its path, and what the rules read.
+struct Compiler {
+    errors: Vec<ConfigError>,
+    header_names: Vec<String>,
+    reads_paths: bool,
+    needs_full_certificate: bool,
+    path_normalization: PathNormalization,
+    allow_path_parameters: bool,
 }
 
 fn is_header_name(s: &str) -> bool {
@@ -320,119 +250,338 @@ fn is_header_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn field(
-    values: &Option<Vec<String>>,
-    path: &str,
-    name: &str,
-    errors: &mut Vec<ConfigError>,
-    lowercase: bool,
-) -> Option<StringMatcher> {
-    values.as_ref().map(|v| compile_patterns(v, &format!("{path}.{name}"), errors, lowercase))
+/// A SPIFFE trust domain: lower-case letters, digits, `.`, `-` and `_` (SPIFFE ID spec 2.1).
+fn is_trust_domain(td: &str) -> bool {
+    !td.is_empty()
+        && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
 }
 
-fn compile_source(s: &Source, path: &str, errors: &mut Vec<ConfigError>) -> CompiledSource {
-    let unsupported: [(&str, bool, &str); 8] = [
-        ("requestPrincipals", s.request_principals.is_some(), "request principals come from JWTs; peerguard authorizes the mTLS peer. Use Istio's RequestAuthentication and AuthorizationPolicy for JWTs"),
-        ("notRequestPrincipals", s.not_request_principals.is_some(), "request principals come from JWTs; peerguard authorizes the mTLS peer"),
-        ("ipBlocks", s.ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses; keep IP rules in Istio's AuthorizationPolicy or Envoy's RBAC"),
-        ("notIpBlocks", s.not_ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses"),
-        ("remoteIpBlocks", s.remote_ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses"),
-        ("notRemoteIpBlocks", s.not_remote_ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses"),
-        ("serviceAccounts", s.service_accounts.is_some(), "write the service account as a principal instead, e.g. cluster.local/ns/NS/sa/SA"),
-        ("notServiceAccounts", s.not_service_accounts.is_some(), "write the service account as a notPrincipals entry instead"),
-    ];
-    for (name, present, why) in unsupported {
-        if present {
-            errors.push(ConfigError::new(format!("{path}.{name}"), format!("not supported: {why}")));
+impl Compiler {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(path, message));
+    }
+
+    /// A list that must not be empty: in Istio an empty list is "unset" and widens the rule;
+    /// here it is refused rather than silently meaning something.
+    fn non_empty<T>(&mut self, list: &[T], path: &str, hint: &str) {
+        if list.is_empty() {
+            self.error(path, format!("empty list; {hint}"));
         }
     }
-    CompiledSource {
-        principals: field(&s.principals, path, "principals", errors, false),
-        not_principals: field(&s.not_principals, path, "notPrincipals", errors, false),
-        namespaces: field(&s.namespaces, path, "namespaces", errors, false),
-        not_namespaces: field(&s.not_namespaces, path, "notNamespaces", errors, false),
-        trust_domains: field(&s.trust_domains, path, "trustDomains", errors, false),
-        not_trust_domains: field(&s.not_trust_domains, path, "notTrustDomains", errors, false),
-    }
-}
 
-fn compile_ports(values: &Option<Vec<PortValue>>, path: &str, errors: &mut Vec<ConfigError>) -> Option<Vec<u32>> {
-    let values = values.as_ref()?;
-    if values.is_empty() {
-        errors.push(ConfigError::new(path, "empty list; remove the field to match any port"));
-    }
-    let mut out = Vec::with_capacity(values.len());
-    for (i, v) in values.iter().enumerate() {
-        let parsed = match v {
-            PortValue::Number(n) => u32::try_from(*n).ok(),
-            PortValue::Text(t) => t.parse::<u32>().ok(),
-        };
-        match parsed {
-            Some(p) if (1..=65535).contains(&p) => out.push(p),
-            _ => errors.push(ConfigError::new(
-                format!("{path}[{i}]"),
-                "not a port number (1-65535); Istio ports are exact, without patterns",
-            )),
+    fn patterns(&mut self, values: &[String], path: &str, lowercase: bool) -> Vec<Pattern> {
+        self.non_empty(values, path, "remove the field, or use [\"*\"] to mean any value");
+        let mut out = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            match Pattern::parse(v) {
+                Ok(p) => out.push(if lowercase { p.to_lowercase() } else { p }),
+                Err(e) => self.error(format!("{path}[{i}]"), e.to_string()),
+            }
         }
+        out
     }
-    Some(out)
-}
 
-fn compile_operations(
-    ops: &[To],
-    path: &str,
-    errors: &mut Vec<ConfigError>,
-    uses_paths: &mut bool,
-) -> Vec<CompiledOperation> {
-    if ops.is_empty() {
-        errors.push(ConfigError::new(path, "empty list; remove the field to match any operation"));
+    fn strings(&mut self, values: &Option<Vec<String>>, path: &str, lowercase: bool) -> Option<StringMatcher> {
+        values.as_ref().map(|v| StringMatcher::new(self.patterns(v, path, lowercase)))
     }
-    ops.iter()
-        .enumerate()
-        .map(|(i, t)| compile_operation(&t.operation, &format!("{path}[{i}].operation"), errors, uses_paths))
-        .collect()
-}
 
-fn compile_operation(
-    o: &Operation,
-    path: &str,
-    errors: &mut Vec<ConfigError>,
-    uses_paths: &mut bool,
-) -> CompiledOperation {
-    if o.paths.is_some() || o.not_paths.is_some() {
-        *uses_paths = true;
+    fn namespaces(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<NamespaceMatcher> {
+        values.as_ref().map(|v| NamespaceMatcher::new(self.patterns(v, path, false)))
     }
-    for (name, list) in [("paths", &o.paths), ("notPaths", &o.not_paths)] {
-        for (i, p) in list.iter().flatten().enumerate() {
+
+    fn trust_domain_patterns(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<StringMatcher> {
+        for (i, v) in values.iter().flatten().enumerate() {
+            let literal = v.trim_start_matches('*').trim_end_matches('*');
+            if !literal.is_empty() && !is_trust_domain(literal) {
+                self.error(
+                    format!("{path}[{i}]"),
+                    format!("{v:?} can never match a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')"),
+                );
+            }
+        }
+        self.strings(values, path, false)
+    }
+
+    /// Path patterns are matched against the normal form (docs/policy.md "Paths"), so one
+    /// that is not itself in normal form could never match.
+    fn paths(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<StringMatcher> {
+        for (i, p) in values.iter().flatten().enumerate() {
+            let at = format!("{path}[{i}]");
             if !(p.starts_with('/') || p.starts_with('*')) {
-                errors.push(ConfigError::new(
-                    format!("{path}.{name}[{i}]"),
-                    format!("{p:?} can never match: paths start with '/'"),
-                ));
+                self.error(at, format!("{p:?} can never match: paths start with '/'"));
+                continue;
+            }
+            if self.path_normalization == PathNormalization::None {
+                continue;
+            }
+            let (open_left, open_right) = (p.starts_with('*') && p != "*", p.ends_with('*'));
+            let text = p.trim_start_matches('*').trim_end_matches('*');
+            if let Some(problem) = crate::path::pattern_problem(text, open_left, open_right, self.allow_path_parameters)
+            {
+                self.error(at, format!("{p:?} can never match a normalized path: {problem}"));
+            }
+        }
+        let m = self.strings(values, path, false);
+        if m.is_some() {
+            self.reads_paths = true;
+        }
+        m
+    }
+
+    fn ports(&mut self, values: &Option<Vec<PortValue>>, path: &str) -> Option<Vec<u32>> {
+        let values = values.as_ref()?;
+        self.non_empty(values, path, "remove the field to match any port");
+        let mut out = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            let parsed = match v {
+                PortValue::Number(n) => u32::try_from(*n).ok().filter(|n| *n <= 65535),
+                PortValue::Text(t) => parse_port(t),
+            };
+            match parsed {
+                Some(p) => out.push(p),
+                None => self.error(
+                    format!("{path}[{i}]"),
+                    "not a port: decimal digits, 0-65535, as Istio's validation accepts (no patterns)",
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    fn source(&mut self, s: &Source, path: &str) -> CompiledSource {
+        let Source {
+            principals,
+            not_principals,
+            namespaces,
+            not_namespaces,
+            trust_domains,
+            not_trust_domains,
+            request_principals,
+            not_request_principals,
+            ip_blocks,
+            not_ip_blocks,
+            remote_ip_blocks,
+            not_remote_ip_blocks,
+            service_accounts,
+            not_service_accounts,
+        } = s;
+        let unsupported: [(&str, bool, &str); 8] = [
+            ("requestPrincipals", request_principals.is_some(), "request principals come from JWTs; peerguard authorizes the mTLS peer. Use Istio's RequestAuthentication and AuthorizationPolicy for JWTs"),
+            ("notRequestPrincipals", not_request_principals.is_some(), "request principals come from JWTs; peerguard authorizes the mTLS peer"),
+            ("ipBlocks", ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses; keep IP rules in Istio's AuthorizationPolicy or Envoy's RBAC"),
+            ("notIpBlocks", not_ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses"),
+            ("remoteIpBlocks", remote_ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses"),
+            ("notRemoteIpBlocks", not_remote_ip_blocks.is_some(), "peerguard decides on cryptographic identity, not addresses"),
+            ("serviceAccounts", service_accounts.is_some(), "write the service account as a principal instead, e.g. cluster.local/ns/NS/sa/SA"),
+            ("notServiceAccounts", not_service_accounts.is_some(), "write the service account as a notPrincipals entry instead"),
+        ];
+        let mut any = false;
+        for (name, present, why) in unsupported {
+            any |= present;
+            if present {
+                self.error(format!("{path}.{name}"), format!("not supported: {why}"));
+            }
+        }
+        let compiled = CompiledSource {
+            principals: self.strings(principals, &format!("{path}.principals"), false),
+            not_principals: self.strings(not_principals, &format!("{path}.notPrincipals"), false),
+            namespaces: self.namespaces(namespaces, &format!("{path}.namespaces")),
+            not_namespaces: self.namespaces(not_namespaces, &format!("{path}.notNamespaces")),
+            trust_domains: self.trust_domain_patterns(trust_domains, &format!("{path}.trustDomains")),
+            not_trust_domains: self.trust_domain_patterns(not_trust_domains, &format!("{path}.notTrustDomains")),
+        };
+        let set = [principals, not_principals, namespaces, not_namespaces, trust_domains, not_trust_domains];
+        if !any && set.iter().all(|f| f.is_none()) {
+            self.error(path, "empty source: Istio refuses it; remove the `from` entry to match any source");
+        }
+        compiled
+    }
+
+    fn operation(&mut self, o: &Operation, path: &str) -> CompiledOperation {
+        let Operation { hosts, not_hosts, ports, not_ports, methods, not_methods, paths, not_paths } = o;
+        if hosts.is_none()
+            && not_hosts.is_none()
+            && ports.is_none()
+            && not_ports.is_none()
+            && methods.is_none()
+            && not_methods.is_none()
+            && paths.is_none()
+            && not_paths.is_none()
+        {
+            self.error(path, "empty operation: Istio refuses it; remove the `to` entry to match any operation");
+        }
+        CompiledOperation {
+            hosts: self.strings(hosts, &format!("{path}.hosts"), true),
+            not_hosts: self.strings(not_hosts, &format!("{path}.notHosts"), true),
+            ports: self.ports(ports, &format!("{path}.ports")),
+            not_ports: self.ports(not_ports, &format!("{path}.notPorts")),
+            methods: self.strings(methods, &format!("{path}.methods"), false),
+            not_methods: self.strings(not_methods, &format!("{path}.notMethods"), false),
+            paths: self.paths(paths, &format!("{path}.paths")),
+            not_paths: self.paths(not_paths, &format!("{path}.notPaths")),
+        }
+    }
+
+    fn operations(&mut self, ops: &[To], path: &str) -> Vec<CompiledOperation> {
+        self.non_empty(ops, path, "remove the field to match any operation");
+        ops.iter()
+            .enumerate()
+            .map(|(i, To { operation })| self.operation(operation, &format!("{path}[{i}].operation")))
+            .collect()
+    }
+
+    fn cert_rule(&mut self, rule: &CertificateRule, path: &str) -> CompiledCertRule {
+        let CertificateRule { name, to, require } = rule;
+        if name.is_empty() {
+            self.error(format!("{path}.name"), "must not be empty");
+        }
+        let to = to.as_ref().map(|t| self.operations(t, &format!("{path}.to")));
+        let errors_before = self.errors.len();
+        let require = CertRequirements::compile(require, &format!("{path}.require"), &mut self.errors);
+        // A requirement that failed to compile is already reported at its own path.
+        if self.errors.len() == errors_before && !require.needs_full_certificate() {
+            self.error(format!("{path}.require"), "sets no requirement");
+        }
+        self.needs_full_certificate = true;
+        CompiledCertRule { name: Arc::from(name.as_str()), to, require }
+    }
+
+    /// Compiles one policy into its action's rule set; returns its name for metrics.
+    fn policy(&mut self, policy: &AuthorizationPolicy, path: &str, sets: &mut PolicySets) -> Option<Arc<str>> {
+        let AuthorizationPolicy { name, action, dry_run, rules, selector, target_ref, target_refs, provider } = policy;
+        if name.is_empty() {
+            self.error(format!("{path}.name"), "must not be empty: decisions, logs and metrics name the policy");
+        }
+        for (field, value, why) in [
+            ("selector", selector, "is part of the Kubernetes resource, not the policy: attach the filter with the WasmPlugin's selector, or run `peerguard import` on the whole resource"),
+            ("targetRef", target_ref, "is part of the Kubernetes resource, not the policy: attach the filter with the WasmPlugin's targetRefs"),
+            ("targetRefs", target_refs, "is part of the Kubernetes resource, not the policy: attach the filter with the WasmPlugin's targetRefs"),
+            ("provider", provider, "belongs to action CUSTOM (external authorization), which peerguard does not support"),
+        ] {
+            if value.is_some() {
+                self.error(format!("{path}.{field}"), format!("not supported: {field} {why}"));
+            }
+        }
+        let deny_side = *action == Action::Deny;
+        let set = match (action, dry_run) {
+            (Action::Deny, false) => &mut sets.deny,
+            (Action::Deny, true) => &mut sets.dry_deny,
+            // AUDIT never changes a decision, so dryRun makes no difference to it.
+            (Action::Audit, _) => &mut sets.audit,
+            (Action::Allow, false) => {
+                sets.allow_policies += 1;
+                &mut sets.allow
+            }
+            (Action::Allow, true) => {
+                sets.dry_allow_policies += 1;
+                &mut sets.dry_allow
+            }
+            (Action::Custom, _) => {
+                self.error(
+                    format!("{path}.action"),
+                    "CUSTOM (external authorization) is not supported; use ALLOW, DENY or AUDIT",
+                );
+                return None;
+            }
+        };
+        // As Istio's validation: a DENY or AUDIT policy must say what it denies or audits. An
+        // ALLOW policy without rules is fine and matches nothing (it denies everything).
+        if matches!(action, Action::Deny | Action::Audit) && rules.as_ref().is_none_or(Vec::is_empty) {
+            self.error(
+                format!("{path}.rules"),
+                format!("a {action} policy needs at least one rule (use `rules: [{{}}]` to match every request)"),
+            );
+        }
+        let name: Arc<str> = Arc::from(name.as_str());
+        for (ri, rule) in rules.iter().flatten().enumerate() {
+            let compiled = self.rule(rule, &format!("{path}.rules[{ri}]"), name.clone(), deny_side);
+            set.push(compiled);
+        }
+        Some(name)
+    }
+
+    fn rule(&mut self, rule: &Rule, path: &str, policy: Arc<str>, deny_side: bool) -> CompiledRule {
+        let Rule { from, to, when } = rule;
+        let from = from.as_ref().map(|sources| {
+            self.non_empty(sources, &format!("{path}.from"), "remove the field to match any source");
+            sources
+                .iter()
+                .enumerate()
+                .map(|(si, From { source })| self.source(source, &format!("{path}.from[{si}].source")))
+                .collect()
+        });
+        let to = to.as_ref().map(|t| self.operations(t, &format!("{path}.to")));
+        let mut compiled_when = Vec::new();
+        if let Some(conds) = when {
+            self.non_empty(conds, &format!("{path}.when"), "remove the field to match any request");
+            for (ci, cond) in conds.iter().enumerate() {
+                if let Some(c) = self.condition(cond, &format!("{path}.when[{ci}]"), deny_side) {
+                    compiled_when.push(c);
+                }
+            }
+        }
+        CompiledRule { policy, from, to, when: compiled_when }
+    }
+
+    fn header_index(&mut self, name: String) -> usize {
+        match self.header_names.iter().position(|h| *h == name) {
+            Some(i) => i,
+            None => {
+                self.header_names.push(name);
+                self.header_names.len() - 1
             }
         }
     }
-    CompiledOperation {
-        hosts: field(&o.hosts, path, "hosts", errors, true),
-        not_hosts: field(&o.not_hosts, path, "notHosts", errors, true),
-        ports: compile_ports(&o.ports, &format!("{path}.ports"), errors),
-        not_ports: compile_ports(&o.not_ports, &format!("{path}.notPorts"), errors),
-        methods: field(&o.methods, path, "methods", errors, false),
-        not_methods: field(&o.not_methods, path, "notMethods", errors, false),
-        paths: field(&o.paths, path, "paths", errors, false),
-        not_paths: field(&o.not_paths, path, "notPaths", errors, false),
+
+    fn condition(&mut self, cond: &Condition, path: &str, deny_side: bool) -> Option<CompiledCondition> {
+        let Condition { key, values, not_values } = cond;
+        let key = match compile_when_key(key) {
+            Ok(WhenKeyName::Header(name)) => WhenKey::Header(self.header_index(name)),
+            Ok(WhenKeyName::Other(k)) => k,
+            Err(e) => {
+                self.error(format!("{path}.key"), e);
+                return None;
+            }
+        };
+        if values.is_none() && not_values.is_none() {
+            self.error(path, "needs values or notValues");
+        }
+        if key.needs_full_certificate() {
+            self.needs_full_certificate = true;
+        }
+        let mut compile_values = |field: &str, v: &Option<Vec<String>>| -> Option<Values> {
+            let v = v.as_ref()?;
+            let at = format!("{path}.{field}");
+            Some(match key {
+                WhenKey::DestinationPort => {
+                    let ports: Vec<PortValue> = v.iter().map(|s| PortValue::Text(s.clone())).collect();
+                    Values::Ports(self.ports(&Some(ports), &at).unwrap_or_default())
+                }
+                WhenKey::SourceNamespace => Values::Namespaces(NamespaceMatcher::new(self.patterns(v, &at, false))),
+                _ => Values::Strings(StringMatcher::new(self.patterns(v, &at, false))),
+            })
+        };
+        let values = compile_values("values", values);
+        let not_values = compile_values("notValues", not_values);
+        Some(CompiledCondition { key, values, not_values, deny_side })
     }
 }
 
-fn compile_when_key(key: &str) -> Result<WhenKey, String> {
+/// A `when` key, before headers are given their index.
+enum WhenKeyName {
+    Header(String),
+    Other(WhenKey),
+}
+
+fn compile_when_key(key: &str) -> Result<WhenKeyName, String> {
     if let Some(rest) = key.strip_prefix("request.headers[") {
         let name = rest.strip_suffix(']').ok_or("missing ']' in request.headers[NAME]")?;
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b':') {
             return Err(format!("{name:?} is not a header name"));
         }
-        return Ok(WhenKey::Header(name.to_ascii_lowercase()));
+        return Ok(WhenKeyName::Header(name.to_ascii_lowercase()));
     }
-    Ok(match key {
+    Ok(WhenKeyName::Other(match key {
         "source.principal" => WhenKey::SourcePrincipal,
         "source.namespace" => WhenKey::SourceNamespace,
         "destination.port" => WhenKey::DestinationPort,
@@ -461,23 +610,5 @@ fn compile_when_key(key: &str) -> Result<WhenKey, String> {
                 "unknown key {k:?}; supported: request.headers[NAME], source.principal, source.namespace, destination.port, connection.sni, cert.subject, cert.subject.cn, cert.subject.o, cert.subject.ou, cert.issuer, cert.issuer.cn, cert.issuer.o, cert.san.uri, cert.san.dns, cert.serial, cert.sha256, cert.spki.sha256"
             ))
         }
-    })
-}
-
-fn compile_condition(c: &Condition, path: &str, errors: &mut Vec<ConfigError>) -> Option<CompiledCondition> {
-    let key = match compile_when_key(&c.key) {
-        Ok(k) => k,
-        Err(e) => {
-            errors.push(ConfigError::new(format!("{path}.key"), e));
-            return None;
-        }
-    };
-    if c.values.is_none() && c.not_values.is_none() {
-        errors.push(ConfigError::new(path, "needs values or notValues"));
-    }
-    Some(CompiledCondition {
-        key,
-        values: field(&c.values, path, "values", errors, false),
-        not_values: field(&c.not_values, path, "notValues", errors, false),
-    })
+    }))
 }

@@ -1,48 +1,14 @@
-//! The compiled policy and the decision procedure (PRODUCT.md "Decision order").
+//! The compiled policy and the decision procedure (docs/policy.md "Decision order").
 
 use std::sync::Arc;
 
 use crate::cert::CertFacts;
 use crate::certreq::{CertRequirements, StaticVerdict};
-use crate::config::{Mode, Mtls};
-use crate::fnv::FnvHashMap;
-use crate::identity::{Identity, IdentitySource, SpiffeId};
-use crate::pattern::StringMatcher;
+use crate::config::{Mode, Mtls, PathNormalization};
+use crate::identity::{self, Identity, IdentitySource};
 use crate::reason::Reason;
-
-/// Looks up request headers by lower-case name.
-pub trait HeaderSource {
-    /// The header's value; `None` when absent or not valid UTF-8.
-    fn header(&self, name: &str) -> Option<&str>;
-}
-
-impl HeaderSource for [(String, String)] {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-impl HeaderSource for Vec<(String, String)> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.as_slice().header(name)
-    }
-}
-
-/// The request facts the engine reads.
-pub struct Request<'a> {
-    /// `:method`.
-    pub method: &'a str,
-    /// `:path`, raw, with any query string.
-    pub path: &'a str,
-    /// `:authority`.
-    pub host: &'a str,
-    /// Destination port.
-    pub port: Option<u32>,
-    /// TLS SNI.
-    pub sni: Option<&'a str>,
-    /// Other headers (`request.headers[...]` conditions).
-    pub headers: &'a dyn HeaderSource,
-}
+use crate::request::{CheckedPath, LazyRequest, RequestSource};
+use crate::rule::{CompiledOperation, EvalCtx, RuleSet};
 
 /// The connection attributes Envoy gives without the full certificate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,6 +63,12 @@ pub struct Decision {
     pub audit: Vec<Arc<str>>,
     /// The certificate is within `minRemaining` of expiry.
     pub expiring: bool,
+    /// When the request proceeds and its path had to be put in normal form: the `:path` to send
+    /// upstream (normal form plus the query as sent), so that the upstream receives exactly
+    /// what the rules matched.
+    pub path_rewrite: Option<String>,
+    /// Why the path has no normal form, with the reason `invalid_path`.
+    pub path_error: Option<crate::path::PathError>,
 }
 
 impl Decision {
@@ -109,6 +81,8 @@ impl Decision {
             identity: None,
             audit: Vec::new(),
             expiring: false,
+            path_rewrite: None,
+            path_error: None,
         }
     }
 
@@ -120,339 +94,6 @@ impl Decision {
     /// The principal, if any.
     pub fn principal(&self) -> Option<&str> {
         self.identity.as_ref().map(|i| i.principal.as_str())
-    }
-}
-
-/// `when` keys, resolved at compile time.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum WhenKey {
-    Header(String),
-    SourcePrincipal,
-    SourceNamespace,
-    DestinationPort,
-    ConnectionSni,
-    CertSubject,
-    CertSubjectCn,
-    CertSubjectO,
-    CertSubjectOu,
-    CertIssuer,
-    CertIssuerCn,
-    CertIssuerO,
-    CertSanUri,
-    CertSanDns,
-    CertSerial,
-    CertSha256,
-    CertSpkiSha256,
-}
-
-impl WhenKey {
-    /// Keys that only a full certificate can answer (subject is also an Envoy attribute).
-    pub(crate) fn needs_full_certificate(&self) -> bool {
-        matches!(
-            self,
-            WhenKey::CertSubjectO
-                | WhenKey::CertSubjectOu
-                | WhenKey::CertIssuer
-                | WhenKey::CertIssuerCn
-                | WhenKey::CertIssuerO
-                | WhenKey::CertSanDns
-                | WhenKey::CertSerial
-                | WhenKey::CertSha256
-                | WhenKey::CertSpkiSha256
-        )
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct CompiledSource {
-    pub principals: Option<StringMatcher>,
-    pub not_principals: Option<StringMatcher>,
-    pub namespaces: Option<StringMatcher>,
-    pub not_namespaces: Option<StringMatcher>,
-    pub trust_domains: Option<StringMatcher>,
-    pub not_trust_domains: Option<StringMatcher>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct CompiledOperation {
-    pub hosts: Option<StringMatcher>,
-    pub not_hosts: Option<StringMatcher>,
-    pub ports: Option<Vec<u32>>,
-    pub not_ports: Option<Vec<u32>>,
-    pub methods: Option<StringMatcher>,
-    pub not_methods: Option<StringMatcher>,
-    pub paths: Option<StringMatcher>,
-    pub not_paths: Option<StringMatcher>,
-}
-
-#[derive(Debug)]
-pub(crate) struct CompiledCondition {
-    pub key: WhenKey,
-    pub values: Option<StringMatcher>,
-    pub not_values: Option<StringMatcher>,
-}
-
-#[derive(Debug)]
-pub(crate) struct CompiledRule {
-    pub policy: Arc<str>,
-    pub from: Option<Vec<CompiledSource>>,
-    pub to: Option<Vec<CompiledOperation>>,
-    pub when: Vec<CompiledCondition>,
-}
-
-/// Rules of one action, with an index so that a decision does not scan every rule.
-#[derive(Debug, Default)]
-pub(crate) struct RuleSet {
-    pub rules: Vec<CompiledRule>,
-    /// Rules whose every source lists only exact principals, by principal.
-    pub by_principal: FnvHashMap<String, Vec<u32>>,
-    /// Rules whose every source lists only exact namespaces, by namespace.
-    pub by_namespace: FnvHashMap<String, Vec<u32>>,
-    /// Rules that must always be evaluated.
-    pub unindexed: Vec<u32>,
-}
-
-impl RuleSet {
-    pub(crate) fn push(&mut self, rule: CompiledRule) {
-        let id = u32::try_from(self.rules.len()).unwrap_or(u32::MAX);
-        let index_by = |field: fn(&CompiledSource) -> &Option<StringMatcher>| -> Option<Vec<String>> {
-            let sources = rule.from.as_ref()?;
-            let mut keys = Vec::new();
-            for s in sources {
-                keys.extend(field(s).as_ref()?.exact_only()?.iter().cloned());
-            }
-            (!sources.is_empty()).then_some(keys)
-        };
-        if let Some(keys) = index_by(|s| &s.principals) {
-            for k in keys {
-                self.by_principal.entry(k).or_default().push(id);
-            }
-        } else if let Some(keys) = index_by(|s| &s.namespaces) {
-            for k in keys {
-                self.by_namespace.entry(k).or_default().push(id);
-            }
-        } else {
-            self.unindexed.push(id);
-        }
-        self.rules.push(rule);
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// The first rule, in document order, that matches.
-    fn first_match(&self, ctx: &EvalCtx<'_>) -> Option<&CompiledRule> {
-        let mut best: Option<u32> = None;
-        let mut scan = |ids: &[u32]| {
-            for &id in ids {
-                if best.is_some_and(|b| b <= id) {
-                    return;
-                }
-                if self.rules.get(id as usize).is_some_and(|r| r.matches(ctx)) {
-                    best = Some(id);
-                    return;
-                }
-            }
-        };
-        if let Some(ident) = ctx.identity {
-            if let Some(ids) = self.by_principal.get(&ident.principal) {
-                scan(ids);
-            }
-            if let Some(ids) = ident.namespace.as_ref().and_then(|ns| self.by_namespace.get(ns)) {
-                scan(ids);
-            }
-        }
-        scan(&self.unindexed);
-        best.and_then(|id| self.rules.get(id as usize))
-    }
-
-    /// Every matching rule's policy, once per policy, in document order. Only the rules the
-    /// index leaves as candidates are evaluated, as in `first_match`.
-    fn all_matching_policies(&self, ctx: &EvalCtx<'_>) -> Vec<Arc<str>> {
-        let mut ids: Vec<u32> = self.unindexed.clone();
-        if let Some(ident) = ctx.identity {
-            ids.extend(self.by_principal.get(&ident.principal).into_iter().flatten());
-            ids.extend(ident.namespace.as_ref().and_then(|ns| self.by_namespace.get(ns)).into_iter().flatten());
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        let mut out: Vec<Arc<str>> = Vec::new();
-        for r in ids.iter().filter_map(|&id| self.rules.get(id as usize)) {
-            if r.matches(ctx) && !out.iter().any(|p| Arc::ptr_eq(p, &r.policy)) {
-                out.push(r.policy.clone());
-            }
-        }
-        out
-    }
-}
-
-/// What one request looks like to the matchers.
-pub(crate) struct EvalCtx<'a> {
-    pub identity: Option<&'a Identity>,
-    pub cert: Option<&'a CertFacts>,
-    /// Set when only Envoy attributes are known: the subject for `cert.subject*` keys.
-    pub attr_subject: Option<&'a str>,
-    pub attr_uri_san: Option<&'a str>,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub host: &'a str,
-    pub port: Option<u32>,
-    pub sni: Option<&'a str>,
-    pub headers: &'a dyn HeaderSource,
-}
-
-fn opt_matches(m: &Option<StringMatcher>, v: Option<&str>) -> bool {
-    m.as_ref().is_none_or(|m| m.matches(v))
-}
-
-fn opt_not_matches(m: &Option<StringMatcher>, v: Option<&str>) -> bool {
-    m.as_ref().is_none_or(|m| !m.matches(v))
-}
-
-impl CompiledSource {
-    fn matches(&self, ctx: &EvalCtx<'_>) -> bool {
-        let principal = ctx.identity.map(|i| i.principal.as_str());
-        let namespace = ctx.identity.and_then(|i| i.namespace.as_deref());
-        let td = ctx.identity.and_then(|i| i.trust_domain.as_deref());
-        opt_matches(&self.principals, principal)
-            && opt_not_matches(&self.not_principals, principal)
-            && opt_matches(&self.namespaces, namespace)
-            && opt_not_matches(&self.not_namespaces, namespace)
-            && opt_matches(&self.trust_domains, td)
-            && opt_not_matches(&self.not_trust_domains, td)
-    }
-}
-
-fn host_matches(m: &StringMatcher, host: &str) -> bool {
-    if m.matches(Some(host)) {
-        return true;
-    }
-    // `example.com:8080` also matches a rule for `example.com`, as in Istio.
-    match host.rsplit_once(':') {
-        Some((h, port)) if !h.is_empty() && !h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            m.matches(Some(h))
-        }
-        Some((h, port)) if h.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => m.matches(Some(h)),
-        _ => false,
-    }
-}
-
-impl CompiledOperation {
-    fn matches(&self, ctx: &EvalCtx<'_>) -> bool {
-        if let Some(h) = &self.hosts {
-            if !host_matches(h, ctx.host) {
-                return false;
-            }
-        }
-        if let Some(h) = &self.not_hosts {
-            if host_matches(h, ctx.host) {
-                return false;
-            }
-        }
-        if let Some(ports) = &self.ports {
-            if !ctx.port.is_some_and(|p| ports.contains(&p)) {
-                return false;
-            }
-        }
-        if let Some(ports) = &self.not_ports {
-            if ctx.port.is_some_and(|p| ports.contains(&p)) {
-                return false;
-            }
-        }
-        opt_matches(&self.methods, Some(ctx.method))
-            && opt_not_matches(&self.not_methods, Some(ctx.method))
-            && opt_matches(&self.paths, Some(ctx.path))
-            && opt_not_matches(&self.not_paths, Some(ctx.path))
-    }
-}
-
-impl CompiledCondition {
-    fn matches(&self, ctx: &EvalCtx<'_>) -> bool {
-        let check = |v: Option<&str>| opt_matches(&self.values, v) && opt_not_matches(&self.not_values, v);
-        let check_many = |vs: &[String]| {
-            self.values.as_ref().is_none_or(|m| m.matches_any(vs.iter().map(String::as_str)))
-                && self.not_values.as_ref().is_none_or(|m| !m.matches_any(vs.iter().map(String::as_str)))
-        };
-        let cert = ctx.cert;
-        match &self.key {
-            WhenKey::Header(name) => check(ctx.headers.header(name)),
-            WhenKey::SourcePrincipal => check(ctx.identity.map(|i| i.principal.as_str())),
-            WhenKey::SourceNamespace => check(ctx.identity.and_then(|i| i.namespace.as_deref())),
-            WhenKey::DestinationPort => {
-                let port = ctx.port.map(|p| p.to_string());
-                check(port.as_deref())
-            }
-            WhenKey::ConnectionSni => check(ctx.sni),
-            WhenKey::CertSubject => check(cert.map(|c| c.subject.as_str()).or(ctx.attr_subject)),
-            WhenKey::CertSubjectCn => match cert {
-                Some(c) => check_many(&c.subject_cn),
-                None => {
-                    let cns: Vec<String> = ctx.attr_subject.map(dn_values_cn).unwrap_or_default();
-                    if ctx.attr_subject.is_none() {
-                        check(None)
-                    } else {
-                        check_many(&cns)
-                    }
-                }
-            },
-            WhenKey::CertSubjectO => cert.map_or_else(|| check(None), |c| check_many(&c.subject_o)),
-            WhenKey::CertSubjectOu => cert.map_or_else(|| check(None), |c| check_many(&c.subject_ou)),
-            WhenKey::CertIssuer => check(cert.map(|c| c.issuer.as_str())),
-            WhenKey::CertIssuerCn => cert.map_or_else(|| check(None), |c| check_many(&c.issuer_cn)),
-            WhenKey::CertIssuerO => cert.map_or_else(|| check(None), |c| check_many(&c.issuer_o)),
-            WhenKey::CertSanUri => match cert {
-                Some(c) => check_many(&c.uri_sans),
-                None => check(ctx.attr_uri_san),
-            },
-            WhenKey::CertSanDns => cert.map_or_else(|| check(None), |c| check_many(&c.dns_sans)),
-            WhenKey::CertSerial => check(cert.map(|c| c.serial_hex.as_str())),
-            WhenKey::CertSha256 => check(cert.map(|c| c.sha256_hex.as_str())),
-            WhenKey::CertSpkiSha256 => check(cert.map(|c| c.spki_sha256_b64.as_str())),
-        }
-    }
-}
-
-/// Whether a URI SAN claims the `spiffe` scheme (compared case-insensitively, as RFC 3986 does
-/// for schemes, so that `SPIFFE://` is validated and refused rather than silently skipped).
-fn is_spiffe_uri(u: &str) -> bool {
-    u.get(..9).is_some_and(|s| s.eq_ignore_ascii_case("spiffe://"))
-}
-
-/// The CN values of an RFC 4514 DN string (used when only Envoy's subject attribute is known).
-fn dn_values_cn(dn: &str) -> Vec<String> {
-    split_unescaped(dn, ',')
-        .into_iter()
-        .flat_map(|rdn| split_unescaped(&rdn, '+'))
-        .filter_map(|atv| atv.strip_prefix("CN=").map(str::to_owned))
-        .collect()
-}
-
-fn split_unescaped(s: &str, sep: char) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut escaped = false;
-    for c in s.chars() {
-        if escaped {
-            cur.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == sep {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
-}
-
-impl CompiledRule {
-    fn matches(&self, ctx: &EvalCtx<'_>) -> bool {
-        self.from.as_ref().is_none_or(|f| f.iter().any(|s| s.matches(ctx)))
-            && self.to.as_ref().is_none_or(|t| t.iter().any(|o| o.matches(ctx)))
-            && self.when.iter().all(|c| c.matches(ctx))
     }
 }
 
@@ -471,6 +112,12 @@ pub struct Engine {
     pub(crate) mtls: Mtls,
     pub(crate) trust_domains: Option<Vec<String>>,
     pub(crate) identity_sources: Vec<IdentitySource>,
+    pub(crate) path_normalization: PathNormalization,
+    pub(crate) allow_path_parameters: bool,
+    /// Whether any policy or certificate rule reads the path: then the path is checked (and
+    /// perhaps rewritten) before step 1. The path is still fetched lazily, and checked, if a
+    /// rule reads it without this being set.
+    pub(crate) reads_paths: bool,
     pub(crate) certificate: Option<CertRequirements>,
     pub(crate) cert_rules: Vec<CompiledCertRule>,
     pub(crate) deny: RuleSet,
@@ -482,12 +129,8 @@ pub struct Engine {
     pub(crate) allow_policies: usize,
     pub(crate) dry_allow_policies: usize,
     pub(crate) needs_full_certificate: bool,
-    pub(crate) needed_headers: Vec<String>,
-    pub(crate) uses_paths: bool,
-    pub(crate) uses_methods: bool,
-    pub(crate) uses_hosts: bool,
-    pub(crate) uses_ports: bool,
-    pub(crate) uses_sni: bool,
+    /// Lower-case names of the headers `when` conditions read; `WhenKey::Header` indexes it.
+    pub(crate) header_names: Vec<String>,
     pub(crate) deny_response: crate::config::DenyResponse,
     pub(crate) identity_header: String,
     pub(crate) policy_names: Vec<Arc<str>>,
@@ -500,36 +143,6 @@ impl Engine {
         self.needs_full_certificate
     }
 
-    /// Lower-case names of the request headers that `when` conditions read.
-    pub fn needed_headers(&self) -> &[String] {
-        &self.needed_headers
-    }
-
-    /// Whether any rule reads `:path` (so the filter must fetch it).
-    pub fn uses_paths(&self) -> bool {
-        self.uses_paths
-    }
-
-    /// Whether any rule reads `:method` (so the filter must fetch it).
-    pub fn uses_methods(&self) -> bool {
-        self.uses_methods
-    }
-
-    /// Whether any rule reads `:authority` (so the filter must fetch it).
-    pub fn uses_hosts(&self) -> bool {
-        self.uses_hosts
-    }
-
-    /// Whether any rule reads the destination port (so the filter must fetch `destination.port`).
-    pub fn uses_ports(&self) -> bool {
-        self.uses_ports
-    }
-
-    /// Whether any rule reads the SNI (so the filter must fetch `connection.requested_server_name`).
-    pub fn uses_sni(&self) -> bool {
-        self.uses_sni
-    }
-
     /// The configured deny response.
     pub fn deny_response(&self) -> &crate::config::DenyResponse {
         &self.deny_response
@@ -540,6 +153,16 @@ impl Engine {
         &self.identity_header
     }
 
+    /// Warnings to log when the policy is loaded at `now`: trust anchors that have expired (they
+    /// verify nothing) or expire within 30 days.
+    pub fn load_warnings(&self, now: i64) -> Vec<String> {
+        let mut out: Vec<String> = self.certificate.iter().flat_map(|c| c.anchor_warnings(now)).collect();
+        for rule in &self.cert_rules {
+            out.extend(rule.require.anchor_warnings(now));
+        }
+        out
+    }
+
     /// Names of every policy and certificate rule, for metrics.
     pub fn policy_names(&self) -> &[Arc<str>] {
         &self.policy_names
@@ -548,7 +171,10 @@ impl Engine {
     /// Parses a certificate's facts into a cacheable [`PreparedCert`]: identity and the
     /// time-independent verdicts of every requirement block.
     pub fn prepare(&self, facts: CertFacts, presented_chain: &[Vec<u8>], now: i64) -> PreparedCert {
-        let identity = self.identity_from_cert(&facts).map(|i| i.map(Arc::new));
+        let identity =
+            identity::from_certificate(&self.identity_sources, &facts.uri_sans, &facts.dns_sans, &facts.subject_cn)
+                .map(|i| i.map(Arc::new))
+                .map_err(|_| Reason::InvalidIdentity);
         let mut verdicts = Vec::with_capacity(1 + self.cert_rules.len());
         let mut valid_until = facts.not_after;
         let mut push = |reqs: Option<&CertRequirements>| {
@@ -565,72 +191,59 @@ impl Engine {
         PreparedCert { facts, identity, verdicts, valid_until }
     }
 
-    fn identity_from_cert(&self, facts: &CertFacts) -> Result<Option<Identity>, Reason> {
-        for source in &self.identity_sources {
-            match source {
-                IdentitySource::Spiffe => {
-                    let spiffe: Vec<&String> = facts.uri_sans.iter().filter(|u| is_spiffe_uri(u)).collect();
-                    match spiffe.as_slice() {
-                        [] => {}
-                        [one] => {
-                            let id: SpiffeId = one.parse().map_err(|_| Reason::InvalidIdentity)?;
-                            return Ok(Some(Identity::from_spiffe(&id)));
-                        }
-                        _ => return Err(Reason::InvalidIdentity),
-                    }
-                }
-                IdentitySource::Dns => {
-                    if let Some(d) = facts.dns_sans.first() {
-                        return Ok(Some(Identity::from_dns(d)));
-                    }
-                }
-                IdentitySource::Subject => {
-                    if let Some(cn) = facts.subject_cn.first() {
-                        return Ok(Some(Identity::from_subject_cn(cn)));
-                    }
-                }
-            }
-        }
-        Ok(None)
-    }
-
     fn identity_from_attributes(&self, attrs: &PeerAttributes) -> Result<Option<Identity>, Reason> {
-        for source in &self.identity_sources {
-            match source {
-                IdentitySource::Spiffe => {
-                    // Same test as for a full certificate: a URI SAN that claims the spiffe
-                    // scheme in any case is a SPIFFE ID and must validate, or it is invalid_identity.
-                    if let Some(u) = attrs.uri_san.as_deref().filter(|u| is_spiffe_uri(u)) {
-                        let id: SpiffeId = u.parse().map_err(|_| Reason::InvalidIdentity)?;
-                        return Ok(Some(Identity::from_spiffe(&id)));
-                    }
-                }
-                IdentitySource::Dns => {
-                    if let Some(d) = attrs.dns_san.as_deref().filter(|d| !d.is_empty()) {
-                        return Ok(Some(Identity::from_dns(d)));
-                    }
-                }
-                IdentitySource::Subject => {
-                    if let Some(cn) = attrs.subject.as_deref().map(dn_values_cn).and_then(|v| v.into_iter().next()) {
-                        return Ok(Some(Identity::from_subject_cn(&cn)));
-                    }
-                }
-            }
-        }
-        Ok(None)
+        identity::from_attributes(
+            &self.identity_sources,
+            attrs.uri_san.as_deref(),
+            attrs.dns_san.as_deref(),
+            attrs.subject.as_deref(),
+        )
+        .map_err(|_| Reason::InvalidIdentity)
     }
 
-    /// Decides one request at `now` (Unix seconds, from the host clock).
-    pub fn decide(&self, req: &Request<'_>, peer: &Peer<'_>, now: i64) -> Decision {
-        let mut d = self.decide_enforced(req, peer, now);
-        if self.mode == Mode::DryRun && !d.allowed {
-            d.allowed = true;
-            d.dry_run = true;
+    /// Decides one request at `now` (Unix seconds, from the host clock). The engine asks `req`
+    /// for each attribute the first time a rule reads it.
+    pub fn decide(&self, req: &dyn RequestSource, peer: &Peer<'_>, now: i64) -> Decision {
+        let lazy = LazyRequest::new(
+            req,
+            self.path_normalization,
+            self.allow_path_parameters,
+            &self.identity_header,
+            &self.header_names,
+        );
+        let dry_run_mode = self.mode == Mode::DryRun;
+        // Before step 1: a path that cannot be put in normal form is `invalid_path`. Under
+        // `mode: dryRun` it is only a would-deny, and policies still see the best form there is.
+        let mut d = if self.reads_paths && !dry_run_mode && matches!(lazy.checked_path(), CheckedPath::Invalid { .. }) {
+            Decision::deny(Reason::InvalidPath)
+        } else {
+            self.decide_enforced(&lazy, peer, now)
+        };
+        match lazy.path_if_read() {
+            // Also when no rule was known to read the path: a path read is a path checked.
+            Some(CheckedPath::Invalid { error, .. }) => {
+                if d.reason != Some(Reason::InvalidPath) {
+                    let identity = d.identity.take();
+                    d = Decision::deny(Reason::InvalidPath);
+                    d.identity = identity;
+                }
+                d.path_error = Some(*error);
+            }
+            Some(CheckedPath::Ok { rewrite: Some(r), .. }) if d.allowed => d.path_rewrite = Some(r.clone()),
+            _ => {}
+        }
+        if dry_run_mode {
+            // Nothing is denied or rewritten; the reason stays, as a would-deny.
+            d.path_rewrite = None;
+            if !d.allowed {
+                d.allowed = true;
+                d.dry_run = true;
+            }
         }
         d
     }
 
-    fn decide_enforced(&self, req: &Request<'_>, peer: &Peer<'_>, now: i64) -> Decision {
+    fn decide_enforced(&self, req: &LazyRequest<'_>, peer: &Peer<'_>, now: i64) -> Decision {
         // Step 1 and the certificate source.
         let (identity, prepared, attrs) = match peer {
             Peer::None => {
@@ -667,6 +280,10 @@ impl Engine {
             if now > f.not_after {
                 return cert_deny(Reason::Expired, false);
             }
+            // The weak-key floor holds even without a `certificate:` block.
+            if crate::certreq::below_key_floor(f) {
+                return cert_deny(Reason::KeyNotAllowed, false);
+            }
             if let (Some(reqs), Some(Some(v))) = (&self.certificate, p.verdicts.first()) {
                 expiring = reqs.is_expiring(f, now);
                 if let Some(reason) = reqs.evaluate(f, v, now) {
@@ -695,31 +312,12 @@ impl Engine {
             }
         }
 
-        let normalized_path;
-        let path = if self.uses_paths {
-            normalized_path = crate::path::normalize(req.path);
-            normalized_path.as_ref()
-        } else {
-            req.path
-        };
-        let host_lower;
-        let host = if req.host.bytes().any(|b| b.is_ascii_uppercase()) {
-            host_lower = req.host.to_ascii_lowercase();
-            host_lower.as_str()
-        } else {
-            req.host
-        };
         let ctx = EvalCtx {
             identity: identity.as_deref(),
             cert: prepared.map(|p| &p.facts),
             attr_subject: attrs.and_then(|a| a.subject.as_deref()),
             attr_uri_san: attrs.and_then(|a| a.uri_san.as_deref()),
-            method: req.method,
-            path,
-            host,
-            port: req.port,
-            sni: req.sni,
-            headers: req.headers,
+            req,
         };
 
         let mut d = Decision {
@@ -730,6 +328,8 @@ impl Engine {
             identity: None,
             audit: Vec::new(),
             expiring,
+            path_rewrite: None,
+            path_error: None,
         };
 
         // Step 4: per-route certificate requirements.

@@ -115,6 +115,12 @@ fn case(name: &'static str, policy: Value, req: R, peer: P, want: Want) -> Case 
     Case { name, policy, req, peer, want }
 }
 
+/// The policy with `identity` set to `sources` (the default is `[spiffe]`).
+fn with_identity(mut policy: Value, sources: &[&str]) -> Value {
+    policy["identity"] = json!(sources);
+    policy
+}
+
 fn compile(policy: &Value) -> Result<Engine, ConfigErrors> {
     Engine::from_json(&policy.to_string())
 }
@@ -306,13 +312,6 @@ fn decision_order_follows_istio() {
             web(),
             allow_by("allow-web"),
         ),
-        case(
-            "deny_policy_with_no_rules_matches_nothing",
-            json!({"policies": [{"name": "deny-nothing", "action": "DENY"}]}),
-            get("/"),
-            web(),
-            allow(),
-        ),
         case("rule_with_no_conditions_matches_everything", allow_rule(json!({})), get("/x"), db(), allow_by("p")),
         case(
             "deny_rule_with_no_conditions_denies_everything",
@@ -489,7 +488,7 @@ fn string_patterns_follow_istio() {
 
 #[test]
 fn operations_follow_istio() {
-    use Reason::{DeniedByPolicy, NoMatchingAllow};
+    use Reason::{DeniedByPolicy, InvalidPath, NoMatchingAllow};
     let deny_admin = json!({"policies": [{"name": "deny-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}]});
     let host = |h: &'static str| R { host: h, ..R::default() };
     let port = |p: Option<u32>| R { port: p, ..R::default() };
@@ -567,11 +566,11 @@ fn operations_follow_istio() {
             allow_by("p"),
         ),
         case(
-            "paths_ignore_fragment",
+            "fragment_in_path_is_invalid_path",
             allow_to(json!({"paths": ["/api/items"]})),
             get("/api/items#top"),
             web(),
-            allow_by("p"),
+            deny(InvalidPath),
         ),
         case("paths_prefix", allow_to(json!({"paths": ["/api/*"]})), get("/api/items"), web(), allow_by("p")),
         case("paths_suffix", allow_to(json!({"paths": ["*.json"]})), get("/data/x.json?v=1"), web(), allow_by("p")),
@@ -605,25 +604,19 @@ fn operations_follow_istio() {
         ),
         case("percent_encoded_path", deny_admin.clone(), get("/%61dmin"), web(), deny_by(DeniedByPolicy, "deny-admin")),
         case(
-            "percent_encoded_slash_and_dots",
+            "percent_encoded_slash_is_invalid_path",
             deny_admin.clone(),
             get("/api%2F%2e%2e%2Fadmin"),
             web(),
-            deny_by(DeniedByPolicy, "deny-admin"),
+            deny(InvalidPath),
         ),
+        case("backslash_is_invalid_path", deny_admin.clone(), get("/api\\..\\admin"), web(), deny(InvalidPath)),
         case(
-            "backslash_is_a_separator",
-            deny_admin.clone(),
-            get("/api\\..\\admin"),
-            web(),
-            deny_by(DeniedByPolicy, "deny-admin"),
-        ),
-        case(
-            "percent_escapes_that_are_not_hex_are_kept",
-            allow_to(json!({"paths": ["/100%zz"]})),
+            "percent_escapes_that_are_not_hex_are_invalid_path",
+            allow_to(json!({"paths": ["/100*"]})),
             get("/100%zz"),
             web(),
-            allow_by("p"),
+            deny(InvalidPath),
         ),
         case("query_string_is_not_part_of_the_path", deny_admin, get("/public?next=/admin"), web(), allow()),
         case("ports", allow_to(json!({"ports": ["8080"]})), port(Some(8080)), web(), allow_by("p")),
@@ -710,7 +703,7 @@ fn identities_and_trust_domains() {
         ),
         case(
             "trust_domain_check_linkerd_identity",
-            td(json!({})),
+            td(json!({"identity": ["dns"]})),
             get("/"),
             P::Dns(linkerd),
             allow_by("p").principal(Some("cluster.local/ns/emojivoto/sa/web")),
@@ -724,35 +717,35 @@ fn identities_and_trust_domains() {
         ),
         case(
             "linkerd_dns_identity",
-            allow_from(json!({"principals": ["cluster.local/ns/emojivoto/sa/web"]})),
+            with_identity(allow_from(json!({"principals": ["cluster.local/ns/emojivoto/sa/web"]})), &["dns"]),
             get("/"),
             P::Dns(linkerd),
             allow_by("p").principal(Some("cluster.local/ns/emojivoto/sa/web")),
         ),
         case(
             "linkerd_dns_identity_namespace",
-            allow_from(json!({"namespaces": ["emojivoto"]})),
+            with_identity(allow_from(json!({"namespaces": ["emojivoto"]})), &["dns"]),
             get("/"),
             P::Dns(linkerd),
             allow_by("p"),
         ),
         case(
             "plain_dns_identity_is_the_lowercased_name",
-            allow_from(json!({"principals": ["api.example.com"]})),
+            with_identity(allow_from(json!({"principals": ["api.example.com"]})), &["dns"]),
             get("/"),
             P::Dns("API.Example.com"),
             allow_by("p").principal(Some("api.example.com")),
         ),
         case(
             "subject_identity",
-            allow_from(json!({"principals": ["payments"]})),
+            with_identity(allow_from(json!({"principals": ["payments"]})), &["subject"]),
             get("/"),
             P::Subject("CN=payments,OU=team,O=example"),
             allow_by("p").principal(Some("payments")),
         ),
         case(
             "subject_identity_with_escaped_comma",
-            allow_from(json!({"principals": ["pay,ments"]})),
+            with_identity(allow_from(json!({"principals": ["pay,ments"]})), &["subject"]),
             get("/"),
             P::Subject("CN=pay\\,ments,O=example"),
             allow_by("p").principal(Some("pay,ments")),
@@ -847,7 +840,7 @@ fn identities_and_trust_domains() {
         ),
         case(
             "non_spiffe_uri_sans_are_not_identities",
-            allow_rule(json!({})),
+            with_identity(allow_rule(json!({})), &["spiffe", "dns"]),
             get("/"),
             cert_with(|c| c.uri_sans = vec!["https://example.com/x".to_owned()]),
             allow_by("p").principal(Some("web.frontend.svc.cluster.local")),
@@ -1508,8 +1501,8 @@ impl RawHeaders {
 }
 
 impl HeaderSource for RawHeaders {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.1.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    fn header_values(&self, name: &str) -> Vec<String> {
+        self.1.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect()
     }
 }
 
@@ -1532,9 +1525,14 @@ fn non_utf8_headers_match_lossily_and_never_by_accident() {
 
     // Control characters and odd bytes in paths and hosts are just strings to the matchers.
     let engine = compile(&allow_to(json!({"paths": ["/ok"], "hosts": ["h"]}))).unwrap();
-    for path in ["/ok\u{0}", "/\u{fffd}ok", "/ok/\u{7f}", "%", "%%%", "/%ff%fe", "?", "#", "/.."] {
+    for path in ["/\u{fffd}ok", "/%ff%fe", "/.."] {
         let d = decide(&engine, &R { path, host: "h", ..R::default() }, &web());
         assert_eq!(d.reason, Some(Reason::NoMatchingAllow), "{path:?}");
+    }
+    // ... except where upstreams disagree on what they mean: those have no normal form.
+    for path in ["/ok\u{0}", "/ok/\u{7f}", "%", "%%%", "?", "#"] {
+        let d = decide(&engine, &R { path, host: "h", ..R::default() }, &web());
+        assert_eq!(d.reason, Some(Reason::InvalidPath), "{path:?}");
     }
 }
 
