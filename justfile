@@ -26,6 +26,10 @@ bench *ARGS: build
     scripts/build-wasm.sh floor
     ENVOY_BIN="$(scripts/ensure-envoy.sh)" cargo run -q --release -p peerguard-bench -- {{ARGS}}
 
+# Fuzz every cargo-fuzz target (fuzz/) for SECONDS each on nightly, then a summary; new crashes go to fuzz/regressions/ (args: SECONDS [TARGET...])
+fuzz SECONDS="60" *TARGETS:
+    scripts/fuzz.sh {{SECONDS}} {{TARGETS}}
+
 # Everything CI runs: native workspace tests (incl. end-to-end in Envoy), then engine tests in wasm
 test: build
     #!/usr/bin/env bash
