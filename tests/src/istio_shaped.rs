@@ -149,7 +149,13 @@ pub fn inbound_listener(
 
 /// `inbound|PORT||`: the app behind the sidecar.
 pub fn inbound_cluster(app: SocketAddr) -> Value {
-    let name = format!("inbound|{}||", app.port());
+    inbound_cluster_for(app.port(), app)
+}
+
+/// `inbound|SERVICE_PORT||`: the app behind the sidecar, named after the service port (as
+/// [`inbound_listener`] routes to it) while the app itself listens on `app`.
+pub fn inbound_cluster_for(service_port: u16, app: SocketAddr) -> Value {
+    let name = format!("inbound|{service_port}||");
     json!({
         "name": name, "type": "STATIC", "connect_timeout": "2s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sock(app)}}]}]}

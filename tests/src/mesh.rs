@@ -2,8 +2,15 @@
 //! (inbound listener with peerguard, outbound listener originating mTLS) on its own loopback
 //! address, with SPIFFE certificates from one mesh CA made by `peerguard cert`. Prints the call
 //! matrix and says whether it matches the policies in `envoy/mesh/`.
+//!
+//! No fixed ports: apps, outbound listeners and admin APIs bind port 0 (the OS picks, the real
+//! ports are read back), and each inbound listener gets a port the OS reported free on that
+//! service's address just before the sidecars start (the other sidecars' outbound clusters must
+//! know it in advance). Names keep Istio's service port, 8080 (`inbound|8080||`,
+//! `outbound|8080||api.api.svc.cluster.local`), as istiod would render them.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -15,14 +22,12 @@ use crate::client::{Client, Request};
 use crate::envoy::wasm_path;
 use crate::istio_shaped::{self as istio, Destination, WasmPlugin, Workload, Xfcc};
 use crate::repo_root;
-use crate::sidecar::{fixed_ports_lock, RawEnvoy};
+use crate::sidecar::RawEnvoy;
 use crate::upstream::EchoServer;
 
 pub const TRUST_DOMAIN: &str = "cluster.local";
-const APP_PORT: u16 = 8080;
-const INBOUND_PORT: u16 = 15006;
-const OUTBOUND_PORT: u16 = 15001;
-const ADMIN_PORT: u16 = 15000;
+/// The service port, as istiod names clusters and virtual hosts after it; no socket uses it.
+const SERVICE_PORT: u16 = 8080;
 
 /// A mesh service: namespace = service account = name, on 127.0.0.<octet>.
 #[derive(Debug, Clone, Copy)]
@@ -128,8 +133,33 @@ pub fn policy(name: &str) -> Result<Value> {
     Ok(serde_yaml::from_str(&text)?)
 }
 
-/// The sidecar bootstrap of one service.
-pub fn sidecar_bootstrap(s: &Service, certs: &Path, wasm: &Path) -> Result<Value> {
+/// Where the services of one run listen: the apps and the inbound sidecars (chosen before any
+/// sidecar starts, since every outbound cluster names the inbound addresses of the others).
+#[derive(Debug, Clone, Default)]
+pub struct Addresses {
+    pub app: BTreeMap<&'static str, SocketAddr>,
+    pub inbound: BTreeMap<&'static str, SocketAddr>,
+}
+
+impl Addresses {
+    fn get(map: &BTreeMap<&'static str, SocketAddr>, name: &str) -> Result<SocketAddr> {
+        map.get(name).copied().with_context(|| format!("no address for {name}"))
+    }
+}
+
+/// A port the OS reports free on `ip` now. Every probe of one call is held until all are taken,
+/// so the ports differ; they are released before the sidecars bind them.
+fn free_ports(ips: &[IpAddr]) -> Result<Vec<u16>> {
+    let probes: Vec<TcpListener> = ips
+        .iter()
+        .map(|ip| TcpListener::bind(SocketAddr::new(*ip, 0)).with_context(|| format!("probe a free port on {ip}")))
+        .collect::<Result<_>>()?;
+    probes.iter().map(|p| Ok(p.local_addr()?.port())).collect()
+}
+
+/// The sidecar bootstrap of one service: the inbound listener on its address in `addrs`, the
+/// outbound listener and the admin API on port 0.
+pub fn sidecar_bootstrap(s: &Service, certs: &Path, wasm: &Path, addrs: &Addresses) -> Result<Value> {
     let workload = Workload {
         cert: certs.join(format!("{}.pem", s.name)),
         key: certs.join(format!("{}-key.pem", s.name)),
@@ -143,45 +173,83 @@ pub fn sidecar_bootstrap(s: &Service, certs: &Path, wasm: &Path) -> Result<Value
         plugin_config: policy(s.name)?,
         vm_configuration: None,
     };
-    let dests: Vec<Destination> = SERVICES
-        .iter()
-        .filter(|d| d.name != s.name)
-        .map(|d| Destination {
+    let mut dests = Vec::new();
+    for d in SERVICES.iter().filter(|d| d.name != s.name) {
+        dests.push(Destination {
             host: d.name.into(),
             fqdn: format!("{0}.{0}.svc.cluster.local", d.name),
-            port: APP_PORT,
-            inbound: d.addr(INBOUND_PORT),
+            port: SERVICE_PORT,
+            inbound: Addresses::get(&addrs.inbound, d.name)?,
             spiffe: d.spiffe(),
-        })
-        .collect();
+        });
+    }
     let mut listeners = vec![istio::inbound_listener(
-        s.addr(INBOUND_PORT),
-        APP_PORT,
+        Addresses::get(&addrs.inbound, s.name)?,
+        SERVICE_PORT,
         TRUST_DOMAIN,
         Some(&plugin),
         Xfcc { cert: false },
     )];
-    listeners.push(istio::outbound_listener(s.addr(OUTBOUND_PORT), &dests));
-    let mut clusters = vec![istio::inbound_cluster(s.addr(APP_PORT))];
+    listeners.push(istio::outbound_listener(s.addr(0), &dests));
+    let mut clusters = vec![istio::inbound_cluster_for(SERVICE_PORT, Addresses::get(&addrs.app, s.name)?)];
     clusters.extend(dests.iter().map(istio::outbound_cluster));
-    Ok(istio::bootstrap(s.addr(ADMIN_PORT), &workload, listeners, clusters))
+    Ok(istio::bootstrap(s.addr(0), &workload, listeners, clusters))
+}
+
+/// The running mesh: apps and sidecars, and where each listens.
+struct Mesh {
+    // Field order is drop order: sidecars first, then the apps.
+    envoys: BTreeMap<&'static str, RawEnvoy>,
+    _apps: Vec<EchoServer>,
+    addrs: Addresses,
+}
+
+impl Mesh {
+    fn start(certs: &Path, wasm: &Path, workdir: &Path) -> Result<Self> {
+        let mut addrs = Addresses::default();
+        let mut apps = Vec::new();
+        for s in SERVICES {
+            let app = EchoServer::bind(&s.addr(0).to_string())?;
+            addrs.app.insert(s.name, s.addr(app.port()));
+            apps.push(app);
+        }
+        let ips: Vec<IpAddr> = SERVICES.iter().map(Service::ip).collect();
+        for (s, port) in SERVICES.iter().zip(free_ports(&ips)?) {
+            addrs.inbound.insert(s.name, s.addr(port));
+        }
+        let mut envoys = BTreeMap::new();
+        for s in SERVICES {
+            let cfg: PathBuf = workdir.join(format!("{}-sidecar.yaml", s.name));
+            istio::write(&cfg, &sidecar_bootstrap(s, certs, wasm, &addrs)?)?;
+            envoys.insert(s.name, RawEnvoy::start(s.name, &cfg, &repo_root(), workdir, Duration::from_secs(300))?);
+        }
+        Ok(Self { envoys, _apps: apps, addrs })
+    }
+
+    /// Where the caller's app sends its plaintext requests: its sidecar's outbound listener.
+    fn outbound(&self, s: &Service) -> Result<SocketAddr> {
+        let envoy = self.envoys.get(s.name).with_context(|| format!("no sidecar for {}", s.name))?;
+        Ok(s.addr(envoy.listener_port("virtualOutbound")?))
+    }
 }
 
 /// Brings the mesh up in `workdir`, makes every call of [`EXPECTED`], tears it down.
 pub fn run(peerguard: &Path, workdir: &Path) -> Result<Vec<Row>> {
-    let _ports = fixed_ports_lock();
     let certs = workdir.join("certs");
     std::fs::create_dir_all(&certs)?;
     make_certs(peerguard, &certs)?;
     let wasm = wasm_path()?;
-    let mut apps = Vec::new();
-    let mut envoys = Vec::new();
-    for s in SERVICES {
-        apps.push(EchoServer::bind(&s.addr(APP_PORT).to_string())?);
-        let cfg: PathBuf = workdir.join(format!("{}-sidecar.yaml", s.name));
-        istio::write(&cfg, &sidecar_bootstrap(s, &certs, &wasm)?)?;
-        envoys.push(RawEnvoy::start(s.name, &cfg, &repo_root(), workdir, Duration::from_secs(300))?);
-    }
+    // The inbound ports are probed, then released, then bound by Envoy: should another process
+    // take one in between, that sidecar fails to start and the mesh starts again on new ports.
+    let mut attempt = 0;
+    let mesh = loop {
+        attempt += 1;
+        match Mesh::start(&certs, &wasm, workdir) {
+            Ok(m) => break m,
+            Err(e) if attempt < 3 && format!("{e:#}").contains("ddress already in use") => continue,
+            Err(e) => return Err(e),
+        }
+    };
     let mut rows = Vec::new();
     for (caller, callee, method, path, want_status, want_reason) in EXPECTED {
         let dst = service(callee)?;
@@ -190,7 +258,7 @@ pub fn run(peerguard: &Path, workdir: &Path) -> Result<Vec<Row>> {
             Ok(src) => {
                 // The caller's app talks plaintext to its own sidecar, naming the service by Host.
                 let c = Client::plaintext().server_name(callee);
-                match c.send_to(src.addr(OUTBOUND_PORT), &req) {
+                match c.send_to(mesh.outbound(&src)?, &req) {
                     Ok(r) => {
                         let mut reason = r.reason().unwrap_or_else(|| "-".into());
                         if r.status == 200 {
@@ -205,7 +273,7 @@ pub fn run(peerguard: &Path, workdir: &Path) -> Result<Vec<Row>> {
                     Err(e) => (0, format!("error: {}", e.root_cause())),
                 }
             }
-            Err(_) => match Client::plaintext().send_to(dst.addr(INBOUND_PORT), &req) {
+            Err(_) => match Client::plaintext().send_to(Addresses::get(&mesh.addrs.inbound, dst.name)?, &req) {
                 Ok(r) => (r.status, r.reason().unwrap_or_else(|| "-".into())),
                 Err(_) => (0, "refused: STRICT mTLS".to_string()),
             },
@@ -220,8 +288,7 @@ pub fn run(peerguard: &Path, workdir: &Path) -> Result<Vec<Row>> {
             reason,
         });
     }
-    drop(envoys);
-    drop(apps);
+    drop(mesh);
     Ok(rows)
 }
 

@@ -1,7 +1,9 @@
 //! Runs Envoy on a ready-made config file (a shipped `envoy/*.yaml`, a mesh sidecar, an
 //! Istio-shaped bootstrap), where [`crate::envoy::Envoy`] generates its own bootstrap.
 //!
-//! Fixed-port configs cannot run twice at once, so callers that use them hold [`fixed_ports_lock`].
+//! Callers hand it configs without fixed ports: listeners and admin bind port 0 (see
+//! `standalone::rewrite_ports`), or a port the OS just reported free, and the real ports are
+//! read back from the admin API ([`RawEnvoy::listener_port`]).
 //! Each instance runs under coreutils `timeout` (when present) and is stopped on drop:
 //! SIGTERM by PID, then SIGKILL.
 
@@ -9,20 +11,12 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use crate::envoy::envoy_bin;
-
-static FIXED_PORTS: Mutex<()> = Mutex::new(());
-
-/// Serializes users of fixed loopback ports (the shipped configs, the mesh) within one process.
-pub fn fixed_ports_lock() -> MutexGuard<'static, ()> {
-    FIXED_PORTS.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A running Envoy started from a config file.
 pub struct RawEnvoy {
