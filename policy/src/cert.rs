@@ -19,8 +19,13 @@ pub enum KeyKind {
     EcdsaP256,
     /// ECDSA on NIST P-384.
     EcdsaP384,
-    /// ECDSA on another curve (named by OID).
+    /// ECDSA on NIST P-521.
+    EcdsaP521,
+    /// An EC key on another curve, named by OID (empty for explicit curve parameters, which
+    /// name no curve).
     EcdsaOther(String),
+    /// DSA (FIPS 186-5 no longer allows DSA signatures).
+    Dsa,
     /// Ed25519.
     Ed25519,
     /// RSA with this modulus size.
@@ -37,6 +42,8 @@ impl core::fmt::Display for KeyKind {
         match self {
             KeyKind::EcdsaP256 => f.write_str("ecdsaP256"),
             KeyKind::EcdsaP384 => f.write_str("ecdsaP384"),
+            KeyKind::EcdsaP521 => f.write_str("ecdsaP521"),
+            KeyKind::Dsa => f.write_str("dsa"),
             KeyKind::EcdsaOther(oid) => write!(f, "ecdsa({oid})"),
             KeyKind::Ed25519 => f.write_str("ed25519"),
             KeyKind::Rsa { bits } => write!(f, "rsa{bits}"),
@@ -207,16 +214,20 @@ pub fn pem_blocks(input: &[u8], label: &str) -> Result<Vec<Vec<u8>>, CertError> 
 }
 
 /// Decodes every PEM block with the given label, refusing input over `max_bytes`.
+///
+/// URL-encoded input is decoded first. Envoy's encoding keeps the unreserved `-` (so
+/// `-----BEGIN` survives) but encodes spaces, newlines, `+`, `/` and `=`. A `%` never occurs in
+/// plain PEM (labels and base64 have none), so its presence is what tells the two forms apart.
 pub fn pem_blocks_within(input: &[u8], label: &str, max_bytes: usize) -> Result<Vec<Vec<u8>>, CertError> {
     if input.len() > max_bytes {
         return Err(CertError::TooLarge(input.len()));
     }
     let decoded;
-    let text: &[u8] = if input.windows(5).any(|w| w == b"-----") {
-        input
-    } else {
+    let text: &[u8] = if input.contains(&b'%') {
         decoded = percent_decode(input);
         &decoded
+    } else {
+        input
     };
     let text = core::str::from_utf8(text).map_err(|_| CertError::BadPem)?;
     let begin = format!("-----BEGIN {label}-----");
@@ -354,11 +365,10 @@ fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {
     let alg = spki.algorithm.algorithm.to_id_string();
     match alg.as_str() {
         "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
-                KeyKind::Rsa { bits: u32::try_from(rsa.key_size()).unwrap_or(0) }
-            }
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => KeyKind::Rsa { bits: modulus_bits(rsa.modulus) },
             _ => KeyKind::Other(alg),
         },
+        "1.2.840.10040.4.1" => KeyKind::Dsa,
         "1.2.840.10045.2.1" => {
             let curve = spki
                 .algorithm
@@ -370,12 +380,26 @@ fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {
             match curve.as_str() {
                 "1.2.840.10045.3.1.7" => KeyKind::EcdsaP256,
                 "1.3.132.0.34" => KeyKind::EcdsaP384,
+                "1.3.132.0.35" => KeyKind::EcdsaP521,
                 _ => KeyKind::EcdsaOther(curve),
             }
         }
         "1.3.101.112" => KeyKind::Ed25519,
         _ => KeyKind::Other(alg),
     }
+}
+
+/// The size in bits of an RSA modulus (a DER INTEGER's bytes: big-endian, maybe a leading 0).
+/// x509-parser's `key_size` counts whole bytes after dropping the first one, which misstates a
+/// modulus whose size is not a multiple of 8 (a 2047-bit modulus reads as 2040).
+fn modulus_bits(modulus: &[u8]) -> u32 {
+    let significant = match modulus.iter().position(|b| *b != 0) {
+        Some(i) => &modulus[i..],
+        None => return 0,
+    };
+    let bytes = u32::try_from(significant.len()).unwrap_or(u32::MAX);
+    let top_bits = significant.first().map_or(0, |b| 8 - b.leading_zeros());
+    bytes.saturating_sub(1).saturating_mul(8).saturating_add(top_bits)
 }
 
 #[cfg(test)]
@@ -405,6 +429,31 @@ mod tests {
         assert_eq!(percent_decode(b"-----BEGIN%20CERT%0A"), b"-----BEGIN CERT\n".to_vec());
         assert_eq!(percent_decode(b"100%"), b"100%".to_vec());
         assert_eq!(percent_decode(b"%zz%4"), b"%zz%4".to_vec());
+    }
+
+    #[test]
+    fn rsa_modulus_size_counts_bits_not_bytes() {
+        // A weak or odd-sized key must not read as the next byte size up (or down).
+        assert_eq!(modulus_bits(&[0x00, 0x80, 0, 0]), 24);
+        assert_eq!(modulus_bits(&[0x7f, 0, 0]), 23);
+        assert_eq!(modulus_bits(&[0x00, 0x00, 0x01]), 1);
+        assert_eq!(modulus_bits(&[0x00]), 0);
+        assert_eq!(modulus_bits(&[]), 0);
+        let mut m2047 = vec![0x7f];
+        m2047.resize(256, 0xff);
+        assert_eq!(modulus_bits(&m2047), 2047);
+        let mut m2048 = vec![0x00, 0x80];
+        m2048.resize(257, 0x01);
+        assert_eq!(modulus_bits(&m2048), 2048);
+    }
+
+    #[test]
+    fn url_encoded_pem_is_decoded_even_though_dashes_stay_plain() {
+        // Only the decision to decode is tested here; a real certificate is in tests/certificates.rs.
+        let plain = b"-----BEGIN X-----\nAAEC\n-----END X-----\n";
+        let encoded = b"-----BEGIN%20X-----%0AAAEC%0A-----END%20X-----%0A";
+        assert_eq!(pem_blocks(plain, "X"), Ok(vec![vec![0, 1, 2]]));
+        assert_eq!(pem_blocks(encoded, "X"), Ok(vec![vec![0, 1, 2]]));
     }
 
     #[test]

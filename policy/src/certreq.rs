@@ -17,6 +17,7 @@ use crate::reason::Reason;
 enum KeyRequirement {
     EcdsaP256,
     EcdsaP384,
+    EcdsaP521,
     Ed25519,
     RsaAtLeast(u32),
 }
@@ -26,6 +27,7 @@ impl KeyRequirement {
         match (self, key) {
             (KeyRequirement::EcdsaP256, KeyKind::EcdsaP256)
             | (KeyRequirement::EcdsaP384, KeyKind::EcdsaP384)
+            | (KeyRequirement::EcdsaP521, KeyKind::EcdsaP521)
             | (KeyRequirement::Ed25519, KeyKind::Ed25519) => true,
             (KeyRequirement::RsaAtLeast(min), KeyKind::Rsa { bits }) => bits >= min,
             _ => false,
@@ -88,7 +90,7 @@ impl CertRequirements {
                     Some(k) => list.push(k),
                     None => errors.push(ConfigError::new(
                         format!("{path}.keyTypes[{i}]"),
-                        format!("unknown key type {kt:?}; expected ecdsaP256, ecdsaP384, ed25519 or rsaN (RSA with at least N bits, e.g. rsa2048)"),
+                        format!("unknown key type {kt:?}; expected ecdsaP256, ecdsaP384, ecdsaP521, ed25519 or rsaN (RSA with at least N bits, N from 2048 to 16384, e.g. rsa2048)"),
                     )),
                 }
             }
@@ -96,6 +98,15 @@ impl CertRequirements {
         }
         if let Some(issuers) = &reqs.issuers {
             out.issuers = Some(compile_patterns(issuers, &format!("{path}.issuers"), errors, false));
+        }
+        // An empty pin list must never silently switch pinning off, nor lean on the other list.
+        for (field, list) in [("spkiPins", &reqs.spki_pins), ("certPins", &reqs.cert_pins)] {
+            if list.as_ref().is_some_and(Vec::is_empty) {
+                errors.push(ConfigError::new(
+                    format!("{path}.{field}"),
+                    "empty pin list pins nothing; remove the field to disable pinning",
+                ));
+            }
         }
         for (i, pin) in reqs.spki_pins.iter().flatten().enumerate() {
             match base64::engine::general_purpose::STANDARD.decode(pin.trim()) {
@@ -118,12 +129,6 @@ impl CertRequirements {
                     "expected the hex SHA-256 of the certificate DER (64 hex digits, colons allowed), as Envoy's verify_certificate_hash",
                 ));
             }
-        }
-        if reqs.spki_pins.as_ref().is_some_and(Vec::is_empty) && reqs.cert_pins.as_ref().is_none_or(Vec::is_empty) {
-            errors.push(ConfigError::new(
-                format!("{path}.spkiPins"),
-                "empty pin list; remove the field to disable pinning",
-            ));
         }
         match ChainVerifier::compile(reqs, path) {
             Ok(v) => out.chain = v,
@@ -148,7 +153,9 @@ impl CertRequirements {
     /// Runs the checks that do not depend on the clock (except chain validity, whose result
     /// carries its own expiry).
     pub fn static_verdict(&self, facts: &CertFacts, presented_chain: &[Vec<u8>], now: i64) -> StaticVerdict {
-        let mut valid_until = facts.not_after;
+        // Never before `now`: a verdict born expired would be recomputed on every request (the
+        // engine denies an expired leaf on its own, whatever the verdict says).
+        let mut valid_until = facts.not_after.max(now);
         let failure = (|| {
             if self.max_lifetime.is_some_and(|max| facts.lifetime_secs() > max) {
                 return Some(Reason::LifetimeTooLong);
@@ -198,9 +205,32 @@ impl CertRequirements {
         verdict.failure
     }
 
+    /// Warnings for the filter to log at load: configured trust anchors that are expired at `now`
+    /// or expire within 30 days, each named by its path (e.g. `certificate.trustAnchors[0]`).
+    pub(crate) fn anchor_warnings(&self, now: i64) -> Vec<String> {
+        self.chain.as_ref().map(|c| c.anchor_warnings(now)).unwrap_or_default()
+    }
+
     /// notAfter - now is below `minRemaining`.
     pub fn is_expiring(&self, facts: &CertFacts, now: i64) -> bool {
         self.min_remaining.is_some_and(|min| facts.not_after.saturating_sub(now) < min)
+    }
+}
+
+/// Smallest RSA modulus the floor accepts.
+const RSA_FLOOR_BITS: u32 = 2048;
+
+/// The weak-key floor of PRODUCT.md ("Certificates and revocation"), checked on every peer
+/// certificate even without a `certificate:` block: RSA below 2048 bits, DSA, and keys on curves
+/// other than P-256, P-384, P-521 and Ed25519 give `key_not_allowed`. Whatever is not known to be
+/// strong is refused, so an unknown algorithm is below the floor too. An RSA modulus whose size
+/// is not a multiple of 8 is refused as well, as the CA/Browser Forum Baseline Requirements
+/// (section 6.1.5) and webpki do: no conforming CA issues one.
+pub(crate) fn below_key_floor(facts: &CertFacts) -> bool {
+    match &facts.key {
+        KeyKind::Rsa { bits } => *bits < RSA_FLOOR_BITS || !bits.is_multiple_of(8),
+        KeyKind::EcdsaP256 | KeyKind::EcdsaP384 | KeyKind::EcdsaP521 | KeyKind::Ed25519 => false,
+        KeyKind::EcdsaOther(_) | KeyKind::Dsa | KeyKind::Other(_) => true,
     }
 }
 
@@ -208,10 +238,13 @@ fn parse_key_type(s: &str) -> Option<KeyRequirement> {
     match s {
         "ecdsaP256" => Some(KeyRequirement::EcdsaP256),
         "ecdsaP384" => Some(KeyRequirement::EcdsaP384),
+        "ecdsaP521" => Some(KeyRequirement::EcdsaP521),
         "ed25519" => Some(KeyRequirement::Ed25519),
         _ => {
             let bits: u32 = s.strip_prefix("rsa")?.parse().ok()?;
-            (1024..=16384).contains(&bits).then_some(KeyRequirement::RsaAtLeast(bits))
+            // Below 2048 the weak-key floor refuses the key anyway: `rsa1024` would promise what
+            // never passes.
+            (RSA_FLOOR_BITS..=16384).contains(&bits).then_some(KeyRequirement::RsaAtLeast(bits))
         }
     }
 }

@@ -1,23 +1,36 @@
 //! Chain verification to pinned trust anchors, with CRL revocation (rustls-webpki, pure-Rust signatures).
 //!
-//! webpki does the path building (RFC 5280 section 6, as webpki profiles it), the clientAuth EKU
-//! check, validity at the request time, and CRL revocation (RFC 5280 section 6.3). Signatures are
-//! checked by [`crate::sigalg`], so the same code runs natively, in wasm32-wasip1 and in
-//! wasm32-unknown-unknown.
+//! webpki does the path building (RFC 5280 section 6, as webpki profiles it), the EKU check,
+//! validity at the request time, and the CRL lookup (RFC 5280 section 6.3). Signatures are checked
+//! by [`crate::sigalg`], so the same code runs natively, in wasm32-wasip1 and in
+//! wasm32-unknown-unknown. What webpki leaves to its caller is done here:
+//! - Trust anchors have no validity in webpki. An anchor past its notAfter is dropped before path
+//!   building (PRODUCT.md: it verifies nothing), and [`ChainVerifier::anchor_warnings`] names the
+//!   anchors that are expired or expire within 30 days.
+//! - CRL freshness. webpki's `ExpirationPolicy::Enforce` is not used: it treats `nextUpdate`
+//!   itself as stale (PRODUCT.md says inclusive), it has no grace for a CRL source's `maxStale`,
+//!   it never looks at `thisUpdate`, and it takes the first CRL of an issuer even when a newer one
+//!   is configured. Instead each verification hands webpki the fresh CRLs (newest first), then,
+//!   for issuers that have no fresh CRL, their stale ones (still a blocklist: a serial a stale CRL
+//!   lists stays revoked), and rejects a path that relies on a stale-only issuer when
+//!   `staleStatus: deny`.
+//! - CRL conformance (RFC 5280 section 5): no `nextUpdate`, no CRLNumber or a critical one, or a
+//!   configured issuer whose keyUsage lacks cRLSign is a configuration error naming the CRL (webpki
+//!   checks cRLSign only on intermediates, never on a trust anchor).
 //!
 //! How webpki errors become reasons:
 //! - `CertRevoked` gives `revoked`.
-//! - `UnknownRevocationStatus` (no CRL covers a certificate and `unknownStatus: deny`) also gives
-//!   `revoked`: the policy asked for a proven non-revoked status and did not get one.
-//! - Everything else gives `untrusted_chain`: an unknown issuer, a bad signature, an unsupported
-//!   signature algorithm, an expired or not-yet-valid intermediate, a wrong EKU on an issuer, a
-//!   CA certificate used as a leaf, and also a CRL whose signature does not verify with its
-//!   issuer's key (a forged CRL proves nothing, so the chain is not trusted).
+//! - `UnknownRevocationStatus` (no CRL at all for an issuer and `unknownStatus: deny`, or only
+//!   stale CRLs and `staleStatus: deny`) gives `revocation_unknown`.
+//! - Everything else gives `untrusted_chain`: an unknown issuer, an expired trust anchor, a bad
+//!   signature, an unsupported signature algorithm, an expired or not-yet-valid intermediate, a
+//!   wrong EKU on an issuer, a CA certificate used as a leaf, and also a CRL whose signature does
+//!   not verify with its issuer's key (a forged CRL proves nothing, so the chain is not trusted).
 
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls_pki_types::{CertificateDer, Der, TrustAnchor, UnixTime};
 use webpki::{
-    CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth,
-    RevocationOptionsBuilder, UnknownStatusPolicy,
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth,
+    RevocationOptionsBuilder, UnknownStatusPolicy, VerifiedPath,
 };
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
@@ -36,32 +49,95 @@ pub const MAX_INTERMEDIATES: usize = 16;
 /// intermediate not yet valid) must not be cached until the leaf's notAfter.
 const FAILURE_RECHECK_SECS: i64 = 300;
 
-/// A configured trust anchor and the notAfter of the certificate it came from.
+/// An anchor that expires within this many seconds is named by [`ChainVerifier::anchor_warnings`].
+const ANCHOR_WARNING_SECS: i64 = 30 * 86_400;
+
+/// A configured trust anchor, the notAfter of the certificate it came from, and where it was
+/// configured (for warnings).
 #[derive(Debug)]
 struct Anchor {
     anchor: TrustAnchor<'static>,
     not_after: i64,
+    path: String,
+    subject: String,
+}
+
+/// A configured CRL with the times that decide whether it is proof of status.
+#[derive(Debug)]
+struct Crl {
+    crl: CertRevocationList<'static>,
+    /// The contents of the issuer Name (what webpki compares with a certificate's issuer).
+    issuer: Vec<u8>,
+    this_update: i64,
+    next_update: i64,
+    /// Seconds after `nextUpdate` during which the CRL still counts as fresh: a CRL source's
+    /// `maxStale`, 0 for a CRL written in the policy.
+    grace: i64,
+}
+
+impl Crl {
+    /// Proof of status at `now`: from thisUpdate through nextUpdate (+ grace), both inclusive.
+    fn fresh_at(&self, now: i64) -> bool {
+        self.this_update <= now && now <= self.next_update.saturating_add(self.grace)
+    }
+
+    /// The last second at which this CRL is still as fresh or stale as it is at `now`: a verdict
+    /// that relied on it must be recomputed after that (a CRL from the future becomes proof at its
+    /// thisUpdate, a fresh one stops being proof after its nextUpdate).
+    fn status_until(&self, now: i64) -> i64 {
+        let last_fresh = self.next_update.saturating_add(self.grace);
+        if now < self.this_update {
+            self.this_update.saturating_sub(1)
+        } else if now <= last_fresh {
+            last_fresh
+        } else {
+            i64::MAX
+        }
+    }
 }
 
 /// Verifies a leaf (plus presented intermediates) to configured trust anchors, with CRLs.
 #[derive(Debug)]
 pub struct ChainVerifier {
     anchors: Vec<Anchor>,
-    /// webpki takes the anchors as a slice of `TrustAnchor`.
-    anchor_list: Vec<TrustAnchor<'static>>,
     intermediates: Vec<CertificateDer<'static>>,
-    crls: Vec<CertRevocationList<'static>>,
+    /// Newest (latest thisUpdate) first, so that webpki, which takes the first CRL of an issuer,
+    /// takes the newest one.
+    crls: Vec<Crl>,
     depth: RevocationCheckDepth,
     unknown_status: UnknownStatusPolicy,
+    stale_status: UnknownStatus,
 }
 
 /// The outcome of one chain verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainVerdict {
-    /// `Err(UntrustedChain | Revoked)` on failure.
+    /// `Err(UntrustedChain | Revoked | RevocationUnknown)` on failure.
     pub result: Result<(), Reason>,
-    /// The verdict holds until this Unix time (the earliest notAfter on the verified path).
+    /// The verdict holds until this Unix time, inclusive: never before the time it was computed,
+    /// never after the earliest notAfter on the verified path or a CRL status change.
     pub valid_until: i64,
+}
+
+/// A configured certificate that may have issued a CRL: its subject Name (whole DER), its SPKI and
+/// whether its keyUsage, when present, allows cRLSign.
+struct CrlSigner {
+    subject: Vec<u8>,
+    spki: Vec<u8>,
+    crl_sign: Option<bool>,
+}
+
+impl CrlSigner {
+    fn from_der(der: &[u8]) -> Option<CrlSigner> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let crl_sign = match cert.key_usage() {
+            Ok(Some(ku)) => Some(ku.value.crl_sign()),
+            Ok(None) => None,
+            // An unreadable keyUsage cannot show cRLSign.
+            Err(_) => Some(false),
+        };
+        Some(CrlSigner { subject: cert.subject().as_raw().to_vec(), spki: cert.public_key().raw.to_vec(), crl_sign })
+    }
 }
 
 impl ChainVerifier {
@@ -76,6 +152,7 @@ impl ChainVerifier {
         }
         let mut errors = Vec::new();
         let mut anchors = Vec::new();
+        let mut signers = Vec::new();
         match &reqs.trust_anchors {
             None => errors.push(ConfigError::new(
                 format!("{path}.trustAnchors"),
@@ -89,7 +166,8 @@ impl ChainVerifier {
                 for (i, pem) in list.iter().enumerate() {
                     let at = format!("{path}.trustAnchors[{i}]");
                     for der in pem_der_list(pem, &at, &mut errors) {
-                        match anchor_from_der(der) {
+                        signers.extend(CrlSigner::from_der(&der));
+                        match anchor_from_der(der, &at) {
                             Ok(a) => anchors.push(a),
                             Err(msg) => errors.push(ConfigError::new(at.clone(), msg)),
                         }
@@ -98,11 +176,20 @@ impl ChainVerifier {
             }
         }
         let mut intermediates = Vec::new();
+        if reqs.intermediates.as_ref().is_some_and(Vec::is_empty) {
+            errors.push(ConfigError::new(
+                format!("{path}.intermediates"),
+                "empty list; remove the field when there are no intermediates to configure",
+            ));
+        }
         for (i, pem) in reqs.intermediates.iter().flatten().enumerate() {
             let at = format!("{path}.intermediates[{i}]");
             for der in pem_der_list(pem, &at, &mut errors) {
                 match X509Certificate::from_der(&der) {
-                    Ok(([], _)) => intermediates.push(CertificateDer::from(der)),
+                    Ok(([], _)) => {
+                        signers.extend(CrlSigner::from_der(&der));
+                        intermediates.push(CertificateDer::from(der));
+                    }
                     _ => errors.push(ConfigError::new(at.clone(), "not an X.509 certificate")),
                 }
             }
@@ -126,11 +213,9 @@ impl ChainVerifier {
                 match pem_blocks_within(pem.as_bytes(), "X509 CRL", MAX_CONFIG_PEM_BYTES) {
                     Ok(ders) => {
                         for der in ders {
-                            match OwnedCertRevocationList::from_der(&der) {
-                                Ok(crl) => crls.push(CertRevocationList::Owned(crl)),
-                                Err(e) => {
-                                    errors.push(ConfigError::new(at.clone(), format!("CRL does not parse: {e:?}")))
-                                }
+                            match crl_from_der(&der, &signers) {
+                                Ok(crl) => crls.push(crl),
+                                Err(msg) => errors.push(ConfigError::new(at.clone(), msg)),
                             }
                         }
                     }
@@ -152,10 +237,10 @@ impl ChainVerifier {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let anchor_list = anchors.iter().map(|a| a.anchor.clone()).collect();
+        // Newest first; the sort is stable, so equal thisUpdates keep their configured order.
+        crls.sort_by_key(|c| core::cmp::Reverse(c.this_update));
         Ok(Some(ChainVerifier {
             anchors,
-            anchor_list,
             intermediates,
             crls,
             depth: match revocation.depth {
@@ -166,15 +251,26 @@ impl ChainVerifier {
                 UnknownStatus::Allow => UnknownStatusPolicy::Allow,
                 UnknownStatus::Deny => UnknownStatusPolicy::Deny,
             },
+            stale_status: revocation.stale_status,
         }))
     }
 
     /// Verifies `leaf` at `now` (Unix seconds) for client authentication, with `presented`
     /// (DER, e.g. from a bound XFCC `Chain=`) and the configured intermediates.
     pub fn verify(&self, leaf: &CertFacts, presented: &[Vec<u8>], now: i64) -> ChainVerdict {
+        self.verify_for(leaf, presented, now, KeyUsage::client_auth())
+    }
+
+    /// [`ChainVerifier::verify`] for the given extended key usage.
+    fn verify_for(&self, leaf: &CertFacts, presented: &[Vec<u8>], now: i64, usage: KeyUsage) -> ChainVerdict {
+        // Every CRL status change after `now` bounds the verdict, whatever it is: a fresh CRL
+        // going stale turns an allow into revocation_unknown, a CRL reaching its thisUpdate can
+        // turn revocation_unknown into an allow or a revoked.
+        let crl_until = self.crls.iter().map(|c| c.status_until(now)).min().unwrap_or(i64::MAX);
         let fail = |reason| ChainVerdict {
             result: Err(reason),
-            valid_until: leaf.not_after.min(now.saturating_add(FAILURE_RECHECK_SECS)),
+            // Never before `now`: an entry born expired would be re-verified on every request.
+            valid_until: now.saturating_add(FAILURE_RECHECK_SECS).min(crl_until).min(leaf.not_after.max(now)).max(now),
         };
         let leaf_der = CertificateDer::from(leaf.der.as_slice());
         let Ok(ee) = EndEntityCert::try_from(&leaf_der) else {
@@ -190,16 +286,64 @@ impl ChainVerifier {
             return fail(Reason::UntrustedChain);
         }
         pool.extend(self.intermediates.iter().map(|c| CertificateDer::from(c.as_ref())));
-        let crl_refs: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
-        let revocation = RevocationOptionsBuilder::new(&crl_refs)
-            .ok()
-            .map(|b| b.with_depth(self.depth).with_status_policy(self.unknown_status).build());
+
+        // An anchor past its notAfter verifies nothing (webpki itself never looks at an anchor's
+        // validity). notAfter is inclusive, as for every certificate.
+        let anchors: Vec<TrustAnchor<'_>> = self
+            .anchors
+            .iter()
+            .filter(|a| now <= a.not_after)
+            .map(|a| TrustAnchor {
+                subject: Der::from(a.anchor.subject.as_ref()),
+                subject_public_key_info: Der::from(a.anchor.subject_public_key_info.as_ref()),
+                name_constraints: a.anchor.name_constraints.as_ref().map(|n| Der::from(n.as_ref())),
+            })
+            .collect();
+        if anchors.is_empty() {
+            return fail(Reason::UntrustedChain);
+        }
+
+        // Fresh CRLs first (newest first), then the stale ones of issuers that have no fresh CRL.
+        let has_fresh = |issuer: &[u8]| self.crls.iter().any(|c| c.issuer == issuer && c.fresh_at(now));
+        let mut crl_refs: Vec<&CertRevocationList<'_>> =
+            self.crls.iter().filter(|c| c.fresh_at(now)).map(|c| &c.crl).collect();
+        let mut stale_only: Vec<&[u8]> = Vec::new();
+        for c in self.crls.iter().filter(|c| !c.fresh_at(now) && !has_fresh(&c.issuer)) {
+            crl_refs.push(&c.crl);
+            stale_only.push(&c.issuer);
+        }
+        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+            b.with_depth(self.depth)
+                .with_status_policy(self.unknown_status)
+                // Freshness is decided above, with PRODUCT.md's inclusive nextUpdate and grace.
+                .with_expiration_policy(ExpirationPolicy::Ignore)
+                .build()
+        });
+        // A path whose status rests on a stale-only issuer is refused under `staleStatus: deny`;
+        // webpki then tries the other paths, and reports this one as UnknownRevocationStatus.
+        let chain_depth = self.depth == RevocationCheckDepth::Chain;
+        let stale_deny = self.stale_status == UnknownStatus::Deny && !stale_only.is_empty();
+        let reject_stale = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            if !stale_deny {
+                return Ok(());
+            }
+            let leaf_issuer = core::iter::once(path.end_entity().issuer());
+            let issuers: Vec<&[u8]> = if chain_depth {
+                leaf_issuer.chain(path.intermediate_certificates().map(|c| c.issuer())).collect()
+            } else {
+                leaf_issuer.collect()
+            };
+            if issuers.iter().any(|i| stale_only.contains(i)) {
+                Err(webpki::Error::UnknownRevocationStatus)
+            } else {
+                Ok(())
+            }
+        };
         let time = UnixTime::since_unix_epoch(core::time::Duration::from_secs(u64::try_from(now).unwrap_or(0)));
-        let verified =
-            ee.verify_for_usage(sigalg::ALL, &self.anchor_list, &pool, time, KeyUsage::client_auth(), revocation, None);
+        let verified = ee.verify_for_usage(sigalg::ALL, &anchors, &pool, time, usage, revocation, Some(&reject_stale));
         match verified {
             Ok(path) => {
-                let mut valid_until = leaf.not_after;
+                let mut valid_until = leaf.not_after.min(crl_until);
                 for c in path.intermediate_certificates() {
                     if let Some(t) = not_after(c.der().as_ref()) {
                         valid_until = valid_until.min(t);
@@ -214,9 +358,72 @@ impl ChainVerifier {
                 }
                 ChainVerdict { result: Ok(()), valid_until }
             }
-            Err(webpki::Error::CertRevoked) | Err(webpki::Error::UnknownRevocationStatus) => fail(Reason::Revoked),
+            Err(webpki::Error::CertRevoked) => fail(Reason::Revoked),
+            Err(webpki::Error::UnknownRevocationStatus) | Err(webpki::Error::CrlExpired { .. }) => {
+                fail(Reason::RevocationUnknown)
+            }
             Err(_) => fail(Reason::UntrustedChain),
         }
+    }
+
+    /// One line per configured trust anchor that is expired at `now` or expires within 30 days,
+    /// for the filter to log when it loads the policy.
+    pub(crate) fn anchor_warnings(&self, now: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in &self.anchors {
+            if a.not_after < now {
+                out.push(format!(
+                    "{}: trust anchor {} expired at {}; it verifies nothing, so every chain to it is untrusted_chain",
+                    a.path,
+                    a.subject,
+                    rfc3339(a.not_after)
+                ));
+            } else if a.not_after - now <= ANCHOR_WARNING_SECS {
+                out.push(format!(
+                    "{}: trust anchor {} expires at {} (within 30 days); chains to it are untrusted_chain after that",
+                    a.path,
+                    a.subject,
+                    rfc3339(a.not_after)
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl CertFacts {
+    /// Test-only entry for the x509-limbo conformance test: the certificate checks of the engine's
+    /// step 2 that concern a chain (validity, weak-key floor, then the chain of
+    /// `requirements`), for TLS server authentication when `server_auth` is true (limbo's SERVER
+    /// cases), else for client authentication as [`crate::Engine`] always does. `Err` carries the
+    /// reason code, or the configuration error.
+    #[doc(hidden)]
+    pub fn verify_chain_for_conformance(
+        &self,
+        requirements: &CertificateRequirements,
+        presented: &[Vec<u8>],
+        now: i64,
+        server_auth: bool,
+    ) -> Result<(), String> {
+        let verifier = match ChainVerifier::compile(requirements, "certificate") {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err("no trustAnchors".to_owned()),
+            Err(errors) => {
+                let lines: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+                return Err(format!("config_invalid ({})", lines.join("; ")));
+            }
+        };
+        if now < self.not_before {
+            return Err(Reason::NotYetValid.code().to_owned());
+        }
+        if now > self.not_after {
+            return Err(Reason::Expired.code().to_owned());
+        }
+        if crate::certreq::below_key_floor(self) {
+            return Err(Reason::KeyNotAllowed.code().to_owned());
+        }
+        let usage = if server_auth { KeyUsage::server_auth() } else { KeyUsage::client_auth() };
+        verifier.verify_for(self, presented, now, usage).result.map_err(|r| r.code().to_owned())
     }
 }
 
@@ -231,17 +438,80 @@ fn pem_der_list(pem: &str, at: &str, errors: &mut Vec<ConfigError>) -> Vec<Vec<u
     }
 }
 
-fn anchor_from_der(der: Vec<u8>) -> Result<Anchor, String> {
-    let not_after = not_after(&der).ok_or_else(|| "not an X.509 certificate".to_owned())?;
+fn anchor_from_der(der: Vec<u8>, at: &str) -> Result<Anchor, String> {
+    let (not_after, subject) = match X509Certificate::from_der(&der) {
+        Ok((_, cert)) => (cert.validity().not_after.timestamp(), cert.subject().to_string()),
+        Err(_) => return Err("not an X.509 certificate".to_owned()),
+    };
     let cert = CertificateDer::from(der);
     let anchor =
         webpki::anchor_from_trusted_cert(&cert).map_err(|e| format!("not usable as a trust anchor: {e:?}"))?.to_owned();
-    Ok(Anchor { anchor, not_after })
+    Ok(Anchor { anchor, not_after, path: at.to_owned(), subject })
+}
+
+/// Parses one CRL and refuses what RFC 5280 section 5 says a conforming issuer never produces.
+fn crl_from_der(der: &[u8], signers: &[CrlSigner]) -> Result<Crl, String> {
+    let fields = der::crl_fields(der).ok_or_else(|| "CRL does not parse: not a DER CertificateList".to_owned())?;
+    let this_update = der::time(fields.this_update).ok_or_else(|| "CRL thisUpdate does not parse".to_owned())?;
+    let next_update = match fields.next_update {
+        Some(t) => der::time(t).ok_or_else(|| "CRL nextUpdate does not parse".to_owned())?,
+        None => return Err(
+            "CRL has no nextUpdate: it would be proof of status forever (RFC 5280 section 5.1.2.5 requires nextUpdate)"
+                .to_owned(),
+        ),
+    };
+    match fields.crl_number_critical {
+        None => {
+            return Err("CRL has no CRLNumber extension, which RFC 5280 section 5.2.3 requires of every CRL".to_owned())
+        }
+        Some(true) => {
+            return Err(
+                "CRL marks its CRLNumber extension critical; RFC 5280 section 5.2.3 says it MUST be non-critical"
+                    .to_owned(),
+            )
+        }
+        Some(false) => {}
+    }
+    // The configured certificates that issued this CRL: same subject, and their key verifies its
+    // signature. Such an issuer whose keyUsage lacks cRLSign may not sign CRLs (RFC 5280
+    // section 4.2.1.3).
+    for signer in signers.iter().filter(|s| s.subject == fields.issuer_whole) {
+        if signer.crl_sign == Some(false) && der::signed_by(der, &signer.spki) {
+            return Err(
+                "CRL issuer's keyUsage lacks cRLSign, so it may not sign CRLs (RFC 5280 section 4.2.1.3)".to_owned()
+            );
+        }
+    }
+    let crl = OwnedCertRevocationList::from_der(der).map_err(|e| format!("CRL does not parse: {e:?}"))?;
+    Ok(Crl {
+        crl: CertRevocationList::Owned(crl),
+        issuer: fields.issuer_contents.to_vec(),
+        this_update,
+        next_update,
+        grace: 0,
+    })
 }
 
 fn not_after(der: &[u8]) -> Option<i64> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     Some(cert.validity().not_after.timestamp())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (no clock or time crate needed, so it runs in wasm).
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Whether a certificate's signature verifies with its own public key (RFC 5280 section 6.1:
@@ -262,8 +532,11 @@ pub fn self_signature_verifies(facts: &CertFacts) -> bool {
     }
 }
 
-/// Just enough DER (X.690) to split a certificate and an SPKI into the parts a signature check needs.
+/// Just enough DER (X.690) to split a certificate, a CRL and an SPKI into the parts a signature
+/// check and the CRL conformance checks need.
 mod der {
+    use x509_parser::prelude::{ASN1Time, FromDer as _};
+
     /// One TLV: its tag, its contents, the whole encoding, and what follows.
     struct Tlv<'a> {
         tag: u8,
@@ -292,8 +565,16 @@ mod der {
         Some(Tlv { tag, contents: &body[..len], whole: &input[..header + len], rest: &body[len..] })
     }
 
-    const SEQUENCE: u8 = 0x30;
+    const BOOLEAN: u8 = 0x01;
+    const INTEGER: u8 = 0x02;
     const BIT_STRING: u8 = 0x03;
+    const OID: u8 = 0x06;
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+    const SEQUENCE: u8 = 0x30;
+    const EXPLICIT_0: u8 = 0xa0;
+    /// 2.5.29.20, id-ce-cRLNumber.
+    const CRL_NUMBER: &[u8] = &[0x55, 0x1d, 0x14];
 
     /// A BIT STRING's bytes, when it has no unused bits.
     fn bit_string_bytes<'a>(t: &Tlv<'a>) -> Option<&'a [u8]> {
@@ -312,7 +593,8 @@ mod der {
         pub signature: &'a [u8],
     }
 
-    /// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }` (RFC 5280 section 4.1).
+    /// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue BIT STRING }`
+    /// (RFC 5280 section 4.1); a CRL's `CertificateList` has the same shape (section 5.1).
     pub(super) fn certificate_parts(der: &[u8]) -> Option<CertParts<'_>> {
         let cert = tlv(der).filter(|t| t.tag == SEQUENCE)?;
         let tbs = tlv(cert.contents).filter(|t| t.tag == SEQUENCE)?;
@@ -328,5 +610,73 @@ mod der {
         let alg = tlv(spki.contents).filter(|t| t.tag == SEQUENCE)?;
         let key = tlv(alg.rest)?;
         Some((alg.contents, bit_string_bytes(&key)?))
+    }
+
+    /// Whether the signature of a certificate or CRL verifies with the key of `spki`.
+    pub(super) fn signed_by(der: &[u8], spki: &[u8]) -> bool {
+        let (Some(parts), Some((key_alg, key))) = (certificate_parts(der), spki_parts(spki)) else {
+            return false;
+        };
+        super::sigalg::find(key_alg, parts.signature_alg)
+            .is_some_and(|alg| alg.verify_signature(key, parts.tbs, parts.signature).is_ok())
+    }
+
+    /// What the CRL checks read from a `TBSCertList` (RFC 5280 section 5.1).
+    pub(super) struct CrlFields<'a> {
+        /// The issuer Name, whole (as x509-parser's `as_raw`) and its contents (as webpki keeps it).
+        pub issuer_whole: &'a [u8],
+        pub issuer_contents: &'a [u8],
+        /// The Time TLVs.
+        pub this_update: &'a [u8],
+        pub next_update: Option<&'a [u8]>,
+        /// `None` without a CRLNumber extension, else whether it is marked critical.
+        pub crl_number_critical: Option<bool>,
+    }
+
+    pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
+        let list = tlv(der).filter(|t| t.tag == SEQUENCE)?;
+        let tbs = tlv(list.contents).filter(|t| t.tag == SEQUENCE)?;
+        let mut next = tlv(tbs.contents)?;
+        if next.tag == INTEGER {
+            next = tlv(next.rest)?;
+        }
+        let signature = Some(next).filter(|t| t.tag == SEQUENCE)?;
+        let issuer = tlv(signature.rest).filter(|t| t.tag == SEQUENCE)?;
+        let this_update = tlv(issuer.rest).filter(|t| t.tag == UTC_TIME || t.tag == GENERALIZED_TIME)?;
+        let mut rest = this_update.rest;
+        let mut next_update = None;
+        if let Some(t) = tlv(rest).filter(|t| t.tag == UTC_TIME || t.tag == GENERALIZED_TIME) {
+            next_update = Some(t.whole);
+            rest = t.rest;
+        }
+        if let Some(t) = tlv(rest).filter(|t| t.tag == SEQUENCE) {
+            rest = t.rest; // revokedCertificates
+        }
+        let mut crl_number_critical = None;
+        if let Some(t) = tlv(rest).filter(|t| t.tag == EXPLICIT_0) {
+            let exts = tlv(t.contents).filter(|t| t.tag == SEQUENCE)?;
+            let mut items = exts.contents;
+            while !items.is_empty() {
+                let ext = tlv(items).filter(|t| t.tag == SEQUENCE)?;
+                items = ext.rest;
+                let oid = tlv(ext.contents).filter(|t| t.tag == OID)?;
+                if oid.contents == CRL_NUMBER {
+                    let critical = tlv(oid.rest).filter(|t| t.tag == BOOLEAN).is_some_and(|b| b.contents != [0]);
+                    crl_number_critical = Some(critical);
+                }
+            }
+        }
+        Some(CrlFields {
+            issuer_whole: issuer.whole,
+            issuer_contents: issuer.contents,
+            this_update: this_update.whole,
+            next_update,
+            crl_number_critical,
+        })
+    }
+
+    /// Unix seconds of a UTCTime or GeneralizedTime TLV.
+    pub(super) fn time(der: &[u8]) -> Option<i64> {
+        ASN1Time::from_der(der).ok().map(|(_, t)| t.timestamp())
     }
 }

@@ -7,7 +7,6 @@
 //! SHA-384 or SHA-512 on 2048-8192 bit keys, and Ed25519. Anything else is unsupported, which
 //! webpki reports as an error, so it can only ever deny.
 
-use rsa::traits::PublicKeyParts as _;
 use rustls_pki_types::alg_id;
 use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -91,6 +90,23 @@ enum RsaPadding {
 const RSA_MIN_BITS: usize = 2048;
 const RSA_MAX_BITS: usize = 8192;
 
+/// Decodes a PKCS#1 `RSAPublicKey` of 2048 to 8192 bits, a whole number of bytes long.
+///
+/// `rsa::RsaPublicKey::from_pkcs1_der` refuses moduli over 4096 bits (`RsaPublicKey::MAX_SIZE`),
+/// which made every RSA-8192 CA untrusted; the size is checked here instead, with webpki's
+/// bounds. A modulus whose size is not a multiple of 8 is refused, as the CA/Browser Forum
+/// Baseline Requirements (section 6.1.5) and webpki's providers do.
+fn rsa_public_key(pkcs1: &[u8]) -> Option<rsa::RsaPublicKey> {
+    let key = rsa::pkcs1::RsaPublicKey::try_from(pkcs1).ok()?;
+    let n = rsa::BigUint::from_bytes_be(key.modulus.as_bytes());
+    let e = rsa::BigUint::from_bytes_be(key.public_exponent.as_bytes());
+    let bits = n.bits();
+    if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) || !bits.is_multiple_of(8) {
+        return None;
+    }
+    rsa::RsaPublicKey::new_with_max_size(n, e, RSA_MAX_BITS).ok()
+}
+
 /// RSA signatures with a key in `rsaEncryption` form.
 #[derive(Debug)]
 struct Rsa {
@@ -101,12 +117,7 @@ struct Rsa {
 
 impl SignatureVerificationAlgorithm for Rsa {
     fn verify_signature(&self, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), InvalidSignature> {
-        use rsa::pkcs1::DecodeRsaPublicKey as _;
-        let key = rsa::RsaPublicKey::from_pkcs1_der(public_key).map_err(|_| InvalidSignature)?;
-        let bits = key.n().bits();
-        if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
-            return Err(InvalidSignature);
-        }
+        let key = rsa_public_key(public_key).ok_or(InvalidSignature)?;
         let digest = self.hash.digest(message);
         let result = match (self.padding, self.hash) {
             (RsaPadding::Pkcs1, Hash::Sha256) => key.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, signature),

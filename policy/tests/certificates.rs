@@ -48,6 +48,28 @@ const CRL_REVOKES_INTERMEDIATE: &str = fixture!("crl-root-revokes-intermediate.p
 const CRL_ROOT_EMPTY: &str = fixture!("crl-root-empty.pem");
 const CRL_IMPOSTOR: &str = fixture!("crl-impostor-revokes-nothing.pem");
 const CRL_OTHER_ISSUER: &str = fixture!("crl-admin-ca-revokes-leaf-serial.pem");
+const CRL_INTERMEDIATE_STALE: &str = fixture!("crl-intermediate-stale.pem");
+const CRL_STALE_REVOKES_LEAF: &str = fixture!("crl-intermediate-stale-revokes-leaf.pem");
+const CRL_ROOT_STALE: &str = fixture!("crl-root-stale.pem");
+const CRL_NEXT_UPDATE_AT_T: &str = fixture!("crl-intermediate-next-update-at-t.pem");
+const CRL_FROM_T_PLUS_1M_REVOKES_LEAF: &str = fixture!("crl-intermediate-from-t-plus-1m-revokes-leaf.pem");
+const CRL_NEWER_REVOKES_LEAF: &str = fixture!("crl-intermediate-newer-revokes-leaf.pem");
+const CRL_NO_NEXT_UPDATE: &str = fixture!("crl-no-next-update.pem");
+const CRL_NO_CRL_NUMBER: &str = fixture!("crl-no-crl-number.pem");
+const CRL_CRITICAL_CRL_NUMBER: &str = fixture!("crl-critical-crl-number.pem");
+const CRL_HAND_MADE_CONFORMING: &str = fixture!("crl-hand-made-conforming.pem");
+const NO_CRL_SIGN_CA: &str = fixture!("no-crl-sign-ca.pem");
+const CRL_NO_CRL_SIGN: &str = fixture!("crl-no-crl-sign-ca.pem");
+const EXPIRED_ROOT: &str = fixture!("expired-root-ca.pem");
+const VIA_EXPIRED_ROOT: &str = fixture!("via-expired-root.pem");
+const EXPIRING_ROOT: &str = fixture!("expiring-root-ca.pem");
+const VIA_EXPIRING_ROOT: &str = fixture!("via-expiring-root.pem");
+const DSA: &str = fixture!("dsa.pem");
+const P192: &str = fixture!("p192.pem");
+const P521: &str = fixture!("p521.pem");
+const RSA8192_CA: &str = fixture!("rsa8192-ca.pem");
+const VIA_RSA8192: &str = fixture!("via-rsa8192.pem");
+const DAY_SECS: i64 = 86_400;
 
 const SELF_SIGNED_BY_ALGORITHM: [(&str, &str); 9] = [
     ("ecdsa-p256-sha256", fixture!("selfsigned/ecdsa-p256-sha256.pem")),
@@ -83,6 +105,12 @@ fn decide_at(e: &Engine, leaf: &str, chain: &[&str], path: &str, now: i64) -> De
     let headers: Vec<(String, String)> = Vec::new();
     let req = Request { method: "GET", path, host: "api.example", port: Some(8443), sni: None, headers: &headers };
     e.decide(&req, &Peer::Certificate(&prepared), now)
+}
+
+/// The cacheable preparation of `leaf` (presented with `chain`) at `now`.
+fn prepare_at(e: &Engine, leaf: &str, chain: &[&str], now: i64) -> peerguard_policy::PreparedCert {
+    let chain: Vec<Vec<u8>> = chain.iter().map(|p| der(p)).collect();
+    e.prepare(facts(leaf), &chain, now)
 }
 
 fn reason(e: &Engine, leaf: &str, chain: &[&str], now: i64) -> Option<Reason> {
@@ -296,11 +324,12 @@ fn crl_from_another_issuer_covers_nothing_so_unknown_status_decides() {
     // admin-ca's CRL lists serial 0x1001, but admin-ca did not issue the revoked leaf.
     let allow = chain_policy(&[CRL_OTHER_ISSUER], json!({"depth": "leaf", "unknownStatus": "allow"}));
     assert_eq!(reason(&allow, REVOKED, &[INTERMEDIATE], T), None);
+    // Unknown is not revoked: an operator must tell a missing CRL from a revoked peer.
     let deny = chain_policy(&[CRL_OTHER_ISSUER], json!({"depth": "leaf", "unknownStatus": "deny"}));
-    assert_eq!(reason(&deny, REVOKED, &[INTERMEDIATE], T), Some(Reason::Revoked));
+    assert_eq!(reason(&deny, REVOKED, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
     // With depth chain and deny, the intermediate needs the root's CRL too.
     let chain = chain_policy(&[CRL_INTERMEDIATE_EMPTY], json!({"depth": "chain", "unknownStatus": "deny"}));
-    assert_eq!(reason(&chain, HEALTHY, &[INTERMEDIATE], T), Some(Reason::Revoked));
+    assert_eq!(reason(&chain, HEALTHY, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
     let chain =
         chain_policy(&[CRL_INTERMEDIATE_EMPTY, CRL_ROOT_EMPTY], json!({"depth": "chain", "unknownStatus": "deny"}));
     assert_eq!(reason(&chain, HEALTHY, &[INTERMEDIATE], T), None);
@@ -504,6 +533,7 @@ fn every_certificate_reason_is_exercised_by_this_file() {
         Reason::PinMismatch,
         Reason::UntrustedChain,
         Reason::Revoked,
+        Reason::RevocationUnknown,
     ];
     let step2: Vec<Reason> = Reason::ALL
         .into_iter()
@@ -512,4 +542,283 @@ fn every_certificate_reason_is_exercised_by_this_file() {
         .filter(|r| *r != Reason::CertificateUnavailable)
         .collect();
     assert_eq!(step2, covered);
+}
+
+// --- Stale CRLs (PRODUCT.md "Certificates and revocation") ---
+
+#[test]
+fn stale_crl_is_not_proof_of_status() {
+    // The attack: a leaf checked against a CRL whose nextUpdate was 8 days ago was allowed.
+    let e = chain_policy(&[CRL_INTERMEDIATE_STALE], json!({"depth": "leaf"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
+    // The default is deny even without a revocation block.
+    let e = with_certificate(json!({"trustAnchors": [ROOT], "crls": [CRL_INTERMEDIATE_STALE]}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
+    // unknownStatus does not decide for an issuer that has a CRL, however stale.
+    let e = chain_policy(&[CRL_INTERMEDIATE_STALE], json!({"depth": "leaf", "unknownStatus": "allow"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
+    // An operator may accept stale status explicitly.
+    let e = chain_policy(&[CRL_INTERMEDIATE_STALE], json!({"depth": "leaf", "staleStatus": "allow"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+    // The same CRL was proof while fresh: 9 days before T it is.
+    let before = T - 9 * DAY_SECS;
+    let e = chain_policy(&[CRL_INTERMEDIATE_STALE], json!({"depth": "leaf"}));
+    let f = facts(HEALTHY);
+    // healthy is only valid around T, so check the verifier's view through a long-lived leaf.
+    assert!(f.not_before > before);
+    assert_eq!(reason(&e, LONG_LIVED, &[INTERMEDIATE], before), None);
+    assert_eq!(reason(&e, LONG_LIVED, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
+}
+
+#[test]
+fn stale_crl_still_revokes_what_it_lists() {
+    // Stale means "no proof of good status", never "forget the revocations".
+    for stale in ["deny", "allow"] {
+        let e = chain_policy(&[CRL_STALE_REVOKES_LEAF], json!({"depth": "leaf", "staleStatus": stale}));
+        assert_eq!(reason(&e, REVOKED, &[INTERMEDIATE], T), Some(Reason::Revoked), "staleStatus {stale}");
+    }
+}
+
+#[test]
+fn crl_is_fresh_through_its_next_update_second_and_stale_one_second_later() {
+    let e = chain_policy(&[CRL_NEXT_UPDATE_AT_T], json!({"depth": "leaf"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T + 1), Some(Reason::RevocationUnknown));
+    // A verdict computed while the CRL is fresh never outlives its nextUpdate.
+    let prepared = prepare_at(&e, HEALTHY, &[INTERMEDIATE], T - 100);
+    assert_eq!(prepared.valid_until, T);
+    let digest = prepared.facts.sha256_hex.clone();
+    let mut cache = CertCache::new(4);
+    cache.insert(digest.clone(), prepared);
+    assert!(cache.get(&digest, T).is_some());
+    assert!(cache.get(&digest, T + 1).is_none());
+}
+
+#[test]
+fn verdict_cached_before_a_crls_this_update_expires_when_that_crl_takes_effect() {
+    // At T the fresh empty CRL proves the leaf good; a newer CRL that revokes it starts at T+60.
+    let e = chain_policy(&[CRL_INTERMEDIATE_EMPTY, CRL_FROM_T_PLUS_1M_REVOKES_LEAF], json!({"depth": "leaf"}));
+    let prepared = prepare_at(&e, REVOKED, &[INTERMEDIATE], T);
+    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason, None);
+    assert_eq!(prepared.valid_until, T + 59, "the allow must not be served from cache once the CRL is proof");
+    assert_eq!(reason(&e, REVOKED, &[INTERMEDIATE], T + 60), Some(Reason::Revoked));
+}
+
+#[test]
+fn crl_is_no_proof_before_its_this_update() {
+    // The only CRL of the issuer is not yet in force: stale status, until it is.
+    let e = chain_policy(&[CRL_FROM_T_PLUS_1M_REVOKES_LEAF], json!({"depth": "leaf"}));
+    let prepared = prepare_at(&e, HEALTHY, &[INTERMEDIATE], T);
+    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason, Some(Reason::RevocationUnknown));
+    assert_eq!(prepared.valid_until, T + 59);
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T + 60), None);
+}
+
+#[test]
+fn newer_crl_wins_over_an_older_fresh_one_listed_first() {
+    // webpki takes the first CRL of an issuer; an old CRL listed first must not hide a revocation.
+    let e = chain_policy(&[CRL_INTERMEDIATE_EMPTY, CRL_NEWER_REVOKES_LEAF], json!({"depth": "leaf"}));
+    assert_eq!(reason(&e, REVOKED, &[INTERMEDIATE], T), Some(Reason::Revoked));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+}
+
+#[test]
+fn stale_crl_with_a_fresh_successor_is_superseded() {
+    // During CRL rotation both are configured: the fresh one decides, the stale one is not a gap.
+    let e = chain_policy(&[CRL_INTERMEDIATE_STALE, CRL_INTERMEDIATE_EMPTY], json!({"depth": "leaf"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+}
+
+#[test]
+fn stale_root_crl_makes_the_intermediate_status_stale_at_depth_chain_only() {
+    let crls = [CRL_INTERMEDIATE_EMPTY, CRL_ROOT_STALE];
+    let e = chain_policy(&crls, json!({"depth": "chain"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
+    let e = chain_policy(&crls, json!({"depth": "leaf"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+    // Without any root CRL the intermediate's status is unknown, and unknownStatus decides.
+    let e = chain_policy(&[CRL_INTERMEDIATE_EMPTY], json!({"depth": "chain"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+    let e = chain_policy(
+        &[CRL_INTERMEDIATE_STALE],
+        json!({"depth": "chain", "staleStatus": "allow", "unknownStatus": "deny"}),
+    );
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), Some(Reason::RevocationUnknown));
+    let e = chain_policy(
+        &[CRL_INTERMEDIATE_STALE],
+        json!({"depth": "leaf", "staleStatus": "allow", "unknownStatus": "deny"}),
+    );
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+}
+
+// --- Non-conforming CRLs ---
+
+#[test]
+fn crl_without_next_update_is_a_config_error_naming_it() {
+    let errors = Engine::from_json(
+        &json!({"certificate": {"trustAnchors": [ROOT], "crls": [CRL_INTERMEDIATE_EMPTY, CRL_NO_NEXT_UPDATE]}})
+            .to_string(),
+    )
+    .expect_err("a CRL without nextUpdate would be proof forever");
+    let e = errors.iter().next().unwrap();
+    assert_eq!(e.path, "certificate.crls[1]");
+    assert!(e.message.contains("nextUpdate"), "{}", e.message);
+}
+
+#[test]
+fn crl_without_crl_number_or_with_a_critical_one_is_a_config_error() {
+    let policy = json!({"certificate": {"trustAnchors": [ROOT], "crls": [CRL_NO_CRL_NUMBER, CRL_CRITICAL_CRL_NUMBER]}});
+    let errors = Engine::from_json(&policy.to_string()).expect_err("non-conforming CRLs");
+    let found: Vec<(String, String)> = errors.iter().map(|e| (e.path.clone(), e.message.clone())).collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, "certificate.crls[0]");
+    assert!(found[0].1.contains("no CRLNumber"), "{}", found[0].1);
+    assert_eq!(found[1].0, "certificate.crls[1]");
+    assert!(found[1].1.contains("critical"), "{}", found[1].1);
+    // The same hand-made encoding with a non-critical CRLNumber and a nextUpdate is accepted and
+    // works, so the errors above are about those fields and nothing else.
+    let e = chain_policy(&[CRL_HAND_MADE_CONFORMING], json!({"depth": "leaf"}));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+}
+
+#[test]
+fn crl_signed_by_an_issuer_without_crl_sign_is_a_config_error() {
+    let paths =
+        config_error_paths(json!({"certificate": {"trustAnchors": [NO_CRL_SIGN_CA], "crls": [CRL_NO_CRL_SIGN]}}));
+    assert_eq!(paths, vec!["certificate.crls[0]".to_owned()]);
+    // A CA that may sign CRLs is fine with the same kind of CRL.
+    assert!(config_error_paths(json!({"certificate": {"trustAnchors": [ROOT], "crls": [CRL_ROOT_EMPTY]}})).is_empty());
+}
+
+// --- Trust anchors past their notAfter ---
+
+#[test]
+fn chain_to_an_expired_trust_anchor_is_untrusted() {
+    let e = with_certificate(json!({"trustAnchors": [EXPIRED_ROOT]}));
+    assert_eq!(reason(&e, VIA_EXPIRED_ROOT, &[], T), Some(Reason::UntrustedChain));
+    // The failing verdict is cached for a while, not born expired.
+    let prepared = prepare_at(&e, VIA_EXPIRED_ROOT, &[], T);
+    assert!(prepared.valid_until >= T && prepared.valid_until <= T + 300, "valid_until {}", prepared.valid_until);
+    let digest = prepared.facts.sha256_hex.clone();
+    let mut cache = CertCache::new(4);
+    cache.insert(digest.clone(), prepared);
+    assert!(cache.get(&digest, T).is_some(), "a verdict must serve the request it was computed for");
+}
+
+#[test]
+fn chain_to_an_anchor_verifies_until_its_not_after_and_the_verdict_stops_there() {
+    let e = with_certificate(json!({"trustAnchors": [EXPIRING_ROOT]}));
+    let anchor_not_after = facts(EXPIRING_ROOT).not_after;
+    assert_eq!(anchor_not_after, T + 10 * DAY_SECS);
+    let prepared = prepare_at(&e, VIA_EXPIRING_ROOT, &[], T);
+    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason, None);
+    assert_eq!(prepared.valid_until, anchor_not_after);
+    assert_eq!(reason(&e, VIA_EXPIRING_ROOT, &[], anchor_not_after), None);
+    assert_eq!(reason(&e, VIA_EXPIRING_ROOT, &[], anchor_not_after + 1), Some(Reason::UntrustedChain));
+}
+
+// --- Weak keys, key types and RSA sizes ---
+
+#[test]
+fn weak_keys_are_refused_even_without_a_certificate_block() {
+    let e = engine(json!({}));
+    for (name, pem) in [("rsa1024", RSA1024), ("dsa", DSA), ("p192", P192)] {
+        let now = facts(pem).not_before + 60;
+        assert_eq!(reason(&e, pem, &[], now), Some(Reason::KeyNotAllowed), "{name}");
+    }
+    for (name, pem) in [("p256", HEALTHY), ("p384", P384), ("p521", P521), ("ed25519", ED25519), ("rsa2048", RSA2048)] {
+        let now = facts(pem).not_before + 60;
+        assert_eq!(reason(&e, pem, &[], now), None, "{name}");
+    }
+    // The floor holds whatever keyTypes allows.
+    let e = with_certificate(json!({"keyTypes": ["rsa2048", "ecdsaP256"]}));
+    assert_eq!(reason(&e, RSA1024, &[], T), Some(Reason::KeyNotAllowed));
+}
+
+#[test]
+fn key_types_accept_ecdsa_p521_and_refuse_rsa_entries_below_the_floor() {
+    let e = with_certificate(json!({"keyTypes": ["ecdsaP521"]}));
+    let now = facts(P521).not_before + 60;
+    assert_eq!(reason(&e, P521, &[], now), None);
+    assert_eq!(reason(&e, HEALTHY, &[], T), Some(Reason::KeyNotAllowed));
+    // `rsa1024` would promise keys that the weak-key floor refuses anyway.
+    assert_eq!(
+        config_error_paths(json!({"certificate": {"keyTypes": ["ecdsaP256", "rsa1024"]}})),
+        vec!["certificate.keyTypes[1]".to_owned()]
+    );
+}
+
+#[test]
+fn rsa_8192_ca_verifies() {
+    // RSA keys up to 8192 bits verify; the rsa crate's own default limit is 4096.
+    let e = with_certificate(json!({"trustAnchors": [RSA8192_CA]}));
+    let now = facts(VIA_RSA8192).not_before + 60;
+    assert_eq!(reason(&e, VIA_RSA8192, &[], now), None);
+    // The same leaf does not verify against another anchor, so the allow above is the signature's.
+    let e = with_certificate(json!({"trustAnchors": [ROOT]}));
+    assert_eq!(reason(&e, VIA_RSA8192, &[], now), Some(Reason::UntrustedChain));
+}
+
+// --- URL-encoded PEM ---
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, as Envoy encodes
+/// `connection.peer_certificate` and XFCC `Cert=` (so `-----` stays as it is).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn url_encoded_peer_certificate_parses_like_plain_pem() {
+    // The attack: URL-encoded PEM did not parse, so the filter saw an invalid certificate.
+    let encoded = url_encode(HEALTHY);
+    assert!(encoded.contains("-----BEGIN%20CERTIFICATE-----%0A"), "{encoded}");
+    assert!(encoded.contains("%2B") || encoded.contains("%2F") || encoded.contains("%3D"));
+    let f = CertFacts::from_pem(encoded.as_bytes()).unwrap();
+    assert_eq!(f, facts(HEALTHY));
+    // Lower-case hex escapes are URL encoding too.
+    let lower = encoded.replace("%0A", "%0a").replace("%2B", "%2b");
+    assert_eq!(CertFacts::from_pem(lower.as_bytes()).unwrap(), f);
+    let chain = peerguard_policy::pem_certificates(url_encode(INTERMEDIATE).as_bytes()).unwrap();
+    assert_eq!(chain, vec![der(INTERMEDIATE)]);
+}
+
+// --- Empty lists and bad patterns ---
+
+#[test]
+fn empty_requirement_lists_are_config_errors_that_name_their_path() {
+    let pin = facts(HEALTHY).spki_sha256_b64;
+    let digest = facts(HEALTHY).sha256_hex;
+    let cases: [(Value, &str); 7] = [
+        // An empty pin list must not switch pinning off, even next to a non-empty one.
+        (json!({"spkiPins": [], "certPins": [digest]}), "certificate.spkiPins"),
+        (json!({"certPins": [], "spkiPins": [pin]}), "certificate.certPins"),
+        (json!({"keyTypes": []}), "certificate.keyTypes"),
+        (json!({"issuers": []}), "certificate.issuers"),
+        (json!({"trustAnchors": []}), "certificate.trustAnchors"),
+        (json!({"trustAnchors": [ROOT], "intermediates": []}), "certificate.intermediates"),
+        (json!({"trustAnchors": [ROOT], "crls": []}), "certificate.crls"),
+    ];
+    for (certificate, path) in cases {
+        assert_eq!(config_error_paths(json!({"certificate": certificate})), vec![path.to_owned()], "{path}");
+        let rule = json!({"certificateRules": [{"name": "r", "require": certificate}]});
+        let in_rule = path.replace("certificate.", "certificateRules[0].require.");
+        assert_eq!(config_error_paths(rule), vec![in_rule], "{path} in a rule");
+    }
+    for bad in ["", "CN=a*b", "**"] {
+        assert_eq!(
+            config_error_paths(json!({"certificate": {"issuers": ["O=cluster.local", bad]}})),
+            vec!["certificate.issuers[1]".to_owned()],
+            "{bad:?}"
+        );
+    }
+}
+
+fn get(path: &'static str) -> Request<'static> {
+    static NO_HEADERS: Vec<(String, String)> = Vec::new();
+    Request { method: "GET", path, host: "api.example", port: Some(8443), sni: None, headers: &NO_HEADERS }
 }

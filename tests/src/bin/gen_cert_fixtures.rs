@@ -9,7 +9,13 @@
 //!
 //! RSA keys come from the `openssl` CLI (rcgen cannot generate RSA keys, and ring refuses
 //! RSA-1024): the RSA-1024 leaf only needs its public key (the intermediate signs it); the
-//! self-signed RSA PKCS#1 and RSA-PSS certificates are made by `openssl req -x509`.
+//! self-signed RSA PKCS#1 and RSA-PSS certificates are made by `openssl req -x509`. So are the
+//! keys ring cannot make at all (DSA, P-192, P-521, RSA-8192): those certificates are valid from
+//! the time of generation for 100 years, and their tests take `now` from the certificate.
+//!
+//! CRLs that RFC 5280 says a conforming issuer never produces (no nextUpdate, no CRLNumber, a
+//! critical CRLNumber) cannot be made with rcgen: they are encoded by hand below and signed with
+//! the intermediate's key.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,6 +118,146 @@ fn rsa_key(dir: &Path, bits: u32) -> Result<PathBuf> {
 
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str().context("non-UTF-8 path")
+}
+
+/// A self-signed certificate from `openssl req -x509` with a fresh key made by `genpkey_args`
+/// (e.g. `["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-192"]`), clientAuth and a SPIFFE ID.
+fn openssl_self_signed(scratch: &Path, out: &Path, name: &str, genpkey_args: &[&str], ca: bool) -> Result<()> {
+    let key = scratch.join(format!("{name}.key"));
+    let mut args = vec!["genpkey"];
+    args.extend_from_slice(genpkey_args);
+    args.extend(["-out", path_str(&key)?]);
+    openssl(&args)?;
+    let subj = format!("/CN={name}/O=cluster.local");
+    let (bc, eku, san);
+    let mut args = vec!["req", "-x509", "-new", "-key", path_str(&key)?, "-subj", &subj, "-days", "36500", "-sha256"];
+    if ca {
+        bc = "basicConstraints=critical,CA:TRUE".to_owned();
+        eku = "keyUsage=critical,keyCertSign,cRLSign,digitalSignature".to_owned();
+        args.extend(["-addext", &bc, "-addext", &eku]);
+    } else {
+        bc = "basicConstraints=critical,CA:FALSE".to_owned();
+        eku = "extendedKeyUsage=clientAuth".to_owned();
+        san = format!("subjectAltName=URI:spiffe://cluster.local/ns/default/sa/{name}");
+        args.extend(["-addext", &bc, "-addext", &eku, "-addext", &san]);
+    }
+    args.extend(["-out", path_str(out)?]);
+    openssl(&args)
+}
+
+/// One DER TLV (X.690 definite length).
+fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// UTCTime `YYMMDDHHMMSSZ`.
+fn utc_time(t: OffsetDateTime) -> Vec<u8> {
+    let s = format!(
+        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year() % 100,
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    tlv(0x17, s.as_bytes())
+}
+
+/// The subject Name (whole DER) of a certificate: the sixth element of its TBSCertificate.
+fn subject_der(cert_der: &[u8]) -> Result<Vec<u8>> {
+    fn split(input: &[u8]) -> Result<(&[u8], &[u8], &[u8])> {
+        let first = *input.get(1).context("short DER")?;
+        let (len, header) = if first < 0x80 {
+            (usize::from(first), 2)
+        } else {
+            let n = usize::from(first & 0x7f);
+            let len = input.get(2..2 + n).context("short DER")?.iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
+            (len, 2 + n)
+        };
+        let whole = input.get(..header + len).context("short DER")?;
+        Ok((whole, &whole[header..], &input[header + len..]))
+    }
+    let (_, cert, _) = split(cert_der)?;
+    let (_, tbs, _) = split(cert)?;
+    let mut rest = tbs;
+    let mut fields = Vec::new();
+    while !rest.is_empty() {
+        let (whole, _, next) = split(rest)?;
+        fields.push(whole);
+        rest = next;
+    }
+    // [0] version, serial, signature, issuer, validity, subject
+    Ok(fields.get(5).context("no subject")?.to_vec())
+}
+
+/// A v2 CRL encoded by hand, signed with `key` (ECDSA P-256/SHA-256), revoking nothing. `next`
+/// and the CRLNumber (`Some(critical)`) may be left out, which rcgen never does.
+fn hand_crl(
+    issuer: &[u8],
+    key: &KeyPair,
+    this: OffsetDateTime,
+    next: Option<OffsetDateTime>,
+    crl_number: Option<bool>,
+) -> Result<String> {
+    use rcgen::SigningKey as _;
+    let ecdsa_sha256 = tlv(0x30, &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
+    let mut tbs = tlv(0x02, &[1]);
+    tbs.extend(&ecdsa_sha256);
+    tbs.extend(issuer);
+    tbs.extend(utc_time(this));
+    if let Some(next) = next {
+        tbs.extend(utc_time(next));
+    }
+    if let Some(critical) = crl_number {
+        let mut ext = tlv(0x06, &[0x55, 0x1d, 0x14]);
+        if critical {
+            ext.extend(tlv(0x01, &[0xff]));
+        }
+        ext.extend(tlv(0x04, &tlv(0x02, &[7])));
+        tbs.extend(tlv(0xa0, &tlv(0x30, &tlv(0x30, &ext))));
+    }
+    let tbs = tlv(0x30, &tbs);
+    let signature = key.sign(&tbs)?;
+    let mut bits = vec![0u8];
+    bits.extend(signature);
+    let mut list = tbs;
+    list.extend(&ecdsa_sha256);
+    list.extend(tlv(0x03, &bits));
+    let der = tlv(0x30, &list);
+    Ok(pem_encode("X509 CRL", &der))
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut b64 = String::new();
+    for chunk in der.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                b64.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                b64.push('=');
+            }
+        }
+    }
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 struct Out {
@@ -315,11 +461,15 @@ fn main() -> Result<()> {
         }
     }
 
-    // CRLs, valid 2030-01-01 to 2031-01-01.
-    let crl = |revoked: &[u64], issuer: &Issuer<'_, KeyPair>| -> Result<String> {
+    // CRLs, valid 2030-01-01 to 2031-01-01 unless `crl_window` says otherwise.
+    let crl_window = |revoked: &[u64],
+                      issuer: &Issuer<'_, KeyPair>,
+                      this_update: OffsetDateTime,
+                      next_update: OffsetDateTime|
+     -> Result<String> {
         let params = CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2030, 1, 1),
-            next_update: rcgen::date_time_ymd(2031, 1, 1),
+            this_update,
+            next_update,
             crl_number: SerialNumber::from(1u64),
             issuing_distribution_point: None,
             revoked_certs: revoked
@@ -335,12 +485,141 @@ fn main() -> Result<()> {
         };
         Ok(params.signed_by(issuer)?.pem()?)
     };
+    let crl = |revoked: &[u64], issuer: &Issuer<'_, KeyPair>| -> Result<String> {
+        crl_window(revoked, issuer, rcgen::date_time_ymd(2030, 1, 1), rcgen::date_time_ymd(2031, 1, 1))
+    };
     out.write("crl-intermediate-revokes-leaf.pem", &crl(&[0x1001], &inter_issuer)?)?;
     out.write("crl-intermediate-empty.pem", &crl(&[], &inter_issuer)?)?;
     out.write("crl-root-revokes-intermediate.pem", &crl(&[0x100], &root_issuer)?)?;
     out.write("crl-root-empty.pem", &crl(&[], &root_issuer)?)?;
     out.write("crl-impostor-revokes-nothing.pem", &crl(&[], &impostor_issuer)?)?;
     out.write("crl-admin-ca-revokes-leaf-serial.pem", &crl(&[0x1001], &admin_issuer)?)?;
+
+    // Freshness: stale 8 days before T, nextUpdate exactly T, thisUpdate one minute after T, and a
+    // newer CRL that revokes what an older, still fresh one does not.
+    let may1 = rcgen::date_time_ymd(2030, 5, 1);
+    let stale_next = t() - Duration::days(8);
+    out.write("crl-intermediate-stale.pem", &crl_window(&[], &inter_issuer, may1, stale_next)?)?;
+    out.write("crl-intermediate-stale-revokes-leaf.pem", &crl_window(&[0x1001], &inter_issuer, may1, stale_next)?)?;
+    out.write("crl-root-stale.pem", &crl_window(&[], &root_issuer, may1, stale_next)?)?;
+    out.write("crl-intermediate-next-update-at-t.pem", &crl_window(&[], &inter_issuer, t() - Duration::days(1), t())?)?;
+    out.write(
+        "crl-intermediate-from-t-plus-1m-revokes-leaf.pem",
+        &crl_window(&[0x1001], &inter_issuer, t() + Duration::minutes(1), t() + Duration::days(7))?,
+    )?;
+    out.write(
+        "crl-intermediate-newer-revokes-leaf.pem",
+        &crl_window(&[0x1001], &inter_issuer, may1, rcgen::date_time_ymd(2030, 7, 1))?,
+    )?;
+
+    // Non-conforming CRLs from the intermediate (RFC 5280 section 5), encoded by hand.
+    let inter_name = subject_der(inter.der())?;
+    let (jan, next_jan) = (rcgen::date_time_ymd(2030, 1, 1), rcgen::date_time_ymd(2031, 1, 1));
+    let inter_key = inter_issuer.key();
+    out.write("crl-no-next-update.pem", &hand_crl(&inter_name, inter_key, jan, None, Some(false))?)?;
+    out.write("crl-no-crl-number.pem", &hand_crl(&inter_name, inter_key, jan, Some(next_jan), None)?)?;
+    out.write("crl-critical-crl-number.pem", &hand_crl(&inter_name, inter_key, jan, Some(next_jan), Some(true))?)?;
+    // The same encoder with everything in place, so that the tests above fail for their reason.
+    out.write("crl-hand-made-conforming.pem", &hand_crl(&inter_name, inter_key, jan, Some(next_jan), Some(false))?)?;
+
+    // A CA whose keyUsage allows keyCertSign but not cRLSign, and a CRL signed with its key.
+    let no_crl_sign_key = KeyPair::generate()?;
+    let mut no_crl_sign_params = ca_params("no-crl-sign-ca", 4, None);
+    no_crl_sign_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    out.write("no-crl-sign-ca.pem", &no_crl_sign_params.self_signed(&no_crl_sign_key)?.pem())?;
+    // rcgen refuses to sign a CRL for an issuer without cRLSign: sign with the same name and key.
+    let mut crl_signing_params = no_crl_sign_params.clone();
+    crl_signing_params.key_usages.push(KeyUsagePurpose::CrlSign);
+    let no_crl_sign_issuer = Issuer::new(crl_signing_params, no_crl_sign_key);
+    out.write("crl-no-crl-sign-ca.pem", &crl(&[], &no_crl_sign_issuer)?)?;
+
+    // Trust anchors past their notAfter (expired before T) and near it (10 days after T), each
+    // with a leaf that outlives it.
+    let expired_root_key = KeyPair::generate()?;
+    let mut expired_root_params = ca_params("expired root CA", 5, None);
+    expired_root_params.not_after = rcgen::date_time_ymd(2030, 5, 1);
+    out.write("expired-root-ca.pem", &expired_root_params.self_signed(&expired_root_key)?.pem())?;
+    let expired_root_issuer = Issuer::new(expired_root_params, expired_root_key);
+    let via_expired_root = leaf_params("via-expired-root", 0x1020, h0, h1)?;
+    out.write("via-expired-root.pem", &via_expired_root.signed_by(&KeyPair::generate()?, &expired_root_issuer)?.pem())?;
+    let expiring_root_key = KeyPair::generate()?;
+    let mut expiring_root_params = ca_params("expiring root CA", 6, None);
+    expiring_root_params.not_after = t() + Duration::days(10);
+    out.write("expiring-root-ca.pem", &expiring_root_params.self_signed(&expiring_root_key)?.pem())?;
+    let expiring_root_issuer = Issuer::new(expiring_root_params, expiring_root_key);
+    let via_expiring_root = leaf_params("via-expiring-root", 0x1021, Duration::days(-12), Duration::days(18))?;
+    out.write(
+        "via-expiring-root.pem",
+        &via_expiring_root.signed_by(&KeyPair::generate()?, &expiring_root_issuer)?.pem(),
+    )?;
+
+    // Weak and strong keys ring cannot make: self-signed by openssl (the weak-key floor and
+    // keyTypes read only the key).
+    let dsa_params = scratch.path().join("dsa.params");
+    openssl(&[
+        "genpkey",
+        "-genparam",
+        "-algorithm",
+        "DSA",
+        "-pkeyopt",
+        "dsa_paramgen_bits:2048",
+        "-out",
+        path_str(&dsa_params)?,
+    ])?;
+    openssl_self_signed(scratch.path(), &dir.join("dsa.pem"), "dsa", &["-paramfile", path_str(&dsa_params)?], false)?;
+    openssl_self_signed(
+        scratch.path(),
+        &dir.join("p192.pem"),
+        "p192",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-192"],
+        false,
+    )?;
+    openssl_self_signed(
+        scratch.path(),
+        &dir.join("p521.pem"),
+        "p521",
+        &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-521"],
+        false,
+    )?;
+
+    // An RSA-8192 CA (RSA keys up to 8192 bits verify) and a P-256 leaf it signs with SHA-256.
+    let rsa8192_ca = dir.join("rsa8192-ca.pem");
+    openssl_self_signed(
+        scratch.path(),
+        &rsa8192_ca,
+        "rsa8192-ca",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:8192"],
+        true,
+    )?;
+    let rsa8192_key = scratch.path().join("rsa8192-ca.key");
+    let leaf_key = scratch.path().join("via-rsa8192.key");
+    openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path_str(&leaf_key)?])?;
+    let csr = scratch.path().join("via-rsa8192.csr");
+    openssl(&["req", "-new", "-key", path_str(&leaf_key)?, "-subj", "/CN=via-rsa8192", "-out", path_str(&csr)?])?;
+    let ext = scratch.path().join("via-rsa8192.ext");
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://cluster.local/ns/default/sa/via-rsa8192\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        path_str(&csr)?,
+        "-CA",
+        path_str(&rsa8192_ca)?,
+        "-CAkey",
+        path_str(&rsa8192_key)?,
+        "-set_serial",
+        "4129",
+        "-days",
+        "36500",
+        "-sha256",
+        "-extfile",
+        path_str(&ext)?,
+        "-out",
+        path_str(&dir.join("via-rsa8192.pem"))?,
+    ])?;
 
     println!("wrote fixtures into {}", dir.display());
     Ok(())
