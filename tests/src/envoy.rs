@@ -97,6 +97,22 @@ pub struct EnvoyConfig {
     /// `trust_chain_verification: ACCEPT_UNTRUSTED` on the listener: Envoy completes the handshake
     /// with any client certificate (expired, unknown CA) and leaves the verdict to the filter.
     pub accept_untrusted_client_certs: bool,
+    /// Routes tried, in order, before the catch-all route to `upstream_port` (see [`ExtraRoute`]).
+    pub extra_routes: Vec<ExtraRoute>,
+}
+
+/// Name of the header each route adds when [`EnvoyConfig::extra_routes`] is set, so that the
+/// upstream reports which route Envoy chose (`default` for the catch-all route).
+pub const ROUTE_MARKER_HEADER: &str = "x-peerguard-e2e-route";
+
+/// A route before the catch-all one: a path starting with `prefix` goes to the echo upstream on
+/// 127.0.0.1:`upstream_port` (cluster `route-<name>`), and the route adds
+/// [`ROUTE_MARKER_HEADER`]`: <name>`.
+#[derive(Debug, Clone)]
+pub struct ExtraRoute {
+    pub name: String,
+    pub prefix: String,
+    pub upstream_port: u16,
 }
 
 impl EnvoyConfig {
@@ -115,7 +131,14 @@ impl EnvoyConfig {
             ecds_dir: None,
             sds_dir: None,
             accept_untrusted_client_certs: false,
+            extra_routes: Vec::new(),
         }
+    }
+
+    /// Adds a route before the catch-all one (see [`ExtraRoute`]).
+    pub fn with_route(mut self, name: &str, prefix: &str, upstream_port: u16) -> Self {
+        self.extra_routes.push(ExtraRoute { name: name.into(), prefix: prefix.into(), upstream_port });
+        self
     }
 
     /// Lets Envoy accept client certificates that fail its own validation (see
@@ -213,12 +236,20 @@ impl EnvoyConfig {
                 "set_current_client_cert_details": {
                     "subject": d.subject, "cert": d.cert, "chain": d.chain, "uri": d.uri, "dns": d.dns
                 },
+                // Envoy's own path normalization stays OFF here, explicitly (these are also the
+                // defaults): the shipped configs turn all three on as a second layer under the
+                // filter, but with them on, Envoy would rewrite or refuse `/a/../b`, `//admin` or
+                // `%2F` before the filter runs, and the end-to-end tests would test Envoy instead
+                // of peerguard's own `pathNormalization` (PRODUCT.md, "Paths").
+                "normalize_path": false,
+                "merge_slashes": false,
+                "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
                 "route_config": {
                     "name": "local",
                     "virtual_hosts": [{
                         "name": "all",
                         "domains": ["*"],
-                        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+                        "routes": self.routes()
                     }]
                 },
                 "http_filters": http_filters
@@ -268,19 +299,52 @@ impl EnvoyConfig {
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
                     "filter_chains": [chain]
                 }],
-                "clusters": [{
-                    "name": "upstream",
-                    "type": "STATIC",
-                    "connect_timeout": "2s",
-                    "load_assignment": {
-                        "cluster_name": "upstream",
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                            "address": "127.0.0.1", "port_value": self.upstream_port
-                        }}}}]}]
-                    }
-                }]
+                "clusters": self.clusters()
             }
         }))
+    }
+
+    /// The routes: [`EnvoyConfig::extra_routes`] in order, then the catch-all route to `upstream`.
+    /// With extra routes, every route marks the request with [`ROUTE_MARKER_HEADER`].
+    fn routes(&self) -> Value {
+        let marker = |name: &str| {
+            json!([{"header": {"key": ROUTE_MARKER_HEADER, "value": name},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}])
+        };
+        let mut routes: Vec<Value> = self
+            .extra_routes
+            .iter()
+            .map(|r| {
+                json!({"name": r.name, "match": {"prefix": r.prefix},
+                    "route": {"cluster": format!("route-{}", r.name)}, "request_headers_to_add": marker(&r.name)})
+            })
+            .collect();
+        let mut default = json!({"name": "default", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}});
+        if !self.extra_routes.is_empty() {
+            default["request_headers_to_add"] = marker("default");
+        }
+        routes.push(default);
+        Value::Array(routes)
+    }
+
+    /// The clusters: `upstream` (the catch-all route's) and one per extra route.
+    fn clusters(&self) -> Value {
+        let cluster = |name: String, port: u16| {
+            json!({
+                "name": name,
+                "type": "STATIC",
+                "connect_timeout": "2s",
+                "load_assignment": {
+                    "cluster_name": name,
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                        "address": "127.0.0.1", "port_value": port
+                    }}}}]}]
+                }
+            })
+        };
+        let mut clusters = vec![cluster("upstream".into(), self.upstream_port)];
+        clusters.extend(self.extra_routes.iter().map(|r| cluster(format!("route-{}", r.name), r.upstream_port)));
+        Value::Array(clusters)
     }
 
     /// The bootstrap rendered as YAML.
@@ -760,5 +824,33 @@ mod tests {
             ["http_filters"][0]["typed_config"]["config"];
         assert_eq!(wasm["configuration"]["value"], r#"{"mtls":"strict"}"#);
         assert_eq!(wasm["vm_config"]["code"]["local"]["filename"], "/x/peerguard.wasm");
+    }
+
+    #[test]
+    fn bootstrap_keeps_envoys_path_normalization_off_so_the_filter_is_what_is_tested() {
+        let v = EnvoyConfig::new(1234, None).bootstrap().unwrap();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        assert_eq!(hcm["normalize_path"], false);
+        assert_eq!(hcm["merge_slashes"], false);
+        assert_eq!(hcm["path_with_escaped_slashes_action"], "KEEP_UNCHANGED");
+    }
+
+    #[test]
+    fn extra_routes_come_before_the_catch_all_route_and_mark_the_request() {
+        let v = EnvoyConfig::new(1234, None).with_route("b", "/b", 5678).bootstrap().unwrap();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+        assert_eq!(routes[0]["match"]["prefix"], "/b");
+        assert_eq!(routes[0]["route"]["cluster"], "route-b");
+        assert_eq!(routes[0]["request_headers_to_add"][0]["header"]["value"], "b");
+        assert_eq!(routes[1]["match"]["prefix"], "/");
+        assert_eq!(routes[1]["request_headers_to_add"][0]["header"]["value"], "default");
+        let clusters = &v["static_resources"]["clusters"];
+        assert_eq!(clusters[1]["name"], "route-b");
+        assert_eq!(
+            clusters[1]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            5678
+        );
     }
 }

@@ -4,13 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use peerguard_e2e::envoy::{rotate_cert_dir, wasm_path, write_ecds, write_server_sds};
 use peerguard_e2e::istio_schema::{load_yaml_docs, yaml_files};
 use peerguard_e2e::repo_root;
 use peerguard_e2e::sidecar::validate;
-use peerguard_e2e::standalone::{compose_envoys, compose_file, run, table};
+use peerguard_e2e::standalone::{compose_envoys, compose_file, documented_app_port, rewrite_ports, run, table};
 use serde_json::Value;
 
 /// A YAML file is an Envoy bootstrap when its (single) document has `static_resources`.
@@ -221,4 +222,76 @@ fn compose_topology_runs_without_docker_and_answers_as_documented() {
     let t = table(&calls);
     assert!(calls.iter().all(|c| c.ok()), "{t}");
     assert_eq!(calls.len(), 8, "{t}");
+}
+
+/// Every HTTP connection manager in `v` that runs the peerguard filter (inline or by ECDS).
+fn peerguard_hcms(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(map) => {
+            let tc = &map.get("typed_config").cloned().unwrap_or(Value::Null);
+            let is_hcm = tc["@type"].as_str().is_some_and(|t| t.ends_with(".HttpConnectionManager"));
+            let runs_peerguard = tc["http_filters"].as_array().into_iter().flatten().any(|f| {
+                f["name"] == "peerguard"
+                    || f["typed_config"]["@type"].as_str().is_some_and(|t| t.ends_with("wasm.v3.Wasm"))
+            });
+            if is_hcm && runs_peerguard {
+                out.push(tc.clone());
+            }
+            map.values().for_each(|c| peerguard_hcms(c, out));
+        }
+        Value::Array(items) => items.iter().for_each(|i| peerguard_hcms(i, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_shipped_peerguard_listener_normalizes_paths_in_envoy_as_a_second_layer() {
+    let mut found = Vec::new();
+    for f in yaml_files(&repo_root().join("envoy")).unwrap() {
+        for doc in load_yaml_docs(&f).unwrap() {
+            let mut hcms = Vec::new();
+            peerguard_hcms(&doc, &mut hcms);
+            for hcm in hcms {
+                let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                assert_eq!(hcm["normalize_path"], true, "{name}: normalize_path");
+                assert_eq!(hcm["merge_slashes"], true, "{name}: merge_slashes");
+                assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST", "{name}");
+                found.push(name);
+            }
+        }
+    }
+    for want in ["inbound-sidecar.yaml", "front-proxy.yaml", "live-reload.yaml"] {
+        assert!(found.iter().any(|n| n == want), "no peerguard HCM found in {want} (found {found:?})");
+    }
+}
+
+#[test]
+fn shipped_configs_keep_their_documented_ports_and_run_without_them() {
+    let compose = compose_file().unwrap();
+    let app = documented_app_port(&compose).unwrap();
+    assert_eq!(app, 8080);
+    // Documented port -> a stand-in runtime port, as the topology fills it in.
+    let ports = BTreeMap::from([(8080, 40080), (15006, 40006)]);
+    let want_listener: BTreeMap<&str, u16> = BTreeMap::from([
+        ("envoy/inbound-sidecar.yaml", 15006),
+        ("envoy/outbound-sidecar.yaml", 15001),
+        ("envoy/front-proxy.yaml", 8443),
+    ]);
+    for (name, cfg) in compose_envoys(&compose).unwrap() {
+        let rel = cfg.to_str().unwrap();
+        let mut doc = load_yaml_docs(&repo_root().join(&cfg)).unwrap().remove(0);
+        let listener = &doc["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"];
+        assert_eq!(listener.as_u64(), want_listener.get(rel).map(|p| u64::from(*p)), "{name}: {rel}");
+        rewrite_ports(&mut doc, &ports).unwrap();
+        assert_eq!(doc["admin"]["address"]["socket_address"]["port_value"], 0, "{name}");
+        for l in doc["static_resources"]["listeners"].as_array().unwrap() {
+            assert_eq!(l["address"]["socket_address"]["port_value"], 0, "{name}");
+        }
+        let text = serde_json::to_string(&doc["static_resources"]["clusters"]).unwrap();
+        assert!(text.contains("\"port_value\":40080") || text.contains("\"port_value\":40006"), "{name}: {text}");
+    }
+    // A cluster port nothing provides is an error, never left fixed.
+    let mut doc = load_yaml_docs(&repo_root().join("envoy/outbound-sidecar.yaml")).unwrap().remove(0);
+    let err = rewrite_ports(&mut doc, &BTreeMap::from([(8080, 40080)])).unwrap_err();
+    assert!(format!("{err:#}").contains("15006"), "{err:#}");
 }
