@@ -9,7 +9,7 @@ pub mod oci;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use peerguard_policy::{ConfigErrors, Engine};
 use serde_json::{json, Value};
 
@@ -24,6 +24,8 @@ pub enum RenderError {
     },
     /// A flag value that cannot be used.
     Usage(String),
+    /// A combination of flags and policy that would let requests through unchecked.
+    Unsafe(String),
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -34,7 +36,7 @@ impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RenderError::Policy { path, errors } => write!(f, "{}: invalid policy:\n{errors}", path.display()),
-            RenderError::Usage(m) => write!(f, "{m}"),
+            RenderError::Usage(m) | RenderError::Unsafe(m) => write!(f, "{m}"),
             RenderError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
@@ -73,6 +75,15 @@ Examples:
       --gateway ingress --url oci://ghcr.io/example/peerguard:0.1.0 --wasm dist/peerguard.wasm";
 
 const ENVOY_HELP: &str = "\
+The HTTP connection manager also normalizes the path, merges repeated slashes and rejects escaped
+slashes (normalize_path, merge_slashes, path_with_escaped_slashes_action: REJECT_REQUEST): a
+second layer under peerguard's own path checks.
+
+--trust-chain-verification ACCEPT_UNTRUSTED lets Envoy complete the handshake with any client
+certificate, so that peerguard's chain check gives a reason instead of a handshake failure. It is
+refused unless the policy has certificate.trustAnchors or certificate.trustBundles: without them,
+nothing checks who signed the certificate, and any self-made certificate passes.
+
 Example:
   peerguard render envoy --policy envoy/policy.yaml > my-inbound.yaml
   envoy --mode validate -c my-inbound.yaml && envoy -c my-inbound.yaml";
@@ -146,12 +157,36 @@ pub struct EnvoyArgs {
     /// `no_peer_certificate` itself (a PERMISSIVE-style listener); default is STRICT at TLS level
     #[arg(long)]
     pub optional_client_cert: bool,
+    /// The listener's `trust_chain_verification`. ACCEPT_UNTRUSTED leaves the chain check to
+    /// peerguard and needs `certificate.trustAnchors` or `certificate.trustBundles` in the policy
+    #[arg(long, value_enum, default_value_t = TrustChainVerification::VerifyTrustChain)]
+    pub trust_chain_verification: TrustChainVerification,
     /// The filter's root_id (Istio's pluginName)
     #[arg(long, default_value = "peerguard")]
     pub plugin_name: String,
     /// Write here instead of stdout
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Envoy's `CertificateValidationContext.trust_chain_verification`, spelled as in Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrustChainVerification {
+    /// Envoy verifies the client certificate's chain against --ca (the default)
+    #[value(name = "VERIFY_TRUST_CHAIN")]
+    VerifyTrustChain,
+    /// Envoy accepts any client certificate; peerguard's certificate.trustAnchors/trustBundles decide
+    #[value(name = "ACCEPT_UNTRUSTED")]
+    AcceptUntrusted,
+}
+
+impl TrustChainVerification {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyTrustChain => "VERIFY_TRUST_CHAIN",
+            Self::AcceptUntrusted => "ACCEPT_UNTRUSTED",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -283,9 +318,36 @@ fn socket(addr: &str, flag: &str) -> Result<Value, RenderError> {
     Ok(json!({"socket_address": {"address": sa.ip().to_string(), "port_value": sa.port()}}))
 }
 
+/// Whether the policy checks the chain itself: a non-empty `certificate.trustAnchors` or
+/// `certificate.trustBundles` (a `certificateRules` entry only covers its own routes).
+fn policy_checks_the_chain(policy: &Value) -> bool {
+    let cert = &policy["certificate"];
+    cert["trustAnchors"].as_array().is_some_and(|a| !a.is_empty())
+        || cert["trustBundles"].as_object().is_some_and(|m| !m.is_empty())
+}
+
+/// Refuses ACCEPT_UNTRUSTED on a policy that cannot tell a real client certificate from a
+/// self-made one.
+fn check_trust_chain_verification(a: &EnvoyArgs, policy: &Value) -> Result<(), RenderError> {
+    if a.trust_chain_verification == TrustChainVerification::AcceptUntrusted && !policy_checks_the_chain(policy) {
+        return Err(RenderError::Unsafe(format!(
+            "refusing --trust-chain-verification ACCEPT_UNTRUSTED: {} has neither certificate.trustAnchors nor \
+             certificate.trustBundles. With ACCEPT_UNTRUSTED, Envoy completes the TLS handshake with any client \
+             certificate and leaves the chain check to peerguard; without trust anchors peerguard checks no chain, \
+             so any self-made certificate (any SPIFFE ID, subject or SAN the client likes) would pass. Add \
+             certificate.trustAnchors (the CAs that sign your clients) or certificate.trustBundles to the policy, \
+             or keep the default --trust-chain-verification VERIFY_TRUST_CHAIN so that Envoy checks the chain \
+             against --ca.",
+            a.policy.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The inbound-sidecar bootstrap as a JSON value.
 pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
     let policy = load_policy(&a.policy)?;
+    check_trust_chain_verification(a, &policy)?;
     let policy_json = serde_json::to_string(&policy).map_err(|e| RenderError::Usage(e.to_string()))?;
     Ok(json!({
         "admin": {"address": socket(&a.admin, "--admin")?},
@@ -304,7 +366,10 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
                                     "certificate_chain": {"filename": a.cert},
                                     "private_key": {"filename": a.key}
                                 }],
-                                "validation_context": {"trusted_ca": {"filename": a.ca}}
+                                "validation_context": {
+                                    "trusted_ca": {"filename": a.ca},
+                                    "trust_chain_verification": a.trust_chain_verification.as_str()
+                                }
                             }
                         }
                     },
@@ -315,6 +380,11 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
                             "stat_prefix": "inbound",
                             "forward_client_cert_details": "SANITIZE_SET",
                             "set_current_client_cert_details": {"subject": true, "cert": true, "chain": true, "uri": true, "dns": true},
+                            // A second layer under peerguard's own path checks: Envoy puts the path
+                            // in normal form and refuses escaped slashes before any filter runs.
+                            "normalize_path": true,
+                            "merge_slashes": true,
+                            "path_with_escaped_slashes_action": "REJECT_REQUEST",
                             "route_config": {
                                 "name": "inbound",
                                 "virtual_hosts": [{"name": "app", "domains": ["*"],

@@ -370,3 +370,113 @@ fn render_envoy_embeds_the_policy_as_a_string_value_and_passes_envoy_validate() 
     // Default certificate paths (envoy/certs) resolve from the repository root.
     peerguard_e2e::sidecar::validate(&cfg, &root).unwrap();
 }
+
+/// The HTTP connection manager of a rendered inbound config.
+fn rendered_hcm(doc: &Value) -> &Value {
+    &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+}
+
+#[test]
+fn render_envoy_normalizes_paths_in_envoy_as_a_second_layer() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = policy_file(d.path());
+    let doc = parse_yaml_docs(&ok(&["render", "envoy", "--policy", s(&policy)])).unwrap().remove(0);
+    let hcm = rendered_hcm(&doc);
+    assert_eq!(hcm["normalize_path"], true, "{hcm}");
+    assert_eq!(hcm["merge_slashes"], true, "{hcm}");
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST", "{hcm}");
+    // By default Envoy itself verifies the client's chain against --ca.
+    let vc = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+        ["common_tls_context"]["validation_context"];
+    assert_eq!(vc["trust_chain_verification"], "VERIFY_TRUST_CHAIN", "{vc}");
+}
+
+/// A policy whose `certificate` block is `certificate_yaml` (indented under `certificate:`).
+fn policy_with_certificate(dir: &Path, name: &str, certificate_yaml: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!(
+            "mtls: strict\nidentity: [spiffe]\ncertificate:\n{certificate_yaml}policies:\n  - name: a\n    action: ALLOW\n    rules:\n      - from: [{{source: {{namespaces: [client]}}}}]\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The demo CA of envoy/certs as a YAML block scalar, indented for a list item.
+fn demo_ca_block(indent: &str) -> String {
+    let pem = std::fs::read_to_string(peerguard_e2e::repo_root().join("envoy/certs/ca.pem")).unwrap();
+    pem.lines().map(|l| format!("{indent}{l}\n")).collect()
+}
+
+#[test]
+fn render_envoy_refuses_accept_untrusted_when_no_trust_anchor_would_catch_a_self_made_certificate() {
+    let d = tempfile::tempdir().unwrap();
+    // Certificate checks, but none of them verifies who signed the certificate.
+    let policy = policy_with_certificate(d.path(), "p.yaml", "  requireClientAuth: true\n  rejectSelfSigned: true\n");
+    let out_file = d.path().join("inbound.yaml");
+    let out = pg(&[
+        "render",
+        "envoy",
+        "--policy",
+        s(&policy),
+        "--trust-chain-verification",
+        "ACCEPT_UNTRUSTED",
+        "--out",
+        s(&out_file),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!out_file.exists(), "a refused config was written");
+    for want in ["ACCEPT_UNTRUSTED", "certificate.trustAnchors", "certificate.trustBundles", "self-made certificate"] {
+        assert!(err.contains(want), "error does not say {want:?}: {err}");
+    }
+    // The policy without any certificate block is refused the same way.
+    let bare = policy_file(d.path());
+    let out = pg(&["render", "envoy", "--policy", s(&bare), "--trust-chain-verification", "ACCEPT_UNTRUSTED"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn render_envoy_accepts_accept_untrusted_with_trust_anchors_and_passes_envoy_validate() {
+    let root = peerguard_e2e::repo_root();
+    let d = tempfile::tempdir().unwrap();
+    let policy =
+        policy_with_certificate(d.path(), "p.yaml", &format!("  trustAnchors:\n    - |\n{}", demo_ca_block("      ")));
+    let cfg = d.path().join("inbound.yaml");
+    let wasm = peerguard_e2e::envoy::wasm_path().unwrap();
+    ok(&[
+        "render",
+        "envoy",
+        "--policy",
+        s(&policy),
+        "--wasm",
+        s(&wasm),
+        "--trust-chain-verification",
+        "ACCEPT_UNTRUSTED",
+        "--out",
+        s(&cfg),
+    ]);
+    let doc = parse_yaml_docs(&std::fs::read_to_string(&cfg).unwrap()).unwrap().remove(0);
+    let vc = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+        ["common_tls_context"]["validation_context"];
+    assert_eq!(vc["trust_chain_verification"], "ACCEPT_UNTRUSTED", "{vc}");
+    peerguard_e2e::sidecar::validate(&cfg, &root).unwrap();
+}
+
+#[test]
+fn render_envoy_accepts_accept_untrusted_with_trust_bundles() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = policy_with_certificate(
+        d.path(),
+        "p.yaml",
+        &format!("  trustBundles:\n    cluster.local:\n      - |\n{}", demo_ca_block("        ")),
+    );
+    let out = ok(&["render", "envoy", "--policy", s(&policy), "--trust-chain-verification", "ACCEPT_UNTRUSTED"]);
+    let doc = parse_yaml_docs(&out).unwrap().remove(0);
+    let vc = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+        ["common_tls_context"]["validation_context"];
+    assert_eq!(vc["trust_chain_verification"], "ACCEPT_UNTRUSTED", "{vc}");
+}
