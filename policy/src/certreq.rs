@@ -268,3 +268,58 @@ pub fn compile_patterns(
     }
     StringMatcher::new(patterns)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+    use super::*;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn facts(pem: &str) -> CertFacts {
+        CertFacts::from_pem(pem.as_bytes()).unwrap()
+    }
+
+    fn with_key(key: KeyKind) -> CertFacts {
+        let mut f = facts(include_str!("../tests/fixtures/healthy.pem"));
+        f.key = key;
+        f
+    }
+
+    #[test]
+    fn weak_keys_are_below_the_floor_and_strong_ones_are_not() {
+        for (name, pem) in [
+            ("rsa1024", include_str!("../tests/fixtures/rsa1024.pem")),
+            ("dsa", include_str!("../tests/fixtures/dsa.pem")),
+            ("p192", include_str!("../tests/fixtures/p192.pem")),
+        ] {
+            assert!(below_key_floor(&facts(pem)), "{name}");
+        }
+        for (name, pem) in [
+            ("p256", include_str!("../tests/fixtures/healthy.pem")),
+            ("p384", include_str!("../tests/fixtures/p384.pem")),
+            ("p521", include_str!("../tests/fixtures/p521.pem")),
+            ("ed25519", include_str!("../tests/fixtures/ed25519.pem")),
+            ("rsa2048", include_str!("../tests/fixtures/rsa2048.pem")),
+        ] {
+            assert!(!below_key_floor(&facts(pem)), "{name}");
+        }
+        // The fixtures parse to the kinds the floor reads.
+        assert_eq!(facts(include_str!("../tests/fixtures/dsa.pem")).key, KeyKind::Dsa);
+        assert_eq!(facts(include_str!("../tests/fixtures/p521.pem")).key, KeyKind::EcdsaP521);
+        assert_eq!(facts(include_str!("../tests/fixtures/rsa1024.pem")).key, KeyKind::Rsa { bits: 1024 });
+        assert_eq!(facts(include_str!("../tests/fixtures/rsa8192-ca.pem")).key, KeyKind::Rsa { bits: 8192 });
+    }
+
+    #[test]
+    fn odd_sized_rsa_explicit_curves_and_unknown_algorithms_are_below_the_floor() {
+        // Whatever is not known to be strong is refused (fail closed).
+        assert!(below_key_floor(&with_key(KeyKind::Rsa { bits: 2047 })));
+        assert!(below_key_floor(&with_key(KeyKind::Rsa { bits: 2052 })));
+        assert!(!below_key_floor(&with_key(KeyKind::Rsa { bits: 3072 })));
+        assert!(below_key_floor(&with_key(KeyKind::EcdsaOther(String::new()))));
+        assert!(below_key_floor(&with_key(KeyKind::EcdsaOther("1.3.132.0.10".to_owned()))));
+        assert!(below_key_floor(&with_key(KeyKind::Other("1.3.101.113".to_owned()))));
+    }
+}

@@ -680,3 +680,78 @@ mod der {
         ASN1Time::from_der(der).ok().map(|(_, t)| t.timestamp())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+    use super::*;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// 2030-06-01T12:00:00Z, the instant the fixtures are built around.
+    const T: i64 = 1_906_545_600;
+
+    fn verifier(anchors: &[&str]) -> ChainVerifier {
+        let reqs = CertificateRequirements {
+            trust_anchors: Some(anchors.iter().map(|a| (*a).to_owned()).collect()),
+            ..CertificateRequirements::default()
+        };
+        ChainVerifier::compile(&reqs, "certificate").unwrap().unwrap()
+    }
+
+    #[test]
+    fn expired_and_soon_expiring_anchors_are_named_for_the_load_log() {
+        let v = verifier(&[
+            include_str!("../tests/fixtures/root-ca.pem"),
+            include_str!("../tests/fixtures/expired-root-ca.pem"),
+            include_str!("../tests/fixtures/expiring-root-ca.pem"),
+        ]);
+        let warnings = v.anchor_warnings(T);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("certificate.trustAnchors[1]: "), "{}", warnings[0]);
+        assert!(warnings[0].contains("expired at 2030-05-01T00:00:00Z"), "{}", warnings[0]);
+        assert!(warnings[0].contains("expired root CA"), "{}", warnings[0]);
+        assert!(warnings[1].starts_with("certificate.trustAnchors[2]: "), "{}", warnings[1]);
+        assert!(warnings[1].contains("expires at 2030-06-11T12:00:00Z (within 30 days)"), "{}", warnings[1]);
+        // 31 days before its notAfter, the expiring anchor is not worth a warning yet.
+        assert_eq!(v.anchor_warnings(T + 10 * 86_400 - 31 * 86_400).len(), 1);
+    }
+
+    #[test]
+    fn rfc3339_renders_unix_seconds_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(T), "2030-06-01T12:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn crl_freshness_is_inclusive_at_both_ends_and_its_changes_bound_a_verdict() {
+        let crl = |this_update, next_update, grace| Crl {
+            crl: CertRevocationList::Owned(
+                OwnedCertRevocationList::from_der(
+                    &pem_blocks_within(
+                        include_str!("../tests/fixtures/crl-root-empty.pem").as_bytes(),
+                        "X509 CRL",
+                        MAX_CONFIG_PEM_BYTES,
+                    )
+                    .unwrap()[0],
+                )
+                .unwrap(),
+            ),
+            issuer: Vec::new(),
+            this_update,
+            next_update,
+            grace,
+        };
+        let c = crl(100, 200, 0);
+        assert!(!c.fresh_at(99) && c.fresh_at(100) && c.fresh_at(200) && !c.fresh_at(201));
+        assert_eq!(c.status_until(50), 99);
+        assert_eq!(c.status_until(150), 200);
+        assert_eq!(c.status_until(201), i64::MAX);
+        let g = crl(100, 200, 30);
+        assert!(g.fresh_at(230) && !g.fresh_at(231));
+        assert_eq!(g.status_until(201), 230);
+    }
+}
