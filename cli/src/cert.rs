@@ -117,7 +117,7 @@ pub struct CaArgs {
     /// File stem: <NAME>.pem and <NAME>-key.pem
     #[arg(long, default_value = "ca")]
     pub name: String,
-    /// Subject common name
+    /// Subject common name; `--cn ''` leaves it out (Istio's self-signed CA is just O=cluster.local)
     #[arg(long, default_value = "peerguard CA")]
     pub cn: String,
     /// Subject organization (Istio's self-signed CA uses the trust domain, O=cluster.local)
@@ -287,7 +287,9 @@ fn ca(a: &CaArgs) -> Result<Summary, CertError> {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, a.org.as_str());
-    dn.push(DnType::CommonName, a.cn.as_str());
+    if !a.cn.is_empty() {
+        dn.push(DnType::CommonName, a.cn.as_str());
+    }
     p.distinguished_name = dn;
     validity(&mut p, &a.ttl)?;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -341,7 +343,12 @@ fn ca(a: &CaArgs) -> Result<Summary, CertError> {
     Ok(Summary {
         cert: cert_path,
         key: key_path,
-        subject: subject_string(&[("O", &a.org), ("CN", &a.cn)]),
+        subject: subject_string(
+            &[("O", a.org.as_str()), ("CN", a.cn.as_str())]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect::<Vec<_>>(),
+        ),
         sans: Vec::new(),
         not_before: rfc3339(not_before),
         not_after: rfc3339(not_after),

@@ -250,6 +250,12 @@ struct CheckOutput<'a> {
     would_deny: Option<&'static str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     audit: Vec<&'a str>,
+    /// The `:path` the filter would send upstream, when it differs from `--path` (rewrite mode).
+    #[serde(rename = "forwardedPath", skip_serializing_if = "Option::is_none")]
+    forwarded_path: Option<&'a str>,
+    /// Why the path has no normal form, with the reason `invalid_path`.
+    #[serde(rename = "pathError", skip_serializing_if = "Option::is_none")]
+    path_error: Option<String>,
 }
 
 impl<'a> CheckOutput<'a> {
@@ -263,6 +269,8 @@ impl<'a> CheckOutput<'a> {
             dry_run: d.dry_run,
             would_deny: if d.allowed && d.dry_run { code } else { None },
             audit: d.audit.iter().map(|a| &**a).collect(),
+            forwarded_path: d.path_rewrite.as_deref(),
+            path_error: d.path_error.map(|e| e.to_string()),
         }
     }
 }
