@@ -3,6 +3,7 @@
 use peerguard_policy::{Decision, Engine, Peer, Request};
 
 /// A request's attributes, borrowed from the fuzz input.
+#[derive(Clone, Copy)]
 pub(crate) struct Parts<'a> {
     pub method: &'a str,
     pub path: &'a str,
