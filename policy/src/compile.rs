@@ -12,8 +12,10 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::namespace::NamespaceMatcher;
 use crate::pattern::{Pattern, StringMatcher};
 use crate::rule::{
-    parse_port, CompiledCondition, CompiledOperation, CompiledRule, CompiledSource, RuleSet, Values, WhenKey,
+    parse_port, CompiledCondition, CompiledOperation, CompiledRule, CompiledSource, PathMatcher, RuleSet, Values,
+    WhenKey,
 };
+use crate::template::{self, PathTemplate};
 
 /// Policies and rules beyond this many are refused: a decision stays indexed, but compile time
 /// and memory grow with the document, and such a document is almost certainly generated wrongly.
@@ -303,12 +305,41 @@ impl Compiler {
     }
 
     /// Path patterns are matched against the normal form (docs/policy.md "Paths"), so one
-    /// that is not itself in normal form could never match.
-    fn paths(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<StringMatcher> {
-        for (i, p) in values.iter().flatten().enumerate() {
+    /// that is not itself in normal form could never match. Istio path templates (`{*}`,
+    /// `{**}`) are compiled apart.
+    fn paths(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<PathMatcher> {
+        let values = values.as_ref()?;
+        self.reads_paths = true;
+        let mut templates = Vec::new();
+        for (i, p) in values.iter().enumerate() {
             let at = format!("{path}[{i}]");
+            if template::is_template(p) {
+                match PathTemplate::parse(p) {
+                    Ok(t) => {
+                        if self.path_normalization != PathNormalization::None {
+                            let problems: Vec<String> = t
+                                .literals()
+                                .filter_map(|l| {
+                                    crate::path::pattern_problem(l, false, false, self.allow_path_parameters)
+                                        .or_else(|| (l == "." || l == "..").then(|| "a '.' or '..' segment".to_owned()))
+                                })
+                                .collect();
+                            if let Some(problem) = problems.first() {
+                                self.error(at.clone(), format!("{p:?} can never match a normalized path: {problem}"));
+                            }
+                        }
+                        templates.push(t);
+                    }
+                    Err(e) => self.error(at, e.to_string()),
+                }
+                continue;
+            }
             if !(p.starts_with('/') || p.starts_with('*')) {
                 self.error(at, format!("{p:?} can never match: paths start with '/'"));
+                continue;
+            }
+            if p.contains(['{', '}']) {
+                self.error(at, format!("{p:?}: '{{' and '}}' are allowed only in Istio path templates, as whole segments {{*}} or {{**}}"));
                 continue;
             }
             if self.path_normalization == PathNormalization::None {
@@ -321,11 +352,18 @@ impl Compiler {
                 self.error(at, format!("{p:?} can never match a normalized path: {problem}"));
             }
         }
-        let m = self.strings(values, path, false);
-        if m.is_some() {
-            self.reads_paths = true;
+        if values.is_empty() {
+            self.non_empty(values, path, "remove the field, or use [\"*\"] to mean any value");
         }
-        m
+        // Indices in error paths must stay those of the document, so patterns are parsed here.
+        let mut patterns = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate().filter(|(_, v)| !template::is_template(v)) {
+            match Pattern::parse(v) {
+                Ok(p) => patterns.push(p),
+                Err(e) => self.error(format!("{path}[{i}]"), e.to_string()),
+            }
+        }
+        Some(PathMatcher { strings: StringMatcher::new(patterns), templates })
     }
 
     fn ports(&mut self, values: &Option<Vec<PortValue>>, path: &str) -> Option<Vec<u32>> {

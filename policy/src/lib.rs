@@ -24,6 +24,7 @@ mod reason;
 mod request;
 mod rule;
 mod sigalg;
+mod template;
 pub mod xfcc;
 
 pub use cache::CertCache;

@@ -8,6 +8,7 @@ use crate::identity::Identity;
 use crate::namespace::{self, NamespaceMatcher};
 use crate::pattern::StringMatcher;
 use crate::request::{HeaderValues, LazyRequest};
+use crate::template::PathTemplate;
 
 /// `when` keys, resolved at compile time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,8 +69,22 @@ pub(crate) struct CompiledOperation {
     pub not_ports: Option<Vec<u32>>,
     pub methods: Option<StringMatcher>,
     pub not_methods: Option<StringMatcher>,
-    pub paths: Option<StringMatcher>,
-    pub not_paths: Option<StringMatcher>,
+    pub paths: Option<PathMatcher>,
+    pub not_paths: Option<PathMatcher>,
+}
+
+/// `paths` / `notPaths`: Istio string patterns and Istio path templates (`{*}`, `{**}`), ORed.
+#[derive(Debug, Default)]
+pub(crate) struct PathMatcher {
+    pub strings: StringMatcher,
+    pub templates: Vec<PathTemplate>,
+}
+
+impl PathMatcher {
+    fn matches(&self, path: Option<&str>) -> bool {
+        let Some(p) = path else { return false };
+        self.strings.matches(Some(p)) || self.templates.iter().any(|t| t.matches(p))
+    }
 }
 
 /// The values of a `when` condition, in the form its key compares.
@@ -153,8 +168,8 @@ impl CompiledOperation {
             && self.not_ports.as_ref().is_none_or(|p| !req.port().is_some_and(|x| p.contains(&x)))
             && positive(&self.methods, req.method())
             && negative(&self.not_methods, req.method())
-            && positive(&self.paths, req.path())
-            && negative(&self.not_paths, req.path())
+            && self.paths.as_ref().is_none_or(|m| m.matches(req.path()))
+            && self.not_paths.as_ref().is_none_or(|m| !m.matches(req.path()))
     }
 }
 
