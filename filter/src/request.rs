@@ -386,4 +386,65 @@ mod tests {
         assert!(headers.is_empty());
         assert_eq!(body, "access denied\n");
     }
+
+    /// Captures log lines, so that tests can read audit lines.
+    struct CaptureLog;
+    static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    impl log::Log for CaptureLog {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            LINES.lock().unwrap().push(record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+
+    fn captured_audit_lines(marker: &str) -> Vec<String> {
+        static LOGGER: CaptureLog = CaptureLog;
+        let _ = log::set_logger(&LOGGER);
+        log::set_max_level(log::LevelFilter::Trace);
+        LINES.lock().unwrap().iter().filter(|l| l.contains("peerguard audit") && l.contains(marker)).cloned().collect()
+    }
+
+    #[test]
+    fn audit_line_never_carries_the_query_string() {
+        let _ = captured_audit_lines("");
+        let w = worker(r#"{"mtls":"permissive","policies":[{"name":"deny-all","action":"DENY","rules":[{}]}]}"#);
+        let host = FakeHost::default()
+            .with_header(":method", "GET")
+            .with_header(":path", "/audit-marker/./x?token=s3cret")
+            .with_header(":authority", "svc");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let lines = captured_audit_lines("audit-marker");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("\"path\":\"/audit-marker/x\""), "{}", lines[0]);
+        assert!(!lines[0].contains("s3cret"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn invalid_path_is_a_400_whatever_the_deny_status() {
+        let w = worker(
+            r#"{"mtls":"permissive","denyResponse":{"status":403,"exposeReason":true},"policies":[{"name":"d","action":"DENY","rules":[{"to":[{"operation":{"paths":["/admin*"]}}]}]}]}"#,
+        );
+        let host = request().with_header(":path", "/admin/..%2Fusers");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let (status, headers, _) = host.reply.borrow().clone().unwrap();
+        assert_eq!(status, 400);
+        assert!(headers.contains(&(REASON_HEADER.to_owned(), "invalid_path".to_owned())));
+    }
+
+    #[test]
+    fn allowed_path_reaches_the_upstream_in_the_form_that_was_matched() {
+        let w = worker(
+            r#"{"mtls":"permissive","policies":[{"name":"d","action":"DENY","rules":[{"to":[{"operation":{"paths":["/admin*"]}}]}]}]}"#,
+        );
+        let host = request().with_header(":path", "/a/./b//c?x=1&y=%2F");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(host.request_header(":path").as_deref(), Some(&b"/a/b/c?x=1&y=%2F"[..]));
+        let untouched = request().with_header(":path", "/a/b?q");
+        assert_eq!(w.on_request_headers(&untouched), Verdict::Continue);
+        assert_eq!(untouched.request_header(":path").as_deref(), Some(&b"/a/b?q"[..]));
+    }
 }
