@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use peerguard_policy::{pem_certificates, CertFacts, ConfigErrors, Decision, Engine, Peer, PolicyDocument, Request};
+use peerguard_policy::{
+    pem_certificates, resolve_peer, ConfigErrors, Decision, Engine, Peer, PeerEvidence, PolicyDocument, Request,
+    ResolvedPeer,
+};
 use serde::Serialize;
 
 /// Exit code for a deny.
@@ -302,30 +305,26 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
             // A certificate the filter cannot parse is denied there as invalid_certificate, so
             // it is a deny here too; a file that cannot be read at all is a usage error.
             let leaf = read_file(cert_path)?;
-            let chain = match &args.chain {
+            let presented_chain = match &args.chain {
                 Some(p) => {
                     let pem = read_file(p)?;
                     pem_certificates(&pem).map_err(|e| Failure(format!("{}: no PEM certificates: {e}", p.display())))?
                 }
                 None => Vec::new(),
             };
-            // A --cert file may hold the leaf followed by its intermediates.
-            let parsed = pem_certificates(&leaf).and_then(|ders| {
-                let mut ders = ders.into_iter();
-                let first = ders.next().unwrap_or_default();
-                CertFacts::from_der(&first).map(|facts| (facts, ders.collect::<Vec<_>>()))
-            });
-            match parsed {
-                Ok((facts, bundled)) => {
-                    let chain: Vec<Vec<u8>> =
-                        bundled.into_iter().chain(chain).filter(|der| *der != facts.der).collect();
+            // The same resolution as the filter: --cert plays connection.peer_certificate (it
+            // may hold the leaf followed by its intermediates), --chain plays XFCC Chain=.
+            let evidence = PeerEvidence { digest: None, certificate_pem: Some(&leaf), xfcc: None, presented_chain };
+            match resolve_peer(evidence) {
+                ResolvedPeer::Certificate { facts, chain } => {
                     let prepared = engine.prepare(facts, &chain, now);
                     engine.decide(&req, &Peer::Certificate(&prepared), now)
                 }
-                Err(e) => {
+                ResolvedPeer::Unparseable(e) => {
                     eprintln!("peerguard: {}: {e}", cert_path.display());
                     engine.decide(&req, &Peer::Unparseable, now)
                 }
+                ResolvedPeer::AttributesOnly => engine.decide(&req, &Peer::Unparseable, now),
             }
         }
     };

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use peerguard_policy::{
-    path, xfcc, CertCache, CertFacts, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PreparedCert, Reason,
-    RequestSource,
+    path, resolve_peer, CertCache, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PeerEvidence, PreparedCert,
+    Reason, RequestSource, ResolvedPeer,
 };
 
 use crate::audit::{audit_line, suppressed_line, AuditLimiter, AuditRequest};
@@ -160,34 +160,31 @@ impl Worker {
         if let Some(p) = self.cache.borrow_mut().get(&digest, now) {
             return PeerLookup::Certificate(p);
         }
-        // Envoy 1.38+ gives the leaf; older Envoys only through XFCC, bound by digest.
+        // Envoy 1.38+ gives the leaf; older Envoys only through XFCC, bound by digest. Which
+        // evidence to trust is decided by the engine (peer.rs), the same for the CLI.
         let from_envoy = if self.ignore_peer_certificate_attribute {
             None
         } else {
-            host.property(&["connection", "peer_certificate"]).filter(|b| !b.is_empty())
+            host.property(&["connection", "peer_certificate"])
         };
         let xfcc = text(host.request_header("x-forwarded-client-cert"));
-        let bound = xfcc.as_deref().and_then(|h| xfcc::bound_certificate(h, &digest));
-        let parsed = match (from_envoy, bound) {
-            (Some(pem), bound) => {
-                let chain = bound.map(|(_, chain)| chain).unwrap_or_default();
-                CertFacts::from_pem(&pem).map(|f| (f, chain))
-            }
-            (None, Some((leaf, chain))) => CertFacts::from_der(&leaf).map(|f| (f, chain)),
-            (None, None) => {
-                return PeerLookup::Attributes(PeerAttributes {
-                    uri_san: text(host.property(&["connection", "uri_san_peer_certificate"])),
-                    dns_san: text(host.property(&["connection", "dns_san_peer_certificate"])),
-                    subject: text(host.property(&["connection", "subject_peer_certificate"])),
-                })
-            }
+        let evidence = PeerEvidence {
+            digest: Some(&digest),
+            certificate_pem: from_envoy.as_deref(),
+            xfcc: xfcc.as_deref(),
+            presented_chain: Vec::new(),
         };
-        match parsed {
-            Ok((facts, chain)) => {
+        match resolve_peer(evidence) {
+            ResolvedPeer::Certificate { facts, chain } => {
                 let prepared = engine.prepare(facts, &chain, now);
                 PeerLookup::Certificate(self.cache.borrow_mut().insert(digest, prepared))
             }
-            Err(e) => {
+            ResolvedPeer::AttributesOnly => PeerLookup::Attributes(PeerAttributes {
+                uri_san: text(host.property(&["connection", "uri_san_peer_certificate"])),
+                dns_san: text(host.property(&["connection", "dns_san_peer_certificate"])),
+                subject: text(host.property(&["connection", "subject_peer_certificate"])),
+            }),
+            ResolvedPeer::Unparseable(e) => {
                 log::warn!("peerguard: peer certificate does not parse: {e}");
                 PeerLookup::Unparseable
             }
