@@ -17,15 +17,23 @@
 //! - CRL conformance (RFC 5280 section 5): no `nextUpdate`, no CRLNumber or a critical one, or a
 //!   configured issuer whose keyUsage lacks cRLSign is a configuration error naming the CRL (webpki
 //!   checks cRLSign only on intermediates, never on a trust anchor).
+//! - The certificate profile (RFC 5280 section 4) where webpki does not check it: serial numbers,
+//!   AKI/SKI presence and criticality, basicConstraints and keyUsage of CA certificates,
+//!   nameConstraints form, dNSName syntax, and, on trust anchors (which webpki reduces to a name
+//!   and a key), unknown critical extensions. A leaf or intermediate that breaks it fails the path
+//!   (`untrusted_chain`); an anchor that breaks it anchors nothing and is named by
+//!   `anchor_warnings` (see `profile`). The CA/Browser Forum rules that x509-limbo's webpki cases
+//!   test run only for serverAuth, i.e. in the conformance entry.
 //!
 //! How webpki errors become reasons:
 //! - `CertRevoked` gives `revoked`.
 //! - `UnknownRevocationStatus` (no CRL at all for an issuer and `unknownStatus: deny`, or only
 //!   stale CRLs and `staleStatus: deny`) gives `revocation_unknown`.
-//! - Everything else gives `untrusted_chain`: an unknown issuer, an expired trust anchor, a bad
-//!   signature, an unsupported signature algorithm, an expired or not-yet-valid intermediate, a
-//!   wrong EKU on an issuer, a CA certificate used as a leaf, and also a CRL whose signature does
-//!   not verify with its issuer's key (a forged CRL proves nothing, so the chain is not trusted).
+//! - Everything else gives `untrusted_chain`: an unknown issuer, an expired or non-conforming
+//!   trust anchor, a certificate that breaks the profile, a bad signature, an unsupported
+//!   signature algorithm, an expired or not-yet-valid intermediate, a wrong EKU on an issuer, a CA
+//!   certificate used as a leaf, and also a CRL whose signature does not verify with its issuer's
+//!   key (a forged CRL proves nothing, so the chain is not trusted).
 
 use rustls_pki_types::{CertificateDer, Der, TrustAnchor, UnixTime};
 use webpki::{
@@ -60,6 +68,11 @@ struct Anchor {
     not_after: i64,
     path: String,
     subject: String,
+    /// Why the anchor breaks the RFC 5280 profile, if it does: it then anchors no path.
+    violation: Option<String>,
+    /// Why the anchor breaks the CA/Browser Forum rules for TLS server roots, if it does: it then
+    /// anchors no serverAuth path (conformance only; client paths are not held to those rules).
+    server_violation: Option<String>,
 }
 
 /// A configured CRL with the times that decide whether it is proof of status.
@@ -258,11 +271,12 @@ impl ChainVerifier {
     /// Verifies `leaf` at `now` (Unix seconds) for client authentication, with `presented`
     /// (DER, e.g. from a bound XFCC `Chain=`) and the configured intermediates.
     pub fn verify(&self, leaf: &CertFacts, presented: &[Vec<u8>], now: i64) -> ChainVerdict {
-        self.verify_for(leaf, presented, now, KeyUsage::client_auth())
+        self.verify_for(leaf, presented, now, false)
     }
 
-    /// [`ChainVerifier::verify`] for the given extended key usage.
-    fn verify_for(&self, leaf: &CertFacts, presented: &[Vec<u8>], now: i64, usage: KeyUsage) -> ChainVerdict {
+    /// [`ChainVerifier::verify`], or, with `server_auth`, for a TLS server (conformance only).
+    fn verify_for(&self, leaf: &CertFacts, presented: &[Vec<u8>], now: i64, server_auth: bool) -> ChainVerdict {
+        let usage = if server_auth { KeyUsage::server_auth() } else { KeyUsage::client_auth() };
         // Every CRL status change after `now` bounds the verdict, whatever it is: a fresh CRL
         // going stale turns an allow into revocation_unknown, a CRL reaching its thisUpdate can
         // turn revocation_unknown into an allow or a revoked.
@@ -292,7 +306,7 @@ impl ChainVerifier {
         let anchors: Vec<TrustAnchor<'_>> = self
             .anchors
             .iter()
-            .filter(|a| now <= a.not_after)
+            .filter(|a| now <= a.not_after && a.violation.is_none() && !(server_auth && a.server_violation.is_some()))
             .map(|a| TrustAnchor {
                 subject: Der::from(a.anchor.subject.as_ref()),
                 subject_public_key_info: Der::from(a.anchor.subject_public_key_info.as_ref()),
@@ -323,7 +337,15 @@ impl ChainVerifier {
         // webpki then tries the other paths, and reports this one as UnknownRevocationStatus.
         let chain_depth = self.depth == RevocationCheckDepth::Chain;
         let stale_deny = self.stale_status == UnknownStatus::Deny && !stale_only.is_empty();
-        let reject_stale = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let check_path = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
+            // The profile rules webpki leaves out, on every certificate it verified.
+            let ee = (path.end_entity().der(), profile::Role::Leaf);
+            let cas = path.intermediate_certificates().map(|c| (c.der(), profile::Role::Intermediate));
+            for (der, role) in core::iter::once(ee).chain(cas) {
+                if profile::violation(der.as_ref(), role, server_auth).is_some() {
+                    return Err(webpki::Error::BadDer);
+                }
+            }
             if !stale_deny {
                 return Ok(());
             }
@@ -340,7 +362,7 @@ impl ChainVerifier {
             }
         };
         let time = UnixTime::since_unix_epoch(core::time::Duration::from_secs(u64::try_from(now).unwrap_or(0)));
-        let verified = ee.verify_for_usage(sigalg::ALL, &anchors, &pool, time, usage, revocation, Some(&reject_stale));
+        let verified = ee.verify_for_usage(sigalg::ALL, &anchors, &pool, time, usage, revocation, Some(&check_path));
         match verified {
             Ok(path) => {
                 let mut valid_until = leaf.not_after.min(crl_until);
@@ -371,7 +393,12 @@ impl ChainVerifier {
     pub(crate) fn anchor_warnings(&self, now: i64) -> Vec<String> {
         let mut out = Vec::new();
         for a in &self.anchors {
-            if a.not_after < now {
+            if let Some(why) = &a.violation {
+                out.push(format!(
+                    "{}: trust anchor {} is unusable, so every chain to it is untrusted_chain: {why}",
+                    a.path, a.subject
+                ));
+            } else if a.not_after < now {
                 out.push(format!(
                     "{}: trust anchor {} expired at {}; it verifies nothing, so every chain to it is untrusted_chain",
                     a.path,
@@ -422,8 +449,7 @@ impl CertFacts {
         if crate::certreq::below_key_floor(self) {
             return Err(Reason::KeyNotAllowed.code().to_owned());
         }
-        let usage = if server_auth { KeyUsage::server_auth() } else { KeyUsage::client_auth() };
-        verifier.verify_for(self, presented, now, usage).result.map_err(|r| r.code().to_owned())
+        verifier.verify_for(self, presented, now, server_auth).result.map_err(|r| r.code().to_owned())
     }
 }
 
@@ -443,10 +469,14 @@ fn anchor_from_der(der: Vec<u8>, at: &str) -> Result<Anchor, String> {
         Ok((_, cert)) => (cert.validity().not_after.timestamp(), cert.subject().to_string()),
         Err(_) => return Err("not an X.509 certificate".to_owned()),
     };
+    // A non-conforming anchor anchors nothing, but does not make the policy invalid: the other
+    // anchors still work, and the filter logs the reason at load (`anchor_warnings`).
+    let violation = profile::violation(&der, profile::Role::Anchor, false);
+    let server_violation = profile::violation(&der, profile::Role::Anchor, true);
     let cert = CertificateDer::from(der);
     let anchor =
         webpki::anchor_from_trusted_cert(&cert).map_err(|e| format!("not usable as a trust anchor: {e:?}"))?.to_owned();
-    Ok(Anchor { anchor, not_after, path: at.to_owned(), subject })
+    Ok(Anchor { anchor, not_after, path: at.to_owned(), subject, violation, server_violation })
 }
 
 /// Parses one CRL and refuses what RFC 5280 section 5 says a conforming issuer never produces.
@@ -753,5 +783,209 @@ mod tests {
         let g = crl(100, 200, 30);
         assert!(g.fresh_at(230) && !g.fresh_at(231));
         assert_eq!(g.status_until(201), 230);
+    }
+}
+
+/// The parts of the RFC 5280 certificate profile that webpki leaves unchecked, and, for
+/// serverAuth only, the CA/Browser Forum Baseline Requirements rules that limbo's webpki cases
+/// test (BR govern TLS server certificates; peerguard verifies client certificates, so those run
+/// only through the conformance entry).
+///
+/// A certificate that a conforming CA never issues proves nothing about its issuer's intent, so
+/// the path is refused (`untrusted_chain`), or, for a configured trust anchor, the policy is
+/// refused at load.
+mod profile {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+    /// Where a certificate sits in the path.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Role {
+        Anchor,
+        Intermediate,
+        Leaf,
+    }
+
+    /// The first profile violation of `der` in `role`, if any.
+    pub(super) fn violation(der: &[u8], role: Role, server: bool) -> Option<String> {
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            return Some("does not parse as an X.509 certificate".to_owned());
+        };
+        rfc5280(&cert, role).err().or_else(|| if server { cabf(&cert, role).err() } else { None })
+    }
+
+    fn rfc5280(cert: &X509Certificate<'_>, role: Role) -> Result<(), String> {
+        let fail = |why: &str| Err(why.to_owned());
+        // Serial: a positive integer of at most 20 octets (section 4.1.2.2); one leading zero octet
+        // only carries the sign.
+        // Not for anchors: a trust anchor is a name and a key (RFC 5280 section 6.1.1 (d)), and
+        // some long-trusted roots have serial 0.
+        let serial = cert.raw_serial();
+        let value = serial.strip_prefix(&[0]).unwrap_or(serial);
+        if role != Role::Anchor && (serial.first().is_some_and(|b| b & 0x80 != 0) || serial.iter().all(|b| *b == 0)) {
+            return fail("serial number is not a positive integer (RFC 5280 section 4.1.2.2)");
+        }
+        if role != Role::Anchor && value.len() > 20 {
+            return fail("serial number is longer than 20 octets (RFC 5280 section 4.1.2.2)");
+        }
+        let self_issued = cert.subject().as_raw() == cert.issuer().as_raw();
+        let subject_empty = cert.subject().iter_rdn().next().is_none();
+        let bc = cert.basic_constraints().map_err(|e| format!("basicConstraints: {e}"))?;
+        let is_ca = bc.as_ref().is_some_and(|b| b.value.ca);
+        let mut aki_key_id = false;
+        let mut ski = false;
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::ParseError { error } => {
+                    return Err(format!("extension {} does not parse: {error}", ext.oid));
+                }
+                ParsedExtension::UnsupportedExtension { .. } if ext.critical && role == Role::Anchor => {
+                    // webpki refuses these on the path, never on an anchor.
+                    return Err(format!("unknown critical extension {}", ext.oid));
+                }
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    if ext.critical {
+                        return fail("authorityKeyIdentifier is critical (RFC 5280 section 4.2.1.1)");
+                    }
+                    aki_key_id = aki.key_identifier.is_some();
+                }
+                ParsedExtension::SubjectKeyIdentifier(_) => {
+                    if ext.critical {
+                        return fail("subjectKeyIdentifier is critical (RFC 5280 section 4.2.1.2)");
+                    }
+                    ski = true;
+                }
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    if subject_empty && !ext.critical {
+                        return fail("empty subject with a non-critical subjectAltName (RFC 5280 section 4.2.1.6)");
+                    }
+                    for name in &san.general_names {
+                        if let GeneralName::DNSName(d) = name {
+                            if !preferred_name_syntax(d) {
+                                return Err(format!(
+                                    "dNSName {d:?} is not in preferred name syntax (RFC 5280 section 4.2.1.6)"
+                                ));
+                            }
+                        }
+                    }
+                }
+                ParsedExtension::NameConstraints(nc) => {
+                    if !is_ca {
+                        return fail("nameConstraints in a certificate that is not a CA (RFC 5280 section 4.2.1.10)");
+                    }
+                    // Also the RFC 5280 side of limbo's conflict pair with webpki, which accepts it.
+                    if !ext.critical {
+                        return fail("nameConstraints is not critical (RFC 5280 section 4.2.1.10)");
+                    }
+                    let subtrees = [&nc.permitted_subtrees, &nc.excluded_subtrees];
+                    if subtrees.iter().all(|s| s.as_ref().is_none_or(Vec::is_empty)) {
+                        return fail(
+                            "nameConstraints with neither permitted nor excluded subtrees (RFC 5280 section 4.2.1.10)",
+                        );
+                    }
+                    if subtrees.iter().any(|s| s.as_ref().is_some_and(Vec::is_empty)) {
+                        return fail("nameConstraints with an empty list of subtrees (RFC 5280 section 4.2.1.10)");
+                    }
+                    let dns_bases = subtrees.iter().copied().flatten().flatten().filter_map(|s| match s.base {
+                        GeneralName::DNSName(d) => Some(d),
+                        _ => None,
+                    });
+                    for d in dns_bases {
+                        if d.starts_with('.') {
+                            return Err(format!(
+                                "nameConstraints dNSName {d:?} starts with a period (RFC 5280 section 4.2.1.10)"
+                            ));
+                        }
+                    }
+                }
+                ParsedExtension::PolicyConstraints(_) if !ext.critical => {
+                    return fail("policyConstraints is not critical (RFC 5280 section 4.2.1.11)");
+                }
+                ParsedExtension::AuthorityInfoAccess(aia) if aia.accessdescs.is_empty() => {
+                    return fail("authorityInfoAccess without access descriptions (RFC 5280 section 4.2.2.1)");
+                }
+                _ => {}
+            }
+        }
+        let ku = cert.key_usage().map_err(|e| format!("keyUsage: {e}"))?;
+        let key_cert_sign = ku.as_ref().map(|k| k.value.key_cert_sign());
+        if key_cert_sign == Some(true) && !is_ca {
+            return fail("keyUsage keyCertSign without basicConstraints cA (RFC 5280 section 4.2.1.9)");
+        }
+        if !self_issued && !aki_key_id {
+            return fail("no authorityKeyIdentifier keyIdentifier (RFC 5280 section 4.2.1.1)");
+        }
+        if role != Role::Leaf {
+            match &bc {
+                Some(b) if b.value.ca && b.critical => {}
+                Some(b) if b.value.ca => {
+                    return fail("CA certificate with a non-critical basicConstraints (RFC 5280 section 4.2.1.9)")
+                }
+                _ => return fail("CA certificate without basicConstraints cA=TRUE (RFC 5280 section 4.2.1.9)"),
+            }
+            if key_cert_sign == Some(false) {
+                return fail("CA certificate whose keyUsage lacks keyCertSign (RFC 5280 sections 4.2.1.3, 4.2.1.9)");
+            }
+            if !ski {
+                return fail("CA certificate without subjectKeyIdentifier (RFC 5280 section 4.2.1.2)");
+            }
+            if subject_empty {
+                return fail("CA certificate with an empty subject (RFC 5280 section 4.1.2.6)");
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 1034 preferred name syntax as RFC 1123 relaxed it (a label may start with a digit),
+    /// with a leading `*` label for wildcards.
+    fn preferred_name_syntax(name: &str) -> bool {
+        let name = name.strip_prefix("*.").unwrap_or(name);
+        !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    }
+
+    fn cabf(cert: &X509Certificate<'_>, role: Role) -> Result<(), String> {
+        let fail = |why: &str| Err(why.to_owned());
+        let subject_empty = cert.subject().iter_rdn().next().is_none();
+        // A root is a self-issued anchor; an intermediate configured as an anchor is not one.
+        let root = role == Role::Anchor && cert.subject().as_raw() == cert.issuer().as_raw();
+        if let Ok(Some(eku)) = cert.extended_key_usage() {
+            if root {
+                return fail("root CA with extKeyUsage (CA/B Forum BR 7.1.2.1.2)");
+            }
+            if role == Role::Leaf && eku.critical {
+                return fail("critical extKeyUsage (CA/B Forum BR 7.1.2.7.6)");
+            }
+            if role == Role::Leaf && eku.value.any {
+                return fail("anyExtendedKeyUsage in a subscriber certificate (CA/B Forum BR 7.1.2.7.10)");
+            }
+        }
+        let san = cert.subject_alternative_name().ok().flatten();
+        if san.as_ref().is_some_and(|s| s.critical) && !subject_empty {
+            return fail("critical subjectAltName with a non-empty subject (CA/B Forum BR 7.1.2.7.12)");
+        }
+        if root {
+            let ski = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0),
+                _ => None,
+            });
+            for ext in cert.extensions() {
+                if let ParsedExtension::AuthorityKeyIdentifier(aki) = ext.parsed_extension() {
+                    if aki.authority_cert_issuer.is_some() || aki.authority_cert_serial.is_some() {
+                        return fail("root CA authorityKeyIdentifier with issuer or serial (CA/B Forum BR 7.1.2.1.3)");
+                    }
+                    if aki.key_identifier.as_ref().map(|k| k.0) != ski {
+                        return fail("root CA authorityKeyIdentifier differs from its subjectKeyIdentifier (CA/B Forum BR 7.1.2.1.3)");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -69,6 +69,10 @@ const P192: &str = fixture!("p192.pem");
 const P521: &str = fixture!("p521.pem");
 const RSA8192_CA: &str = fixture!("rsa8192-ca.pem");
 const VIA_RSA8192: &str = fixture!("via-rsa8192.pem");
+const SERIAL_ZERO: &str = fixture!("serial-zero.pem");
+const UNDERSCORE_DNS: &str = fixture!("underscore-dns.pem");
+const UNKNOWN_CRITICAL_ROOT: &str = fixture!("unknown-critical-extension-root-ca.pem");
+const VIA_UNKNOWN_CRITICAL_ROOT: &str = fixture!("via-unknown-critical-extension-root.pem");
 const DAY_SECS: i64 = 86_400;
 
 const SELF_SIGNED_BY_ALGORITHM: [(&str, &str); 9] = [
@@ -715,6 +719,43 @@ fn chain_to_an_anchor_verifies_until_its_not_after_and_the_verdict_stops_there()
     assert_eq!(prepared.valid_until, anchor_not_after);
     assert_eq!(reason(&e, VIA_EXPIRING_ROOT, &[], anchor_not_after), None);
     assert_eq!(reason(&e, VIA_EXPIRING_ROOT, &[], anchor_not_after + 1), Some(Reason::UntrustedChain));
+}
+
+#[test]
+fn expired_and_soon_expiring_anchors_are_named_in_the_load_warnings() {
+    let e = with_certificate(json!({"trustAnchors": [ROOT, EXPIRED_ROOT, EXPIRING_ROOT]}));
+    let warnings = e.load_warnings(T);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].starts_with("certificate.trustAnchors[1]") && warnings[0].contains("expired"), "{warnings:?}");
+    assert!(warnings[1].starts_with("certificate.trustAnchors[2]") && warnings[1].contains("within 30 days"));
+    assert!(with_certificate(json!({"trustAnchors": [ROOT]})).load_warnings(T).is_empty());
+}
+
+// --- Certificates a conforming CA never issues (RFC 5280 section 4) ---
+
+#[test]
+fn leaf_with_serial_number_zero_is_untrusted() {
+    let e = with_certificate(json!({"trustAnchors": [ROOT]}));
+    assert_eq!(reason(&e, SERIAL_ZERO, &[INTERMEDIATE], T), Some(Reason::UntrustedChain));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+}
+
+#[test]
+fn leaf_with_a_dns_name_outside_the_preferred_name_syntax_is_untrusted() {
+    let e = with_certificate(json!({"trustAnchors": [ROOT]}));
+    assert_eq!(reason(&e, UNDERSCORE_DNS, &[INTERMEDIATE], T), Some(Reason::UntrustedChain));
+}
+
+#[test]
+fn trust_anchor_with_an_unknown_critical_extension_anchors_nothing_and_is_named_at_load() {
+    // webpki never reads an anchor's extensions; a critical one nobody understands must not be
+    // ignored. The other anchors keep working, and the policy still loads.
+    let e = with_certificate(json!({"trustAnchors": [UNKNOWN_CRITICAL_ROOT, ROOT]}));
+    assert_eq!(reason(&e, VIA_UNKNOWN_CRITICAL_ROOT, &[], T), Some(Reason::UntrustedChain));
+    assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T), None);
+    let warnings = e.load_warnings(T);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("certificate.trustAnchors[0]") && warnings[0].contains("unusable"), "{warnings:?}");
 }
 
 // --- Weak keys, key types and RSA sizes ---

@@ -1,39 +1,41 @@
-//! External conformance check of chain verification against x509-limbo (issue 4).
+//! External conformance check of chain verification against x509-limbo (issue 4; whole corpus
+//! since the hardening issue).
 //!
-//! `tests/limbo/limbo.json` is a vendored copy of the x509-limbo test vectors (see
-//! `tests/limbo/README.md`). Every testcase is driven through the public engine API exactly as a
-//! request would be: a policy `{certificate: {trustAnchors: <trusted_certs>}}` compiled by
-//! `Engine::from_json`, the case's `untrusted_intermediates` presented as the chain (as a bound
-//! XFCC `Chain=` would be), `Engine::prepare` + `Engine::decide` at the validation time. peerguard
-//! passes a case when the decision is `allowed`; x509-limbo's `expected_result` says whether it
-//! should. A policy that does not compile (e.g. a trust anchor webpki refuses) counts as a deny:
-//! the filter then denies every request. A leaf that does not parse is `Peer::Unparseable`, also
-//! a deny.
+//! `tests/limbo/limbo.json` is a copy of the x509-limbo test vectors (see `tests/limbo/README.md`).
+//! Every testcase that peerguard can express is run, with its CRLs:
+//! - **CLIENT** cases go through the public engine API exactly as a request would: a policy
+//!   `{certificate: {trustAnchors: <trusted_certs>, crls: <crls>}}` compiled by `Engine::from_json`,
+//!   the case's `untrusted_intermediates` presented as the chain (as a bound XFCC `Chain=` would
+//!   be), `Engine::prepare` + `Engine::decide` at the validation time. A policy that does not
+//!   compile counts as a deny (the filter then denies every request); a leaf that does not parse
+//!   is `Peer::Unparseable`, also a deny.
+//! - **SERVER** cases go through `CertFacts::verify_chain_for_conformance`, the test-only entry of
+//!   the same chain verifier with a serverAuth usage instead of clientAuth: the same compile step
+//!   (trust anchors, CRLs), the same leaf checks as the engine's step 2 (validity, weak-key floor)
+//!   and the same path building and revocation. peerguard never matches a peer's names (it
+//!   authorizes on the identity in its policies), so for a case with an `expected_peer_name` the
+//!   harness itself checks the name with rustls-webpki's `verify_is_valid_for_subject_name` after
+//!   peerguard's verdict. The name check can only turn an allow into a deny; the summary counts
+//!   the cases it decided.
 //!
-//! What runs and what is skipped (data-driven: see `skip_reason`, `NAME_MATCHING_IDS`,
-//! `SKIP_FEATURES`):
-//! - peerguard verifies the peer for **client** authentication (webpki `KeyUsage::client_auth`)
-//!   and never matches the peer's names against an expected name. CLIENT-kind cases run as they
-//!   are.
-//! - SERVER-kind cases run only when their outcome cannot hinge on what peerguard does not do:
-//!   a case is skipped when its id matches a server-name-matching pattern (`NAME_MATCHING_IDS`),
-//!   or when its leaf has an EKU extension without clientAuth/anyExtendedKeyUsage (peerguard would
-//!   deny it for the EKU, whatever the case is about; the EKU is read with x509-parser, not with
-//!   the engine, so a leaf the engine refuses is still classified). SERVER-kind cases that run are
-//!   counted separately in the summary.
-//! - Cases that need validator options peerguard has no setting for are skipped: a maximum chain
-//!   depth (`max-chain-depth` feature / `max_chain_depth`), a restricted set of signature
-//!   algorithms, or required key usages / EKUs other than clientAuth.
+//! Skipped, with the reason printed: cases that need validator options peerguard has no setting
+//! for (a maximum chain depth, a restricted set of signature algorithms, required key usages, or
+//! an EKU other than the one of the case's kind).
 //!
 //! Validation time: the case's `validation_time` (RFC 3339) when set. x509-limbo's `null` means
 //! "now"; the test uses a fixed "now", `DEFAULT_NOW` (2025-01-01T00:00:00Z), so the outcome never
-//! depends on the clock. The corpus' certificates for cases without a time are valid from 1970 to
-//! 2969 (apart from deliberately expired ones), so any present-day instant gives the same verdicts.
+//! depends on the clock. (The corpus' certificates for cases without a time are valid from 1970 to
+//! 2969, apart from deliberately expired ones.)
 //!
-//! `KNOWN_DIVERGENCES` lists the cases where peerguard (rustls-webpki 0.103 with peerguard's
-//! signature algorithms) disagrees with x509-limbo, each with the reason. The test fails when a
-//! case that is not listed diverges, and when a listed case no longer diverges (or is no longer
-//! run), so the list stays exact. Run it with
+//! `conflicts_with`: a few cases come in pairs with the same inputs and opposite expectations (an
+//! RFC 5280 reading and a webpki/CA-B Forum reading). peerguard can agree with one side only; the
+//! side it diverges on is listed in `KNOWN_DIVERGENCES` with the reason, and the test checks that
+//! its partner agrees.
+//!
+//! `KNOWN_DIVERGENCES` lists every case where peerguard disagrees with x509-limbo, with the
+//! reason. The test fails when a case that is not listed diverges, when a listed case no longer
+//! diverges (or is no longer run), and when a listed divergence is an allow of a case that expects
+//! failure without being marked as allowed by PRODUCT.md or a `conflicts_with` pair. Run it with
 //!
 //!     cargo test -p peerguard-policy --test limbo -- --ignored --nocapture
 //!
@@ -44,38 +46,156 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use peerguard_policy::{CertFacts, Decision, Engine, Peer, Request};
+use peerguard_policy::{CertFacts, CertificateRequirements, Decision, Engine, Peer, Request};
 use serde::Deserialize;
 use serde_json::json;
 
 /// 2025-01-01T00:00:00Z: "now" for cases whose `validation_time` is null.
 const DEFAULT_NOW: i64 = 1_735_689_600;
 
-/// Cases where peerguard's verdict differs from x509-limbo's expected result, with the reason.
-const KNOWN_DIVERGENCES: &[(&str, &str)] = &[(
-    "pathlen::validation-ignores-pathlen-in-leaf",
-    "the leaf is a CA certificate (basicConstraints cA=TRUE); RFC 5280 lets a CA certificate end a \
-     path, but rustls-webpki rejects a CA certificate used as the end entity (CaUsedAsEndEntity), \
-     so peerguard denies it (UntrustedChain). Stricter, and intended: a workload peer is never a CA",
-)];
+/// Why a divergence is acceptable. An allow of a case that expects failure needs one of the
+/// first two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Grounds {
+    /// PRODUCT.md asks for this verdict.
+    Product,
+    /// The case has a `conflicts_with` partner with the opposite expectation, and peerguard agrees
+    /// with the partner.
+    ConflictPair,
+    /// peerguard is stricter than the case: it denies what the case expects to pass.
+    Stricter,
+}
 
-/// Id patterns (one `*` wildcard) of SERVER-kind cases whose outcome is decided by matching the
-/// expected peer name against the leaf's names, which peerguard never does (it authorizes on the
-/// identity in its policies instead).
-const NAME_MATCHING_IDS: &[&str] = &[
-    "webpki::*-san",   // exact/mismatch/wildcard/unicode SAN matching
-    "webpki::no-san",  // no SAN to match the expected name against
-    "webpki::cn::*",   // CN fallback matching (later corpus versions)
-    "rfc5280::san::*", // SAN matching (later corpus versions)
+/// Cases where peerguard's verdict differs from x509-limbo's expected result, with the reason.
+const KNOWN_DIVERGENCES: &[(&str, Grounds, &str)] = &[
+    (
+        "pathlen::validation-ignores-pathlen-in-leaf",
+        Grounds::Stricter,
+        "the leaf is a CA certificate (basicConstraints cA=TRUE); RFC 5280 lets a CA certificate end a \
+         path, but rustls-webpki rejects a CA certificate used as the end entity (CaUsedAsEndEntity), \
+         so peerguard denies it (untrusted_chain). Stricter, and intended: a workload peer is never a CA",
+    ),
+    (
+        "rfc5280::ca-as-leaf",
+        Grounds::ConflictPair,
+        "conflicts_with webpki::ca-as-leaf: peerguard follows webpki and refuses a CA certificate as the \
+         end entity (CaUsedAsEndEntity): a workload peer is never a CA",
+    ),
+    (
+        "webpki::eku::ee-without-eku",
+        Grounds::ConflictPair,
+        "conflicts_with rfc5280::eku::ee-without-eku: peerguard follows RFC 5280, where a leaf without \
+         extKeyUsage may be used for any purpose, as PRODUCT.md says for requireClientAuth (\"EKU must \
+         allow clientAuth when the EKU extension is present\")",
+    ),
+    (
+        "webpki::nc::permitted-dns-match-noncritical",
+        Grounds::ConflictPair,
+        "conflicts_with rfc5280::nc::permitted-dns-match-noncritical: peerguard follows RFC 5280 section \
+         4.2.1.10 (conforming CAs MUST mark nameConstraints critical), so the anchor is unusable",
+    ),
+    (
+        "cve::cve-2024-0567",
+        Grounds::Stricter,
+        "the trusted \"Root A\" is cross-signed (issuer differs from subject) and has no \
+         authorityKeyIdentifier, which RFC 5280 section 4.2.1.1 requires of every certificate a \
+         conforming CA issues; peerguard does not use such an anchor. The same rule makes \
+         rfc5280::aki::cross-signed-root-missing-aki fail as it expects: the two cases disagree on it",
+    ),
+    (
+        "pathlen::self-issued-certs-pathlen",
+        Grounds::Stricter,
+        "rustls-webpki counts a self-issued intermediate against pathLenConstraint (RFC 5280 section \
+         4.2.1.9 exempts it), so the path is too long for it (untrusted_chain)",
+    ),
+    (
+        "rfc5280::nc::permitted-self-issued",
+        Grounds::Stricter,
+        "rustls-webpki applies name constraints to a self-issued intermediate (RFC 5280 section 6.1.3 \
+         (b) exempts it), so the intermediate's SAN violates the root's constraint (untrusted_chain)",
+    ),
+    (
+        "rfc5280::nc::permitted-dn-match",
+        Grounds::Stricter,
+        "rustls-webpki does not implement directoryName constraints and fails closed: a permitted \
+         directoryName never matches (untrusted_chain)",
+    ),
+    (
+        "rfc5280::nc::nc-permits-email-exact",
+        Grounds::Stricter,
+        "rustls-webpki does not implement rfc822Name constraints and fails closed: an email SAN under an \
+         email constraint is a NameConstraintViolation (untrusted_chain)",
+    ),
+    (
+        "rfc5280::nc::nc-permits-email-domain",
+        Grounds::Stricter,
+        "rustls-webpki does not implement rfc822Name constraints and fails closed (untrusted_chain)",
+    ),
+    (
+        "rfc5280::nc::nc-permits-email-literal-asterisk-exact-match",
+        Grounds::Stricter,
+        "rustls-webpki does not implement rfc822Name constraints and fails closed (untrusted_chain)",
+    ),
+    (
+        "rfc5280::nc::nc-permits-email-literal-double-asterisk",
+        Grounds::Stricter,
+        "rustls-webpki does not implement rfc822Name constraints and fails closed (untrusted_chain)",
+    ),
+    (
+        "rfc5280::nc::nc-permits-email-literal-mid-asterisk",
+        Grounds::Stricter,
+        "rustls-webpki does not implement rfc822Name constraints and fails closed (untrusted_chain)",
+    ),
+    (
+        "online::google.com",
+        Grounds::Stricter,
+        "the leaf has 137 SAN entries, over peerguard's budget of 128 per peer certificate \
+         (MAX_SAN_ENTRIES, a parser DoS bound sized for workload certificates): invalid_certificate",
+    ),
+    (
+        "online::microsoft.com",
+        Grounds::Stricter,
+        "the leaf has 163 SAN entries, over peerguard's budget of 128 per peer certificate \
+         (MAX_SAN_ENTRIES): invalid_certificate",
+    ),
+    ("webpki::cn::ipv4-hex-mismatch", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::ipv4-leading-zeros-mismatch", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::ipv6-uppercase-mismatch", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::ipv6-uncompressed-mismatch", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::ipv6-non-rfc5952-mismatch", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::punycode-not-in-san", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::utf8-vs-punycode-mismatch", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::not-in-san", Grounds::Product, CN_IS_AN_IDENTITY),
+    ("webpki::cn::case-mismatch", Grounds::Product, CN_IS_AN_IDENTITY),
 ];
 
+/// Why peerguard does not require a subject CN to copy a SAN (CA/B Forum BR 7.1.4.3, a rule for
+/// TLS server certificates).
+const CN_IS_AN_IDENTITY: &str = "the case expects a leaf refused because its subject CN is not a \
+     character-for-character copy of a SAN (CA/B Forum BR 7.1.4.3, for TLS server certificates). \
+     PRODUCT.md (\"Identity\") makes the CN an identity of its own (`identity: [subject]`, for private \
+     CAs), independent of the SANs, so peerguard does not tie the two; x509-limbo's own SUCCESS cases \
+     (e.g. rfc5280::nc::permitted-dns-match-more, CN example.com, not a SAN) rely on the same";
+
 /// Limbo features that need a validator option peerguard does not expose.
-const SKIP_FEATURES: &[(&str, &str)] = &[("max-chain-depth", "needs a maximum chain depth setting")];
+const SKIP_FEATURES: &[(&str, &str)] = &[
+    ("max-chain-depth", "needs a maximum chain depth setting"),
+    (
+        "pedantic-public-suffix-wildcard",
+        "decided by matching a wildcard peer name against the public suffix list (peerguard never matches peer names)",
+    ),
+];
 
 #[derive(Deserialize)]
 struct Limbo {
     version: u32,
     testcases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct PeerName {
+    kind: String,
+    value: String,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +211,12 @@ struct Case {
     key_usage: Option<Vec<String>>,
     extended_key_usage: Option<Vec<String>>,
     expected_result: String,
+    expected_peer_name: Option<PeerName>,
     max_chain_depth: Option<u32>,
+    #[serde(default)]
+    crls: Vec<String>,
+    #[serde(default)]
+    conflicts_with: Vec<String>,
 }
 
 /// Why a case is not run, or `None` to run it.
@@ -109,50 +234,15 @@ fn skip_reason(case: &Case) -> Option<&'static str> {
     if case.key_usage.as_ref().is_some_and(|k| !k.is_empty()) {
         return Some("needs required key usages");
     }
-    if case.extended_key_usage.as_ref().is_some_and(|e| e.iter().any(|u| u != "clientAuth")) {
-        return Some("needs an EKU other than clientAuth");
-    }
-    match case.validation_kind.as_str() {
-        "CLIENT" => None,
-        "SERVER" => {
-            if NAME_MATCHING_IDS.iter().any(|p| glob(p, &case.id)) {
-                return Some("SERVER case about server-name matching (peerguard never matches peer names)");
-            }
-            if leaf_eku_excludes_client_auth(&case.peer_certificate) {
-                return Some(
-                    "SERVER case with a leaf EKU that excludes clientAuth (peerguard verifies for clientAuth)",
-                );
-            }
-            None
-        }
-        _ => Some("unknown validation_kind"),
-    }
-}
-
-/// `pattern` with at most one `*` matches `s`.
-fn glob(pattern: &str, s: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == s,
-        Some((pre, post)) => s.len() >= pre.len() + post.len() && s.starts_with(pre) && s.ends_with(post),
-    }
-}
-
-/// The leaf has an extendedKeyUsage extension without clientAuth or anyExtendedKeyUsage.
-fn leaf_eku_excludes_client_auth(pem: &str) -> bool {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let Ok(ders) = peerguard_policy::pem_certificates(pem.as_bytes()) else {
-        return false;
+    let own_eku = match case.validation_kind.as_str() {
+        "CLIENT" => "clientAuth",
+        "SERVER" => "serverAuth",
+        _ => return Some("unknown validation_kind"),
     };
-    let Some(der) = ders.first() else {
-        return false;
-    };
-    match X509Certificate::from_der(der) {
-        Ok((_, cert)) => match cert.extended_key_usage() {
-            Ok(Some(eku)) => !(eku.value.client_auth || eku.value.any),
-            _ => false,
-        },
-        Err(_) => false,
+    if case.extended_key_usage.as_ref().is_some_and(|e| e.iter().any(|u| u != own_eku)) {
+        return Some("needs an EKU other than the one of its validation kind");
     }
+    None
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
@@ -192,16 +282,28 @@ fn rfc3339(s: &str) -> i64 {
     days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset
 }
 
-/// peerguard's verdict on a case: `Ok(())` allowed, `Err(why)` denied.
-fn peerguard_verdict(case: &Case, now: i64) -> Result<(), String> {
-    let policy = json!({ "certificate": { "trustAnchors": case.trusted_certs } });
-    let engine = Engine::from_json(&policy.to_string()).map_err(|e| format!("policy does not compile: {e}"))?;
-    let presented: Vec<Vec<u8>> = case
-        .untrusted_intermediates
+/// The `certificate:` block of a case: its trust anchors, and its CRLs when it has any.
+fn certificate_block(case: &Case) -> serde_json::Value {
+    let mut block = json!({ "trustAnchors": case.trusted_certs });
+    if !case.crls.is_empty() {
+        block["crls"] = json!(case.crls);
+    }
+    block
+}
+
+fn presented_chain(case: &Case) -> Result<Vec<Vec<u8>>, String> {
+    case.untrusted_intermediates
         .iter()
         .map(|pem| peerguard_policy::pem_certificates(pem.as_bytes()).map(|mut v| v.remove(0)))
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("intermediate does not decode: {e:?}"))?;
+        .map_err(|e| format!("intermediate does not decode: {e:?}"))
+}
+
+/// peerguard's verdict on a CLIENT case, through the engine: `Ok(())` allowed, `Err(why)` denied.
+fn engine_verdict(case: &Case, now: i64) -> Result<(), String> {
+    let policy = json!({ "certificate": certificate_block(case) });
+    let engine = Engine::from_json(&policy.to_string()).map_err(|e| format!("policy does not compile: {e}"))?;
+    let presented = presented_chain(case)?;
     let headers: Vec<(String, String)> = Vec::new();
     let req = Request { method: "GET", path: "/", host: "example.com", port: Some(443), sni: None, headers: &headers };
     let decision: Decision = match CertFacts::from_pem(case.peer_certificate.as_bytes()) {
@@ -218,6 +320,31 @@ fn peerguard_verdict(case: &Case, now: i64) -> Result<(), String> {
     }
 }
 
+/// peerguard's verdict on a SERVER case, through the chain verifier's conformance entry.
+fn server_verdict(case: &Case, now: i64) -> Result<(), String> {
+    let requirements: CertificateRequirements =
+        serde_json::from_value(certificate_block(case)).map_err(|e| format!("policy: {e}"))?;
+    let facts =
+        CertFacts::from_pem(case.peer_certificate.as_bytes()).map_err(|e| format!("invalid_certificate: {e}"))?;
+    facts.verify_chain_for_conformance(&requirements, &presented_chain(case)?, now, true)
+}
+
+/// The harness' own name check (peerguard never matches names): rustls-webpki's.
+fn name_matches(case: &Case) -> Result<(), String> {
+    let Some(name) = &case.expected_peer_name else {
+        return Ok(());
+    };
+    let server_name = match name.kind.as_str() {
+        "DNS" | "IP" => rustls_pki_types::ServerName::try_from(name.value.as_str())
+            .map_err(|e| format!("expected peer name {:?} does not parse: {e}", name.value))?,
+        other => return Err(format!("peer name kind {other} is not checked by the harness")),
+    };
+    let der = peerguard_policy::pem_certificates(case.peer_certificate.as_bytes()).map_err(|e| format!("{e:?}"))?;
+    let der = rustls_pki_types::CertificateDer::from(der[0].as_slice());
+    let ee = webpki::EndEntityCert::try_from(&der).map_err(|e| format!("{e:?}"))?;
+    ee.verify_is_valid_for_subject_name(&server_name).map_err(|e| format!("name: {e:?}"))
+}
+
 #[test]
 #[ignore = "external conformance corpus; run with --ignored (just test does)"]
 fn chain_verification_agrees_with_x509_limbo_except_listed_divergences() {
@@ -226,15 +353,19 @@ fn chain_verification_agrees_with_x509_limbo_except_listed_divergences() {
     let limbo: Limbo = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert_eq!(limbo.version, 1, "limbo.json format version");
 
-    let known: BTreeMap<&str, &str> = KNOWN_DIVERGENCES.iter().copied().collect();
+    let known: BTreeMap<&str, (Grounds, &str)> = KNOWN_DIVERGENCES.iter().map(|(id, g, r)| (*id, (*g, *r))).collect();
     assert_eq!(known.len(), KNOWN_DIVERGENCES.len(), "KNOWN_DIVERGENCES has a duplicate id");
+    let by_id: BTreeMap<&str, &Case> = limbo.testcases.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut ran_by_kind: BTreeMap<String, usize> = BTreeMap::new();
     let mut agreed = 0usize;
-    let mut divergent: Vec<(String, String)> = Vec::new();
+    let mut agreed_ids: BTreeSet<&str> = BTreeSet::new();
+    let mut with_crls = 0usize;
+    let mut decided_by_name = 0usize;
+    let mut divergent: Vec<(String, Grounds, String)> = Vec::new();
     let mut unexpected: Vec<String> = Vec::new();
     let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut ran_ids: Vec<&str> = Vec::new();
-    let mut seen_divergent: BTreeSet<String> = BTreeSet::new();
+    let mut seen_divergent: BTreeSet<&str> = BTreeSet::new();
+    let mut allowed_failures: Vec<&str> = Vec::new();
 
     for case in &limbo.testcases {
         if let Some(why) = skip_reason(case) {
@@ -242,52 +373,83 @@ fn chain_verification_agrees_with_x509_limbo_except_listed_divergences() {
             continue;
         }
         *ran_by_kind.entry(case.validation_kind.clone()).or_default() += 1;
-        ran_ids.push(&case.id);
+        with_crls += usize::from(!case.crls.is_empty());
         let now = case.validation_time.as_deref().map_or(DEFAULT_NOW, rfc3339);
         let expected_pass = match case.expected_result.as_str() {
             "SUCCESS" => true,
             "FAILURE" => false,
             other => panic!("{}: expected_result {other:?}", case.id),
         };
-        let verdict = peerguard_verdict(case, now);
+        let verdict = match case.validation_kind.as_str() {
+            "CLIENT" => engine_verdict(case, now),
+            _ => server_verdict(case, now).and_then(|()| name_matches(case).inspect_err(|_| decided_by_name += 1)),
+        };
         if verdict.is_ok() == expected_pass {
             agreed += 1;
+            agreed_ids.insert(&case.id);
             continue;
         }
         let got = match &verdict {
             Ok(()) => "allowed".to_owned(),
             Err(why) => format!("denied ({why})"),
         };
-        seen_divergent.insert(case.id.clone());
+        seen_divergent.insert(&case.id);
         match known.get(case.id.as_str()) {
-            Some(reason) => divergent.push((case.id.clone(), (*reason).to_owned())),
+            Some((grounds, reason)) => {
+                if verdict.is_ok() {
+                    allowed_failures.push(&case.id);
+                }
+                divergent.push((case.id.clone(), *grounds, format!("{reason} [peerguard {got}]")));
+            }
             None => unexpected.push(format!("{}: expected {}, peerguard {got}", case.id, case.expected_result)),
         }
     }
     let stale: Vec<&str> = known.keys().copied().filter(|id| !seen_divergent.contains(*id)).collect();
+    // An allow of a case that expects failure needs PRODUCT.md or a conflicts_with pair behind it;
+    // a conflict-pair divergence needs a partner that peerguard agrees with.
+    let mut bad_grounds: Vec<String> = Vec::new();
+    for (id, grounds, _) in &divergent {
+        let case = by_id[id.as_str()];
+        if allowed_failures.contains(&id.as_str()) && *grounds == Grounds::Stricter {
+            bad_grounds.push(format!("{id}: an allow of an expected failure cannot be 'stricter'"));
+        }
+        if *grounds == Grounds::ConflictPair
+            && (case.conflicts_with.is_empty() || !case.conflicts_with.iter().all(|p| agreed_ids.contains(p.as_str())))
+        {
+            bad_grounds.push(format!("{id}: listed as a conflict pair, but peerguard does not agree with its partner"));
+        }
+        if *grounds == Grounds::Stricter
+            && !allowed_failures.contains(&id.as_str())
+            && case.expected_result != "SUCCESS"
+        {
+            bad_grounds.push(format!("{id}: 'stricter' but the case expects failure"));
+        }
+    }
 
     let ran: usize = ran_by_kind.values().sum();
     println!("x509-limbo: {} testcases", limbo.testcases.len());
     println!(
-        "ran {ran} ({}), agreed {agreed}, divergent {} (listed {}, unlisted {})",
+        "ran {ran} ({}; {with_crls} with CRLs), agreed {agreed}, divergent {} (listed {}, unlisted {}), \
+         failures decided by the harness' name check: {decided_by_name}",
         ran_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
         divergent.len() + unexpected.len(),
         divergent.len(),
         unexpected.len()
     );
-    println!("ran: {}", ran_ids.join(", "));
     println!("skipped {}:", skipped.values().sum::<usize>());
     for (why, n) in &skipped {
         println!("  {n:4}  {why}");
     }
-    for (id, reason) in &divergent {
-        println!("known divergence {id}: {reason}");
+    for (id, grounds, reason) in &divergent {
+        println!("known divergence {id} ({grounds:?}): {reason}");
     }
     assert!(
-        unexpected.is_empty() && stale.is_empty(),
+        unexpected.is_empty() && stale.is_empty() && bad_grounds.is_empty(),
         "unlisted divergences (fix peerguard or add them to KNOWN_DIVERGENCES with a reason):\n  {}\n\
-         listed in KNOWN_DIVERGENCES but no longer divergent or not run (remove them):\n  {}",
+         listed in KNOWN_DIVERGENCES but no longer divergent or not run (remove them):\n  {}\n\
+         divergences whose grounds do not hold:\n  {}",
         unexpected.join("\n  "),
-        stale.join("\n  ")
+        stale.join("\n  "),
+        bad_grounds.join("\n  ")
     );
 }

@@ -553,6 +553,27 @@ fn main() -> Result<()> {
         &via_expiring_root.signed_by(&KeyPair::generate()?, &expiring_root_issuer)?.pem(),
     )?;
 
+    // Certificates a conforming CA never issues (RFC 5280 section 4), which webpki does not
+    // check: a serial number of zero, a dNSName outside the preferred name syntax, and a root with
+    // an unknown critical extension (webpki never looks at an anchor's extensions).
+    let serial_zero = leaf_params("serial-zero", 0, h0, h1)?;
+    out.write("serial-zero.pem", &serial_zero.signed_by(&KeyPair::generate()?, &inter_issuer)?.pem())?;
+    let mut underscore = leaf_params("underscore-dns", 0x1022, h0, h1)?;
+    underscore.subject_alt_names.push(SanType::DnsName("foo_bar.example".try_into()?));
+    out.write("underscore-dns.pem", &underscore.signed_by(&KeyPair::generate()?, &inter_issuer)?.pem())?;
+    let odd_root_key = KeyPair::generate()?;
+    let mut odd_root_params = ca_params("unknown-critical-extension root CA", 7, None);
+    let mut odd_ext = rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 2], vec![0x05, 0x00]);
+    odd_ext.set_criticality(true);
+    odd_root_params.custom_extensions.push(odd_ext);
+    out.write("unknown-critical-extension-root-ca.pem", &odd_root_params.self_signed(&odd_root_key)?.pem())?;
+    let odd_root_issuer = Issuer::new(odd_root_params, odd_root_key);
+    let via_odd_root = leaf_params("via-unknown-critical-extension-root", 0x1023, h0, h1)?;
+    out.write(
+        "via-unknown-critical-extension-root.pem",
+        &via_odd_root.signed_by(&KeyPair::generate()?, &odd_root_issuer)?.pem(),
+    )?;
+
     // Weak and strong keys ring cannot make: self-signed by openssl (the weak-key floor and
     // keyTypes read only the key).
     let dsa_params = scratch.path().join("dsa.params");
