@@ -5,6 +5,7 @@
 //! never carries a policy the filter would answer with `503 config_invalid`.
 
 pub mod oci;
+pub mod rbac;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,9 @@ pub enum RenderCommand {
     /// The module as an OCI image (Istio's compat Wasm format): layout directory and tar; prints the digest
     #[command(after_help = OCI_HELP)]
     Oci(OciArgs),
+    /// The Envoy RBAC HTTP filters istiod would generate for the policy's Istio part
+    #[command(after_help = rbac::RBAC_HELP)]
+    Rbac(rbac::RbacArgs),
 }
 
 const WASMPLUGIN_HELP: &str = "\
@@ -211,6 +215,7 @@ pub fn run(cmd: &RenderCommand) -> Result<String, RenderError> {
         RenderCommand::Wasmplugin(a) => emit(&wasmplugin(a)?, a.out.as_deref()),
         RenderCommand::Envoy(a) => emit(&envoy(a)?, a.out.as_deref()),
         RenderCommand::Oci(a) => oci_cmd(a),
+        RenderCommand::Rbac(a) => rbac::run(a),
     }
 }
 
