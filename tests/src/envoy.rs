@@ -526,10 +526,23 @@ pub struct Envoy {
 impl Envoy {
     /// Writes the bootstrap into `workdir`, starts Envoy and waits until it is ready.
     pub fn start(config: &EnvoyConfig, workdir: &Path) -> Result<Self> {
+        let yaml = config.bootstrap_yaml()?;
+        Self::start_yaml(&yaml, workdir, config.timeout, &config.log_level, config.component_log_level.as_deref())
+    }
+
+    /// Starts Envoy on any bootstrap (YAML or JSON text), written into `workdir`, with the same
+    /// hard timeout, cleanup by PID and readiness wait as [`Envoy::start`]. Listeners should bind
+    /// port 0; [`Envoy::listener_ports`] reads the real ports back.
+    pub fn start_yaml(
+        bootstrap: &str,
+        workdir: &Path,
+        timeout: Duration,
+        log_level: &str,
+        component_log_level: Option<&str>,
+    ) -> Result<Self> {
         let bin = envoy_bin()?;
         let config_path = workdir.join("envoy.yaml");
-        std::fs::write(&config_path, config.bootstrap_yaml()?)
-            .with_context(|| format!("write {}", config_path.display()))?;
+        std::fs::write(&config_path, bootstrap).with_context(|| format!("write {}", config_path.display()))?;
         let log_path = workdir.join("envoy.log");
         let admin_path = workdir.join("admin-address.txt");
         let _ = std::fs::remove_file(&admin_path);
@@ -540,7 +553,7 @@ impl Envoy {
         let mut cmd = match which("timeout") {
             Some(t) => {
                 let mut c = Command::new(t);
-                c.args(["--foreground", "--kill-after=5", &config.timeout.as_secs().max(1).to_string()]).arg(&bin);
+                c.args(["--foreground", "--kill-after=5", &timeout.as_secs().max(1).to_string()]).arg(&bin);
                 c
             }
             None => Command::new(&bin),
@@ -552,11 +565,11 @@ impl Envoy {
             .arg("--disable-hot-restart")
             .arg("--admin-address-path")
             .arg(&admin_path)
-            .args(["-l", &config.log_level])
+            .args(["-l", log_level])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if let Some(c) = &config.component_log_level {
+        if let Some(c) = component_log_level {
             cmd.args(["--component-log-level", c]);
         }
         let child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
@@ -564,7 +577,7 @@ impl Envoy {
         let child = Arc::new(Mutex::new(child));
 
         let (tx, rx) = mpsc::channel::<()>();
-        let (wd_child, timeout) = (child.clone(), config.timeout);
+        let wd_child = child.clone();
         let watchdog = std::thread::Builder::new()
             .name(format!("envoy-watchdog-{pid}"))
             .spawn(move || {
@@ -645,6 +658,21 @@ impl Envoy {
     /// The peerguard listener's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.listener_port
+    }
+
+    /// Every listener's port on 127.0.0.1, by listener name (from the admin API).
+    pub fn listener_ports(&self) -> Result<std::collections::HashMap<String, u16>> {
+        let (_, listeners) = self.admin_get("/listeners?format=json")?;
+        let v: Value = serde_json::from_str(&listeners).context("parse /listeners")?;
+        let mut out = std::collections::HashMap::new();
+        for l in v["listener_statuses"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(port)) =
+                (l["name"].as_str(), l["local_address"]["socket_address"]["port_value"].as_u64())
+            {
+                out.insert(name.to_owned(), u16::try_from(port)?);
+            }
+        }
+        Ok(out)
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
