@@ -130,6 +130,8 @@ impl Engine {
             errors: Vec::new(),
             header_names: Vec::new(),
             reads_paths: false,
+            enforces_paths: false,
+            enforcing: true,
             needs_full_certificate: false,
             path_normalization: *path_normalization,
             allow_path_parameters: *allow_path_parameters,
@@ -194,7 +196,7 @@ impl Engine {
             }
         }
 
-        let Compiler { errors, header_names, reads_paths, needs_full_certificate, .. } = c;
+        let Compiler { errors, header_names, reads_paths, enforces_paths, needs_full_certificate, .. } = c;
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -206,6 +208,7 @@ impl Engine {
             path_normalization: *path_normalization,
             allow_path_parameters: *allow_path_parameters,
             reads_paths,
+            enforces_paths,
             certificate,
             cert_rules,
             deny: sets.deny,
@@ -241,6 +244,11 @@ struct Compiler {
     errors: Vec<ConfigError>,
     header_names: Vec<String>,
     reads_paths: bool,
+    /// An enforced rule (not dry run, not AUDIT) or a certificate rule reads the path: only then
+    /// is an invalid path denied and a path rewritten.
+    enforces_paths: bool,
+    /// Whether the rules being compiled are enforced.
+    enforcing: bool,
     needs_full_certificate: bool,
     path_normalization: PathNormalization,
     allow_path_parameters: bool,
@@ -310,6 +318,7 @@ impl Compiler {
     fn paths(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<PathMatcher> {
         let values = values.as_ref()?;
         self.reads_paths = true;
+        self.enforces_paths |= self.enforcing;
         let mut templates = Vec::new();
         for (i, p) in values.iter().enumerate() {
             let at = format!("{path}[{i}]");
@@ -364,6 +373,21 @@ impl Compiler {
             }
         }
         Some(PathMatcher { strings: StringMatcher::new(patterns), templates })
+    }
+
+    /// Hosts are compared lower-case, with one trailing dot of the request's host removed, so a
+    /// pattern ending in `.` (before an optional `*`) could never match.
+    fn hosts(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<StringMatcher> {
+        for (i, h) in values.iter().flatten().enumerate() {
+            let name = crate::request::split_host_port(h).0;
+            if name.len() > 1 && name.ends_with('.') && !h.ends_with('*') {
+                self.error(
+                    format!("{path}[{i}]"),
+                    format!("{h:?} can never match: one trailing dot of the request's host is removed before matching; write it without the dot"),
+                );
+            }
+        }
+        self.strings(values, path, true)
     }
 
     fn ports(&mut self, values: &Option<Vec<PortValue>>, path: &str) -> Option<Vec<u32>> {
@@ -449,8 +473,8 @@ impl Compiler {
             self.error(path, "empty operation: Istio refuses it; remove the `to` entry to match any operation");
         }
         CompiledOperation {
-            hosts: self.strings(hosts, &format!("{path}.hosts"), true),
-            not_hosts: self.strings(not_hosts, &format!("{path}.notHosts"), true),
+            hosts: self.hosts(hosts, &format!("{path}.hosts")),
+            not_hosts: self.hosts(not_hosts, &format!("{path}.notHosts")),
             ports: self.ports(ports, &format!("{path}.ports")),
             not_ports: self.ports(not_ports, &format!("{path}.notPorts")),
             methods: self.strings(methods, &format!("{path}.methods"), false),
@@ -480,7 +504,6 @@ impl Compiler {
         if self.errors.len() == errors_before && !require.needs_full_certificate() {
             self.error(format!("{path}.require"), "sets no requirement");
         }
-        self.needs_full_certificate = true;
         CompiledCertRule { name: Arc::from(name.as_str()), to, require }
     }
 
@@ -531,10 +554,13 @@ impl Compiler {
             );
         }
         let name: Arc<str> = Arc::from(name.as_str());
+        // A dry-run or AUDIT policy must never change traffic, not even through the path check.
+        self.enforcing = matches!(action, Action::Deny | Action::Allow) && !dry_run;
         for (ri, rule) in rules.iter().flatten().enumerate() {
             let compiled = self.rule(rule, &format!("{path}.rules[{ri}]"), name.clone(), deny_side);
             set.push(compiled);
         }
+        self.enforcing = true;
         Some(name)
     }
 

@@ -118,6 +118,9 @@ pub struct Engine {
     /// perhaps rewritten) before step 1. The path is still fetched lazily, and checked, if a
     /// rule reads it without this being set.
     pub(crate) reads_paths: bool,
+    /// Whether an enforced rule (or a certificate rule) reads the path: only then is an invalid
+    /// path denied and a path rewritten; otherwise it is a would-deny.
+    pub(crate) enforces_paths: bool,
     pub(crate) certificate: Option<CertRequirements>,
     pub(crate) cert_rules: Vec<CompiledCertRule>,
     pub(crate) deny: RuleSet,
@@ -212,9 +215,11 @@ impl Engine {
             &self.header_names,
         );
         let dry_run_mode = self.mode == Mode::DryRun;
+        let enforce_path = self.enforces_paths && !dry_run_mode;
         // Before step 1: a path that cannot be put in normal form is `invalid_path`. Under
-        // `mode: dryRun` it is only a would-deny, and policies still see the best form there is.
-        let mut d = if self.reads_paths && !dry_run_mode && matches!(lazy.checked_path(), CheckedPath::Invalid { .. }) {
+        // `mode: dryRun`, or when only dry-run and AUDIT policies read the path, it is only a
+        // would-deny, and policies still see the best form there is.
+        let mut d = if enforce_path && matches!(lazy.checked_path(), CheckedPath::Invalid { .. }) {
             Decision::deny(Reason::InvalidPath)
         } else {
             self.decide_enforced(&lazy, peer, now)
@@ -222,14 +227,26 @@ impl Engine {
         match lazy.path_if_read() {
             // Also when no rule was known to read the path: a path read is a path checked.
             Some(CheckedPath::Invalid { error, .. }) => {
-                if d.reason != Some(Reason::InvalidPath) {
-                    let identity = d.identity.take();
-                    d = Decision::deny(Reason::InvalidPath);
-                    d.identity = identity;
+                // Unless only dry-run and AUDIT policies read the path (mode dryRun turns this
+                // deny into a would-deny below).
+                if !self.reads_paths || self.enforces_paths {
+                    if d.reason != Some(Reason::InvalidPath) {
+                        let identity = d.identity.take();
+                        d = Decision::deny(Reason::InvalidPath);
+                        d.identity = identity;
+                    }
+                } else if d.allowed {
+                    // It comes before every policy in the decision order, so it is the
+                    // would-deny reason even when a dry-run policy also matched.
+                    d.reason = Some(Reason::InvalidPath);
+                    d.policy = None;
+                    d.dry_run = true;
                 }
                 d.path_error = Some(*error);
             }
-            Some(CheckedPath::Ok { rewrite: Some(r), .. }) if d.allowed => d.path_rewrite = Some(r.clone()),
+            Some(CheckedPath::Ok { rewrite: Some(r), .. }) if d.allowed && enforce_path => {
+                d.path_rewrite = Some(r.clone())
+            }
             _ => {}
         }
         if dry_run_mode {
@@ -280,15 +297,20 @@ impl Engine {
             if now > f.not_after {
                 return cert_deny(Reason::Expired, false);
             }
-            // The weak-key floor holds even without a `certificate:` block.
-            if crate::certreq::below_key_floor(f) {
-                return cert_deny(Reason::KeyNotAllowed, false);
-            }
+            // The weak-key floor holds even without a `certificate:` block; it reports in the
+            // decision order, after the configured checks that come before `key_not_allowed`.
+            let floor = crate::certreq::below_key_floor(f).then_some(Reason::KeyNotAllowed);
+            let mut configured = None;
             if let (Some(reqs), Some(Some(v))) = (&self.certificate, p.verdicts.first()) {
                 expiring = reqs.is_expiring(f, now);
-                if let Some(reason) = reqs.evaluate(f, v, now) {
-                    return cert_deny(reason, expiring);
-                }
+                configured = reqs.evaluate(f, v, now);
+            }
+            let first = match (configured, floor) {
+                (Some(c), Some(k)) => Some(c.min(k)),
+                (c, k) => c.or(k),
+            };
+            if let Some(reason) = first {
+                return cert_deny(reason, expiring);
             }
         }
 
@@ -338,6 +360,8 @@ impl Engine {
                 continue;
             }
             let failure = match prepared {
+                // Envoy's attributes only: the rule needs a certificate that is not available.
+                None if attrs.is_some() => Some(Reason::CertificateUnavailable),
                 None => Some(Reason::NoPeerCertificate),
                 Some(p) => match p.verdicts.get(i + 1) {
                     Some(Some(v)) => rule.require.evaluate(&p.facts, v, now),

@@ -485,3 +485,64 @@ fn trailing_dot_host_cannot_slip_past_a_deny() {
     }
     assert!(with_uri(&e, &get("/").host("admin.example.com.."), ADMIN).allowed, "only one dot is removed");
 }
+
+// Review findings: trial policies never change traffic; per-route certificate rules; order.
+
+#[test]
+fn dry_run_policy_reading_paths_never_denies_or_rewrites() {
+    for policy in [
+        json!({"policies": [{"name": "trial", "action": "DENY", "dryRun": true, "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}]}),
+        json!({"policies": [{"name": "watch", "action": "AUDIT", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}]}),
+    ] {
+        let e = engine(policy.clone());
+        let d = with_uri(&e, &get("/admin/..%2Fx"), ADMIN);
+        assert!(d.allowed, "{policy}: {d:?}");
+        assert_eq!((d.reason, d.dry_run), (Some(Reason::InvalidPath), true), "{policy}");
+        let d = with_uri(&e, &get("/a/./b"), ADMIN);
+        assert!(d.allowed);
+        assert_eq!(d.path_rewrite, None, "{policy}: a trial policy never rewrites");
+    }
+}
+
+#[test]
+fn certificate_rule_without_a_certificate_denies_only_its_own_routes() {
+    let e = engine(json!({"certificateRules": [{
+        "name": "admin-short-lived",
+        "to": [{"operation": {"paths": ["/admin/*"]}}],
+        "require": {"maxLifetime": "1h"}
+    }]}));
+    let d = with_uri(&e, &get("/admin/x"), ADMIN);
+    assert_eq!(d.reason, Some(Reason::CertificateUnavailable));
+    assert_eq!(d.policy.as_deref(), Some("admin-short-lived"));
+    assert!(with_uri(&e, &get("/api/x"), ADMIN).allowed);
+}
+
+#[test]
+fn weak_key_is_reported_in_decision_order() {
+    let e = engine(json!({"certificate": {"maxLifetime": "24h"}}));
+    let weak_and_long =
+        CertFacts { key: KeyKind::Rsa { bits: 1024 }, not_before: NOW - 86_400, not_after: NOW + 86_400, ..leaf() };
+    assert_eq!(with_cert(&e, &get("/"), weak_and_long.clone()).reason, Some(Reason::LifetimeTooLong));
+    let weak = CertFacts { key: KeyKind::Rsa { bits: 1024 }, ..leaf() };
+    assert_eq!(with_cert(&e, &get("/"), weak.clone()).reason, Some(Reason::KeyNotAllowed));
+    assert_eq!(
+        with_cert(&engine(json!({})), &get("/"), weak).reason,
+        Some(Reason::KeyNotAllowed),
+        "floor without a certificate block"
+    );
+}
+
+#[test]
+fn host_pattern_with_a_trailing_dot_is_refused() {
+    assert_config_error(
+        json!({"policies": [{"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"hosts": ["admin.example.com."]}}]}]}]}),
+        "policies[0].rules[0].to[0].operation.hosts[0]",
+    );
+    assert_config_error(
+        json!({"policies": [{"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"notHosts": ["admin.example.com.:8443"]}}]}]}]}),
+        "policies[0].rules[0].to[0].operation.notHosts[0]",
+    );
+    engine(
+        json!({"policies": [{"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"hosts": ["*.example.com", "admin.*"]}}]}]}]}),
+    );
+}
