@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs peerguard-policy's unit and integration tests compiled to wasm32-unknown-unknown, under
-# wasm-bindgen-test-runner with node. The runner is installed into .tools/wasm-bindgen if no
-# runner of the wasm-bindgen version in Cargo.lock is found.
+# wasm-bindgen-test-runner with node. The runner is installed into ~/.cache/peerguard (kept across
+# fresh clones, as CI makes them) if no runner of the wasm-bindgen version in Cargo.lock is found.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
