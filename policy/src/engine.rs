@@ -260,7 +260,7 @@ impl Engine {
         d
     }
 
-    fn decide_enforced(&self, req: &LazyRequest<'_>, peer: &Peer<'_>, now: i64) -> Decision {
+    pub(crate) fn decide_enforced(&self, req: &LazyRequest<'_>, peer: &Peer<'_>, now: i64) -> Decision {
         // Step 1 and the certificate source.
         let (identity, prepared, attrs) = match peer {
             Peer::None => {

@@ -15,6 +15,7 @@ mod dn;
 mod duration;
 mod engine;
 mod error;
+pub mod explain;
 mod fnv;
 mod identity;
 mod namespace;

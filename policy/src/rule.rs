@@ -274,7 +274,7 @@ impl CompiledCondition {
 }
 
 impl CompiledRule {
-    fn matches(&self, ctx: &EvalCtx<'_>) -> bool {
+    pub(crate) fn matches(&self, ctx: &EvalCtx<'_>) -> bool {
         self.from.as_ref().is_none_or(|f| f.iter().any(|s| s.matches(ctx)))
             && self.to.as_ref().is_none_or(|t| t.iter().any(|o| o.matches(ctx)))
             && self.when.iter().all(|c| c.matches(ctx))
