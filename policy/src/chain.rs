@@ -465,10 +465,12 @@ fn pem_der_list(pem: &str, at: &str, errors: &mut Vec<ConfigError>) -> Vec<Vec<u
 }
 
 fn anchor_from_der(der: Vec<u8>, at: &str) -> Result<Anchor, String> {
-    let (not_after, subject) = match X509Certificate::from_der(&der) {
-        Ok((_, cert)) => (cert.validity().not_after.timestamp(), cert.subject().to_string()),
-        Err(_) => return Err("not an X.509 certificate".to_owned()),
+    let Some(not_after) = not_after(&der) else {
+        return Err("not an X.509 certificate".to_owned());
     };
+    // The subject as peerguard renders DNs everywhere (x509-parser's own rendering would link its
+    // whole OID registry into the module).
+    let subject = CertFacts::from_der(&der).map(|f| f.subject).unwrap_or_default();
     // A non-conforming anchor anchors nothing, but does not make the policy invalid: the other
     // anchors still work, and the filter logs the reason at load (`anchor_warnings`).
     let violation = profile::violation(&der, profile::Role::Anchor, false);
@@ -830,14 +832,14 @@ mod profile {
         }
         let self_issued = cert.subject().as_raw() == cert.issuer().as_raw();
         let subject_empty = cert.subject().iter_rdn().next().is_none();
-        let bc = cert.basic_constraints().map_err(|e| format!("basicConstraints: {e}"))?;
+        let bc = cert.basic_constraints().map_err(|_| "basicConstraints does not parse".to_owned())?;
         let is_ca = bc.as_ref().is_some_and(|b| b.value.ca);
         let mut aki_key_id = false;
         let mut ski = false;
         for ext in cert.extensions() {
             match ext.parsed_extension() {
-                ParsedExtension::ParseError { error } => {
-                    return Err(format!("extension {} does not parse: {error}", ext.oid));
+                ParsedExtension::ParseError { .. } => {
+                    return Err(format!("extension {} does not parse", ext.oid));
                 }
                 ParsedExtension::UnsupportedExtension { .. } if ext.critical && role == Role::Anchor => {
                     // webpki refuses these on the path, never on an anchor.
@@ -907,7 +909,7 @@ mod profile {
                 _ => {}
             }
         }
-        let ku = cert.key_usage().map_err(|e| format!("keyUsage: {e}"))?;
+        let ku = cert.key_usage().map_err(|_| "keyUsage does not parse".to_owned())?;
         let key_cert_sign = ku.as_ref().map(|k| k.value.key_cert_sign());
         if key_cert_sign == Some(true) && !is_ca {
             return fail("keyUsage keyCertSign without basicConstraints cA (RFC 5280 section 4.2.1.9)");

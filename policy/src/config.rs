@@ -136,7 +136,8 @@ pub struct CertificateRequirements {
     /// Refuse certificates whose issuer is their own subject and whose signature verifies with their own key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_self_signed: Option<bool>,
-    /// Allowed key types: ecdsaP256, ecdsaP384, ed25519, rsa2048, rsa3072, rsa4096 (rsaN = at least N bits).
+    /// Allowed key types: ecdsaP256, ecdsaP384, ecdsaP521, ed25519, rsa2048, rsa3072, rsa4096 (rsaN = at
+    /// least N bits, N >= 2048). The weak-key floor applies whatever this says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_types: Option<Vec<String>>,
     /// Issuer DN patterns, RFC 4514 form.
@@ -154,7 +155,8 @@ pub struct CertificateRequirements {
     /// PEM intermediates offered for chain building.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediates: Option<Vec<String>>,
-    /// PEM CRLs.
+    /// PEM CRLs. Each needs nextUpdate and a non-critical CRLNumber, and is proof of status only
+    /// from its thisUpdate through its nextUpdate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crls: Option<Vec<String>>,
     /// How CRLs apply.
@@ -203,14 +205,15 @@ pub enum RevocationDepth {
     Leaf,
 }
 
-/// The verdict when no CRL covers a certificate.
+/// The verdict when a certificate's revocation status is unknown (`unknownStatus`) or stale
+/// (`staleStatus`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub enum UnknownStatus {
     /// Treat as not revoked.
     #[default]
     Allow,
-    /// Treat as revoked.
+    /// Deny with `revocation_unknown` (never `revoked`: a missing or stale CRL is not a revocation).
     Deny,
 }
 
