@@ -5,9 +5,10 @@ use std::rc::Rc;
 
 use crate::engine::PreparedCert;
 
-/// Prepared certificates by lower-case hex DER digest. Entries expire at their
-/// `valid_until` (never after the certificate's notAfter); the oldest entry is evicted
-/// when the cache is full. A policy reload must start a new cache.
+/// Prepared certificates by lower-case hex DER digest. Entries expire after their
+/// `valid_until` (inclusive: never after the certificate's notAfter, a trust anchor's notAfter or
+/// the next status change of a CRL the verdict relied on); the oldest entry is evicted when the
+/// cache is full. A policy reload must start a new cache.
 #[derive(Debug)]
 pub struct CertCache {
     map: HashMap<String, Rc<PreparedCert>>,
