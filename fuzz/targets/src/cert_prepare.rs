@@ -8,12 +8,14 @@
 //! - parsing, preparing and deciding never panic;
 //! - the facts' `sha256_hex` is the SHA-256 of the DER, and the same DER wrapped in PEM parses to
 //!   the same facts;
+//! - peer resolution from `connection.peer_certificate` (`resolve_peer`) parses the input as
+//!   `CertFacts::from_pem` does, and its presented chain never repeats the leaf;
 //! - a prepared certificate is never cached past its own notAfter.
 
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use peerguard_policy::{pem_certificates, CertFacts, Engine, Peer};
+use peerguard_policy::{pem_certificates, resolve_peer, CertFacts, Engine, Peer, PeerEvidence, ResolvedPeer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -34,9 +36,18 @@ pub fn run(data: &[u8]) {
         let chain: Vec<Vec<u8>> = pem_certificates(fixtures::INTERMEDIATE.as_bytes()).unwrap_or_default();
         exercise(engine, facts, &chain);
     }
-    if let Ok(facts) = CertFacts::from_pem(data) {
-        let chain: Vec<Vec<u8>> = pem_certificates(data).unwrap_or_default().into_iter().skip(1).collect();
-        exercise(engine, facts, &chain);
+    let from_pem = CertFacts::from_pem(data);
+    let evidence = PeerEvidence { certificate_pem: Some(data), ..PeerEvidence::default() };
+    match resolve_peer(evidence) {
+        ResolvedPeer::Certificate { facts, chain } => {
+            assert_eq!(from_pem.as_ref(), Ok(&facts), "resolve_peer and from_pem parse differently");
+            assert!(!chain.contains(&facts.der), "the presented chain repeats the leaf");
+            exercise(engine, facts, &chain);
+        }
+        ResolvedPeer::Unparseable(e) => {
+            assert!(from_pem.is_err() || data.is_empty(), "resolve_peer refused ({e}) what from_pem parses")
+        }
+        ResolvedPeer::AttributesOnly => assert!(data.is_empty(), "resolve_peer ignored a non-empty peer certificate"),
     }
 }
 

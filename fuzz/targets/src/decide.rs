@@ -187,10 +187,10 @@ fn policy() -> serde_json::Value {
                 {"to": [{"operation": {"hosts": ["admin.example"]}}]},
                 {"when": [{"key": "request.headers[x-role]", "values": ["admin*", "*admin"]}]},
             ]},
-            {"name": "audit-files", "action": "AUDIT", "rules": [{"to": [{"operation": {"paths": ["/files/*"]}}]}]},
+            {"name": "audit-files", "action": "AUDIT", "rules": [{"to": [{"operation": {"paths": ["/files/{**}"]}}]}]},
             {"name": "workloads-read-api", "action": "ALLOW", "rules": [{
                 "from": [{"source": {"principals": ["cluster.local/ns/*"], "notPrincipals": ["*/sa/blocked"]}}],
-                "to": [{"operation": {"methods": ["GET", "HEAD"], "paths": ["/api/*", "/files/*"], "notPaths": ["/api/private*"], "ports": ["8443"]}}],
+                "to": [{"operation": {"methods": ["GET", "HEAD"], "paths": ["/api/*", "/api/{*}/items", "/files/{**}"], "notPaths": ["/api/private*"], "ports": ["8443"]}}],
             }]},
             {"name": "admins", "action": "ALLOW", "rules": [{
                 "from": [{"source": {"principals": ["admin", "cluster.local/ns/ops/sa/admin"]}}],

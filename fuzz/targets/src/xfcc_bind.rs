@@ -7,10 +7,13 @@
 //! - parsing and binding never panic, and parsing is deterministic;
 //! - a bound certificate's SHA-256 equals the digest it was bound to;
 //! - it comes from an element whose `Hash=` is that digest, and the chain never repeats the leaf;
-//! - a header over `MAX_XFCC_BYTES` binds nothing.
+//! - a header over `MAX_XFCC_BYTES` binds nothing;
+//! - peer resolution (`resolve_peer`, XFCC and digest only, as on an Envoy without
+//!   `connection.peer_certificate`) trusts a certificate exactly when one is bound and parses,
+//!   and then it is the bound one, its chain without the leaf.
 
 use peerguard_policy::xfcc::{self, MAX_XFCC_BYTES};
-use peerguard_policy::{pem_certificates, percent_decode};
+use peerguard_policy::{pem_certificates, percent_decode, resolve_peer, CertFacts, PeerEvidence, ResolvedPeer};
 use sha2::{Digest, Sha256};
 
 /// Most digests tried per input (each one re-parses the header).
@@ -40,7 +43,9 @@ pub fn run(data: &[u8]) {
 }
 
 fn check_binding(header: &str, digest: &str, elements: &[xfcc::Element]) {
-    let Some((leaf, chain)) = xfcc::bound_certificate(header, digest) else { return };
+    let bound = xfcc::bound_certificate(header, digest);
+    check_resolution(header, digest, bound.as_ref());
+    let Some((leaf, chain)) = bound else { return };
     assert!(header.len() <= MAX_XFCC_BYTES, "a header over the budget bound a certificate");
     assert_eq!(
         hex::encode(Sha256::digest(&leaf)),
@@ -52,4 +57,24 @@ fn check_binding(header: &str, digest: &str, elements: &[xfcc::Element]) {
         "bound to {digest:?}, but no element has that Hash"
     );
     assert!(!chain.contains(&leaf), "the chain repeats the leaf");
+}
+
+fn check_resolution(header: &str, digest: &str, bound: Option<&(Vec<u8>, Vec<Vec<u8>>)>) {
+    let evidence = PeerEvidence { digest: Some(digest), xfcc: Some(header), ..PeerEvidence::default() };
+    let resolved = resolve_peer(evidence);
+    let bound = bound.filter(|_| !digest.is_empty());
+    let expected = match (&resolved, bound) {
+        (ResolvedPeer::Certificate { facts, chain }, Some((leaf, _))) => {
+            assert_eq!(&facts.der, leaf, "resolve_peer trusted another certificate than the bound one");
+            assert!(!chain.contains(leaf), "the resolved chain repeats the leaf");
+            true
+        }
+        (ResolvedPeer::Unparseable(_), Some((leaf, _))) => {
+            assert!(CertFacts::from_der(leaf).is_err(), "resolve_peer refused a bound certificate that parses");
+            true
+        }
+        (ResolvedPeer::AttributesOnly, None) => true,
+        _ => false,
+    };
+    assert!(expected, "resolve_peer gave {resolved:?} for digest {digest:?}, bound: {}", bound.is_some());
 }
