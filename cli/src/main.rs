@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod import;
+mod testing;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
     /// Embed a policy into a WasmPlugin or an Envoy config; build the OCI image
     #[command(subcommand)]
     Render(peerguard_cli::render::RenderCommand),
+    /// Run policy test files (YAML cases with expected decisions); --init writes a starter file
+    #[command(after_help = testing::TEST_HELP)]
+    Test(testing::TestArgs),
 }
 
 const CHECK_HELP: &str = "\
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
                 .map(|s| serde_json::to_string_pretty(&s).map(|j| j + "\n").unwrap_or_default()),
         ),
         Command::Render(cmd) => shipping(peerguard_cli::render::run(&cmd)),
+        Command::Test(args) => testing::run(&args),
     };
     match result {
         Ok(code) => code,
