@@ -41,6 +41,7 @@ test: build
     cargo test -p peerguard-policy --test limbo -- --ignored
     echo "==================== wasm tests: peerguard-policy on wasm32-unknown-unknown ===================="
     scripts/wasm-test.sh
+    cargo run -q -p peerguard-cli --bin peerguard -- test envoy istio
 
 # Formatting and clippy, natively and for wasm32-wasip1
 lint:
