@@ -322,7 +322,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
             let evidence = PeerEvidence { digest: None, certificate_pem: Some(&leaf), xfcc: None, presented_chain };
             match resolve_peer(evidence) {
                 ResolvedPeer::Certificate { facts, chain } => {
-                    let prepared = engine.prepare(facts, &chain, now);
+                    let prepared = engine.prepare(*facts, &chain, now);
                     engine.decide(&req, &Peer::Certificate(&prepared), now)
                 }
                 ResolvedPeer::Unparseable(e) => {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use serde_json::Value;
 use tempfile::TempDir;
 use time::macros::datetime;
@@ -247,6 +247,8 @@ impl Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // RFC 5280 CAs, as peerguard's chain check requires: keyUsage keyCertSign (and cRLSign).
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_pem = params.self_signed(&key).unwrap().pem();
         Pki { ca_pem, issuer: Issuer::new(params, key) }
     }
@@ -256,6 +258,8 @@ impl Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.use_authority_key_identifier_extension = true;
         let pem = params.signed_by(&key, &self.issuer).unwrap().pem();
         (Pki { ca_pem: pem.clone(), issuer: Issuer::new(params, key) }, pem)
     }
@@ -267,6 +271,8 @@ impl Pki {
         params.distinguished_name.push(DnType::CommonName, "workload");
         params.not_before = not_before;
         params.not_after = not_after;
+        // RFC 5280 requires the authority key identifier on every certificate but a root.
+        params.use_authority_key_identifier_extension = true;
         params.signed_by(&key, &self.issuer).unwrap().pem()
     }
 }

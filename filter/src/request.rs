@@ -176,7 +176,7 @@ impl Worker {
         };
         match resolve_peer(evidence) {
             ResolvedPeer::Certificate { facts, chain } => {
-                let prepared = engine.prepare(facts, &chain, now);
+                let prepared = engine.prepare(*facts, &chain, now);
                 PeerLookup::Certificate(self.cache.borrow_mut().insert(digest, prepared))
             }
             ResolvedPeer::AttributesOnly => PeerLookup::Attributes(PeerAttributes {

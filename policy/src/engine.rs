@@ -179,7 +179,9 @@ impl Engine {
                 .map(|i| i.map(Arc::new))
                 .map_err(|_| Reason::InvalidIdentity);
         let mut verdicts = Vec::with_capacity(1 + self.cert_rules.len());
-        let mut valid_until = facts.not_after;
+        // An expired leaf's entry lives until now at least: never born expired, so it is not
+        // re-prepared on every request (expiry itself is checked on every request).
+        let mut valid_until = facts.not_after.max(now);
         let mut push = |reqs: Option<&CertRequirements>| {
             let v = reqs.map(|r| r.static_verdict(&facts, presented_chain, now));
             if let Some(v) = &v {

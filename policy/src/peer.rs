@@ -29,8 +29,8 @@ pub struct PeerEvidence<'a> {
 pub enum ResolvedPeer {
     /// A parsed leaf and the intermediates presented with it (leaf copies removed).
     Certificate {
-        /// The parsed leaf.
-        facts: CertFacts,
+        /// The parsed leaf (boxed: it is much larger than the other variants).
+        facts: Box<CertFacts>,
         /// Presented intermediates, for chain building only.
         chain: Vec<Vec<u8>>,
     },
@@ -66,7 +66,7 @@ pub fn resolve(evidence: PeerEvidence<'_>) -> ResolvedPeer {
     chain.extend(presented_chain);
     chain.retain(|der| *der != leaf);
     match CertFacts::from_der(&leaf) {
-        Ok(facts) => ResolvedPeer::Certificate { facts, chain },
+        Ok(facts) => ResolvedPeer::Certificate { facts: Box::new(facts), chain },
         Err(e) => ResolvedPeer::Unparseable(e),
     }
 }

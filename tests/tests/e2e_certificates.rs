@@ -56,6 +56,9 @@ fn leaf(dir: &Path, ca: &Ca, name: &str, serial: u64, from: i64, to: i64, server
     p.not_after = now + time::Duration::seconds(to);
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // RFC 5280 requires the authority key identifier on every certificate but a root, and
+    // peerguard's chain check refuses a leaf without it.
+    p.use_authority_key_identifier_extension = true;
     if server {
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         p.subject_alt_names.push(SanType::DnsName("localhost".try_into().unwrap()));
