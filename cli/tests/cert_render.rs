@@ -465,18 +465,3 @@ fn render_envoy_accepts_accept_untrusted_with_trust_anchors_and_passes_envoy_val
     assert_eq!(vc["trust_chain_verification"], "ACCEPT_UNTRUSTED", "{vc}");
     peerguard_e2e::sidecar::validate(&cfg, &root).unwrap();
 }
-
-#[test]
-fn render_envoy_accepts_accept_untrusted_with_trust_bundles() {
-    let d = tempfile::tempdir().unwrap();
-    let policy = policy_with_certificate(
-        d.path(),
-        "p.yaml",
-        &format!("  trustBundles:\n    cluster.local:\n      - |\n{}", demo_ca_block("        ")),
-    );
-    let out = ok(&["render", "envoy", "--policy", s(&policy), "--trust-chain-verification", "ACCEPT_UNTRUSTED"]);
-    let doc = parse_yaml_docs(&out).unwrap().remove(0);
-    let vc = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
-        ["common_tls_context"]["validation_context"];
-    assert_eq!(vc["trust_chain_verification"], "ACCEPT_UNTRUSTED", "{vc}");
-}
