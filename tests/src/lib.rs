@@ -8,6 +8,7 @@
 pub mod certs;
 pub mod client;
 pub mod demo;
+pub mod diff;
 pub mod envoy;
 pub mod istio_schema;
 pub mod istio_shaped;
