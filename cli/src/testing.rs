@@ -521,7 +521,7 @@ fn decide(engine: &Engine, case: &Case) -> (Decision, peerguard_policy::explain:
                 PeerEvidence { digest: None, certificate_pem: Some(leaf), xfcc: None, presented_chain: chain.clone() };
             match resolve_peer(evidence) {
                 ResolvedPeer::Certificate { facts, chain } => {
-                    let prepared = engine.prepare(facts, &chain, now);
+                    let prepared = engine.prepare(*facts, &chain, now);
                     let peer = Peer::Certificate(&prepared);
                     (engine.decide(&req, &peer, now), engine.explain(&req, &peer, now))
                 }
