@@ -19,6 +19,7 @@ pub mod explain;
 mod fnv;
 mod identity;
 mod namespace;
+mod parse;
 pub mod path;
 mod pattern;
 mod peer;
