@@ -4,13 +4,14 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
+use crate::dn::{attr_values, rfc4514, OID_CN, OID_O, OID_OU};
+use crate::pem::pem_certificates;
+
 /// Largest DER certificate accepted. Real workload certificates are 1-3 KiB; anything near
 /// this budget is an attack on the parser or a misconfiguration.
 pub const MAX_CERT_DER_BYTES: usize = 16 * 1024;
 /// Most SAN entries accepted on one certificate.
 pub const MAX_SAN_ENTRIES: usize = 128;
-/// Largest PEM input accepted (leaf plus a generous chain).
-pub const MAX_PEM_BYTES: usize = 64 * 1024;
 
 /// The key in the certificate's SubjectPublicKeyInfo.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +54,7 @@ impl core::fmt::Display for KeyKind {
 }
 
 /// Why a certificate could not be decoded. Every variant leads to `invalid_certificate`.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CertError {
     /// No PEM block, or a PEM block that is not base64.
@@ -78,6 +80,8 @@ impl core::fmt::Display for CertError {
         }
     }
 }
+
+impl std::error::Error for CertError {}
 
 /// What peerguard knows about a parsed certificate. Time-independent: parsed once and cached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,160 +201,6 @@ impl CertFacts {
     }
 }
 
-/// Decodes every `CERTIFICATE` block of a PEM bundle into DER, in order.
-/// Accepts URL-encoded PEM, as Envoy may send it.
-pub fn pem_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
-    pem_blocks(input, "CERTIFICATE")
-}
-
-/// Largest PEM accepted from the policy itself (trusted input): a CRL with 10,000 entries is
-/// about 500 KB, so the peer budget above would refuse real revocation lists.
-pub const MAX_CONFIG_PEM_BYTES: usize = 32 * 1024 * 1024;
-
-/// Decodes every PEM block with the given label (e.g. `X509 CRL`) from peer input, within the
-/// peer size budget.
-pub fn pem_blocks(input: &[u8], label: &str) -> Result<Vec<Vec<u8>>, CertError> {
-    pem_blocks_within(input, label, MAX_PEM_BYTES * 4)
-}
-
-/// Decodes every PEM block with the given label, refusing input over `max_bytes`.
-///
-/// URL-encoded input is decoded first. Envoy's encoding keeps the unreserved `-` (so
-/// `-----BEGIN` survives) but encodes spaces, newlines, `+`, `/` and `=`. A `%` never occurs in
-/// plain PEM (labels and base64 have none), so its presence is what tells the two forms apart.
-pub fn pem_blocks_within(input: &[u8], label: &str, max_bytes: usize) -> Result<Vec<Vec<u8>>, CertError> {
-    if input.len() > max_bytes {
-        return Err(CertError::TooLarge(input.len()));
-    }
-    let decoded;
-    let text: &[u8] = if input.contains(&b'%') {
-        decoded = percent_decode(input);
-        &decoded
-    } else {
-        input
-    };
-    let text = core::str::from_utf8(text).map_err(|_| CertError::BadPem)?;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(&begin) {
-        let after = &rest[start + begin.len()..];
-        let stop = after.find(&end).ok_or(CertError::BadPem)?;
-        let body: String = after[..stop].chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(body.as_bytes()).map_err(|_| CertError::BadPem)?;
-        out.push(der);
-        rest = &after[stop + end.len()..];
-    }
-    if out.is_empty() {
-        return Err(CertError::BadPem);
-    }
-    Ok(out)
-}
-
-/// Percent-decodes `%XX` sequences; invalid sequences are kept as they are.
-pub fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex_val(input[i + 1]), hex_val(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-const OID_CN: &str = "2.5.4.3";
-const OID_O: &str = "2.5.4.10";
-const OID_OU: &str = "2.5.4.11";
-
-fn attr_short_name(oid: &str) -> Option<&'static str> {
-    Some(match oid {
-        "2.5.4.3" => "CN",
-        "2.5.4.10" => "O",
-        "2.5.4.11" => "OU",
-        "2.5.4.6" => "C",
-        "2.5.4.7" => "L",
-        "2.5.4.8" => "ST",
-        "2.5.4.9" => "STREET",
-        "2.5.4.5" => "serialNumber",
-        "0.9.2342.19200300.100.1.25" => "DC",
-        "0.9.2342.19200300.100.1.1" => "UID",
-        "1.2.840.113549.1.9.1" => "emailAddress",
-        _ => return None,
-    })
-}
-
-fn attr_values(name: &X509Name<'_>, oid: &str) -> Vec<String> {
-    name.iter_attributes().filter(|a| a.attr_type().to_id_string() == oid).map(attr_text).collect()
-}
-
-fn attr_text(attr: &AttributeTypeAndValue<'_>) -> String {
-    match attr.as_str() {
-        Ok(s) => s.to_owned(),
-        // BMPString, T61String etc.: render the bytes lossily rather than fail the whole cert.
-        Err(_) => String::from_utf8_lossy(attr.as_slice()).into_owned(),
-    }
-}
-
-/// Renders a DN as RFC 4514 text, most specific RDN first, `,` between RDNs, no spaces,
-/// which is how Envoy renders `connection.subject_peer_certificate`.
-/// See <https://www.rfc-editor.org/rfc/rfc4514#section-2>.
-pub fn rfc4514(name: &X509Name<'_>) -> String {
-    let rdns: Vec<_> = name.iter_rdn().collect();
-    let mut out = String::new();
-    for (i, rdn) in rdns.iter().rev().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        for (j, attr) in rdn.iter().enumerate() {
-            if j > 0 {
-                out.push('+');
-            }
-            let oid = attr.attr_type().to_id_string();
-            match attr_short_name(&oid) {
-                Some(short) => out.push_str(short),
-                None => out.push_str(&oid),
-            }
-            out.push('=');
-            escape_rfc4514_value(&attr_text(attr), &mut out);
-        }
-    }
-    out
-}
-
-fn escape_rfc4514_value(v: &str, out: &mut String) {
-    let n = v.chars().count();
-    for (i, c) in v.chars().enumerate() {
-        let needs = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (i == 0 && (c == '#' || c == ' '))
-            || (i + 1 == n && c == ' ');
-        if needs {
-            out.push('\\');
-        }
-        if c == '\0' {
-            out.push_str("\\00");
-        } else {
-            out.push(c);
-        }
-    }
-}
-
 fn serial_hex(raw: &[u8]) -> String {
     let h = hex::encode(raw);
     let trimmed = h.trim_start_matches('0');
@@ -423,14 +273,6 @@ mod tests {
         assert!(matches!(CertFacts::from_der(&[0x30, 0x82, 0x01]), Err(CertError::BadDer(_))));
         assert!(matches!(CertFacts::from_der(&vec![0u8; MAX_CERT_DER_BYTES + 1]), Err(CertError::TooLarge(_))));
     }
-
-    #[test]
-    fn percent_decoding_handles_envoy_url_encoding() {
-        assert_eq!(percent_decode(b"-----BEGIN%20CERT%0A"), b"-----BEGIN CERT\n".to_vec());
-        assert_eq!(percent_decode(b"100%"), b"100%".to_vec());
-        assert_eq!(percent_decode(b"%zz%4"), b"%zz%4".to_vec());
-    }
-
     #[test]
     fn rsa_modulus_size_counts_bits_not_bytes() {
         // A weak or odd-sized key must not read as the next byte size up (or down).
@@ -446,16 +288,6 @@ mod tests {
         m2048.resize(257, 0x01);
         assert_eq!(modulus_bits(&m2048), 2048);
     }
-
-    #[test]
-    fn url_encoded_pem_is_decoded_even_though_dashes_stay_plain() {
-        // Only the decision to decode is tested here; a real certificate is in tests/certificates.rs.
-        let plain = b"-----BEGIN X-----\nAAEC\n-----END X-----\n";
-        let encoded = b"-----BEGIN%20X-----%0AAAEC%0A-----END%20X-----%0A";
-        assert_eq!(pem_blocks(plain, "X"), Ok(vec![vec![0, 1, 2]]));
-        assert_eq!(pem_blocks(encoded, "X"), Ok(vec![vec![0, 1, 2]]));
-    }
-
     #[test]
     fn serial_is_lowercase_hex_without_leading_zeros() {
         assert_eq!(serial_hex(&[0x00, 0x0a, 0xbc]), "abc");

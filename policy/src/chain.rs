@@ -36,9 +36,10 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 use self::anchor::Anchor;
 use self::crl::{Crl, CrlSigner};
 pub(crate) use self::der::self_signature_verifies;
-use crate::cert::{pem_certificates, CertFacts};
+use crate::cert::CertFacts;
 use crate::config::{CertificateRequirements, RevocationDepth, UnknownStatus};
 use crate::error::ConfigError;
+use crate::pem::pem_certificates;
 use crate::reason::Reason;
 use crate::sigalg;
 

@@ -7,7 +7,8 @@
 //! Presented intermediates are untrusted input for chain building; a copy of the leaf among them
 //! is dropped here, once.
 
-use crate::cert::{pem_certificates, CertError, CertFacts};
+use crate::cert::{CertError, CertFacts};
+use crate::pem::pem_certificates;
 use crate::xfcc;
 
 /// What the connection and the request offer about the peer's certificate.

@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::cert::{pem_certificates, percent_decode};
+use crate::pem::{pem_certificates, percent_decode};
 
 /// Longest XFCC header considered; longer ones are treated as carrying no bound element.
 pub const MAX_XFCC_BYTES: usize = 256 * 1024;

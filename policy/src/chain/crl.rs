@@ -15,8 +15,9 @@ use webpki::{CertRevocationList, OwnedCertRevocationList};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use super::der;
-use crate::cert::{pem_blocks_within, CertError, MAX_CONFIG_PEM_BYTES};
+use crate::cert::CertError;
 use crate::error::ConfigError;
+use crate::pem::{pem_blocks_within, MAX_CONFIG_PEM_BYTES};
 
 /// A configured CRL with the times that decide whether it is proof of status.
 #[derive(Debug)]
