@@ -603,7 +603,8 @@ fn run_files(files: &[PathBuf], junit: Option<&Path>, coverage: bool) -> Result<
         }
         let fails = case_results.iter().filter(|c| c.failure.is_some()).count();
         if fails == 0 {
-            println!("ok   {display} ({} cases)", case_results.len());
+            let n = case_results.len();
+            println!("ok   {display} ({n} case{})", if n == 1 { "" } else { "s" });
         }
         results.push((display, FileResult::Ran(case_results)));
     }
