@@ -42,6 +42,11 @@ test: build
     echo "==================== wasm tests: peerguard-policy on wasm32-unknown-unknown ===================="
     scripts/wasm-test.sh
     cargo run -q -p peerguard-cli --bin peerguard -- test envoy istio
+    scripts/playground-test.sh
+
+# Build the playground (the engine in wasm behind a static page) into target/playground and serve it on 127.0.0.1 at a free port
+playground:
+    scripts/playground.sh serve
 
 # Formatting and clippy, natively and for wasm32-wasip1
 lint:
