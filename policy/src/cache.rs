@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use crate::engine::PreparedCert;
+use crate::decision::PreparedCert;
 
 /// Prepared certificates by lower-case hex DER digest. Entries expire after their
 /// `valid_until` (inclusive: never after the certificate's notAfter, a trust anchor's notAfter or

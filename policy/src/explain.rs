@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use crate::config::Mode;
-use crate::engine::{Decision, Engine, Peer};
+use crate::decision::{Decision, Peer};
+use crate::engine::Engine;
 use crate::reason::Reason;
 use crate::request::{CheckedPath, LazyRequest, RequestSource};
 use crate::rule::{EvalCtx, RuleSet};

@@ -1,0 +1,101 @@
+//! What one decision is about and what it gives: the peer as the engine knows it, and the [`Decision`].
+
+use std::sync::Arc;
+
+use crate::cert::CertFacts;
+use crate::certreq::StaticVerdict;
+use crate::identity::Identity;
+use crate::reason::Reason;
+
+/// The connection attributes Envoy gives without the full certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerAttributes {
+    /// `connection.uri_san_peer_certificate` (Envoy gives the first URI SAN only).
+    pub uri_san: Option<String>,
+    /// `connection.dns_san_peer_certificate` (the first DNS SAN).
+    pub dns_san: Option<String>,
+    /// `connection.subject_peer_certificate`, RFC 4514.
+    pub subject: Option<String>,
+}
+
+/// A parsed certificate with its time-independent verdicts, cached per connection digest.
+#[derive(Debug)]
+pub struct PreparedCert {
+    /// The parsed facts.
+    pub facts: CertFacts,
+    /// Identity, or `invalid_identity`.
+    pub identity: Result<Option<Arc<Identity>>, Reason>,
+    /// `[global, certificateRules[0], certificateRules[1], ...]`; `None` where no requirement is set.
+    pub(crate) verdicts: Vec<Option<StaticVerdict>>,
+    /// The cache entry must not be used at or after this time.
+    pub valid_until: i64,
+}
+
+/// What the engine knows of the peer.
+pub enum Peer<'a> {
+    /// No verified peer certificate on the connection.
+    None,
+    /// A peer certificate that could not be parsed.
+    Unparseable,
+    /// Only Envoy's connection attributes (no full certificate available).
+    Attributes(&'a PeerAttributes),
+    /// A full, parsed certificate.
+    Certificate(&'a PreparedCert),
+}
+
+/// The outcome of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request proceeds. In dry run this is true even when `reason` is set.
+    pub allowed: bool,
+    /// The deny (or would-deny) reason.
+    pub reason: Option<Reason>,
+    /// True when `reason` was not enforced because of `mode: dryRun` or a policy's `dryRun`.
+    pub dry_run: bool,
+    /// The policy or certificate rule behind the reason, or the ALLOW policy that allowed.
+    pub policy: Option<Arc<str>>,
+    /// The peer's identity, when there is one (shared with the cached certificate, not copied).
+    pub identity: Option<Arc<Identity>>,
+    /// AUDIT policies that matched.
+    pub audit: Vec<Arc<str>>,
+    /// The certificate is within `minRemaining` of expiry.
+    pub expiring: bool,
+    /// When the request proceeds and its path had to be put in normal form: the `:path` to send
+    /// upstream (normal form plus the query as sent), so that the upstream receives exactly
+    /// what the rules matched.
+    pub path_rewrite: Option<String>,
+    /// Why the path has no normal form, with the reason `invalid_path`.
+    pub path_error: Option<crate::path::PathError>,
+}
+
+impl Decision {
+    /// An allow with nothing to report (yet).
+    pub(crate) fn allow() -> Decision {
+        Decision {
+            allowed: true,
+            reason: None,
+            dry_run: false,
+            policy: None,
+            identity: None,
+            audit: Vec::new(),
+            expiring: false,
+            path_rewrite: None,
+            path_error: None,
+        }
+    }
+
+    /// A deny for `reason`, with nothing else to report.
+    pub(crate) fn deny(reason: Reason) -> Decision {
+        Decision { allowed: false, reason: Some(reason), ..Decision::allow() }
+    }
+
+    /// A deny for an invalid configuration.
+    pub fn config_invalid() -> Decision {
+        Decision::deny(Reason::ConfigInvalid)
+    }
+
+    /// The principal, if any.
+    pub fn principal(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| i.principal.as_str())
+    }
+}
