@@ -7,9 +7,10 @@ use crate::certreq::CertRequirements;
 use crate::config::{Mode, Mtls, PathNormalization};
 use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert};
 use crate::identity::{self, Identity, IdentitySource};
+use crate::index::RuleSet;
 use crate::reason::Reason;
 use crate::request::{CheckedPath, LazyRequest, RequestSource};
-use crate::rule::{CompiledOperation, EvalCtx, RuleSet};
+use crate::rule::{CompiledOperation, EvalCtx};
 
 /// A `certificateRules` entry, compiled.
 #[derive(Debug)]

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use crate::config::Mode;
 use crate::decision::{Decision, Peer};
 use crate::engine::Engine;
+use crate::index::RuleSet;
 use crate::reason::Reason;
 use crate::request::{CheckedPath, LazyRequest, RequestSource};
-use crate::rule::{EvalCtx, RuleSet};
+use crate::rule::EvalCtx;
 
 /// One rule of the document: `policies[policy_index].rules[rule_index]`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

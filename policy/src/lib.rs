@@ -19,6 +19,7 @@ mod error;
 pub mod explain;
 mod fnv;
 mod identity;
+mod index;
 mod namespace;
 mod parse;
 pub mod path;

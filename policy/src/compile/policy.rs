@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use super::{Compiler, MAX_RULES};
 use crate::config::{Action, AuthorizationPolicy, Condition, From, Operation, PortValue, Rule, Source, To};
+use crate::index::RuleSet;
 use crate::namespace::NamespaceMatcher;
 use crate::pattern::StringMatcher;
-use crate::rule::{CompiledCondition, CompiledOperation, CompiledRule, CompiledSource, RuleSet, Values, WhenKey};
+use crate::rule::{CompiledCondition, CompiledOperation, CompiledRule, CompiledSource, Values, WhenKey};
 
 /// The rule sets of every action, filled while compiling policies.
 #[derive(Default)]
