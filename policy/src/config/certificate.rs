@@ -1,0 +1,115 @@
+//! The document's certificate requirements: the `certificate` block, `certificateRules`, and CRL revocation options.
+
+use serde::{Deserialize, Serialize};
+
+use super::To;
+
+/// Requirements on a peer leaf certificate. Every field is optional; a check runs only when set.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificateRequirements {
+    /// Longest allowed notAfter - notBefore, e.g. `24h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<String>,
+    /// Shortest allowed notAfter - now, e.g. `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_remaining: Option<String>,
+    /// When the EKU extension is present, it must allow clientAuth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_client_auth: Option<bool>,
+    /// Refuse certificates whose issuer is their own subject and whose signature verifies with their own key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_self_signed: Option<bool>,
+    /// Allowed key types: ecdsaP256, ecdsaP384, ecdsaP521, ed25519, rsa2048, rsa3072, rsa4096 (rsaN = at
+    /// least N bits, N >= 2048). The weak-key floor applies whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_types: Option<Vec<String>>,
+    /// Issuer DN patterns, RFC 4514 form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuers: Option<Vec<String>>,
+    /// Base64 SHA-256 of the SubjectPublicKeyInfo, as Envoy's `verify_certificate_spki`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spki_pins: Option<Vec<String>>,
+    /// Hex SHA-256 of the DER, as Envoy's `verify_certificate_hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pins: Option<Vec<String>>,
+    /// PEM trust anchors; the chain must verify to one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_anchors: Option<Vec<String>>,
+    /// PEM intermediates offered for chain building.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediates: Option<Vec<String>>,
+    /// PEM CRLs. Each needs nextUpdate and a non-critical CRLNumber, and is proof of status only
+    /// from its thisUpdate through its nextUpdate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crls: Option<Vec<String>>,
+    /// How CRLs apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
+}
+
+/// CRL revocation options.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Revocation {
+    /// `chain` (default) checks every certificate in the path, `leaf` only the end entity.
+    #[serde(default)]
+    pub depth: RevocationDepth,
+    /// What to do when no CRL covers a certificate's issuer at all: `allow` (default) or `deny`.
+    #[serde(default)]
+    pub unknown_status: UnknownStatus,
+    /// What to do when the issuer has CRLs but none is fresh (all past `nextUpdate`): `deny`
+    /// (default, `revocation_unknown`) or `allow`.
+    #[serde(default = "default_stale_status")]
+    pub stale_status: UnknownStatus,
+}
+
+fn default_stale_status() -> UnknownStatus {
+    UnknownStatus::Deny
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Revocation {
+            depth: RevocationDepth::default(),
+            unknown_status: UnknownStatus::default(),
+            stale_status: default_stale_status(),
+        }
+    }
+}
+
+/// Which certificates CRLs are checked for.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum RevocationDepth {
+    /// Every certificate in the verified path.
+    #[default]
+    Chain,
+    /// Only the end entity.
+    Leaf,
+}
+
+/// The verdict when a certificate's revocation status is unknown (`unknownStatus`) or stale
+/// (`staleStatus`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum UnknownStatus {
+    /// Treat as not revoked.
+    #[default]
+    Allow,
+    /// Deny with `revocation_unknown` (never `revoked`: a missing or stale CRL is not a revocation).
+    Deny,
+}
+
+/// A per-route certificate requirement.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificateRule {
+    /// Named in audit lines and metrics.
+    pub name: String,
+    /// Operations this rule applies to, with policy semantics; absent means every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<To>>,
+    /// What the certificate must satisfy on those operations.
+    pub require: CertificateRequirements,
+}
