@@ -37,7 +37,7 @@ impl KeyRequirement {
 
 /// `certificate:` compiled: durations in seconds, patterns and pins in lookup form.
 #[derive(Debug, Default)]
-pub struct CertRequirements {
+pub struct CompiledRequirements {
     max_lifetime: Option<i64>,
     /// Read by the engine for the expiring-certificates counter.
     pub(crate) min_remaining: Option<i64>,
@@ -59,10 +59,10 @@ pub struct StaticVerdict {
     pub valid_until: i64,
 }
 
-impl CertRequirements {
+impl CompiledRequirements {
     /// Compiles one requirements block found at `path`.
-    pub fn compile(reqs: &CertificateRequirements, path: &str, errors: &mut Vec<ConfigError>) -> CertRequirements {
-        let mut out = CertRequirements::default();
+    pub fn compile(reqs: &CertificateRequirements, path: &str, errors: &mut Vec<ConfigError>) -> CompiledRequirements {
+        let mut out = CompiledRequirements::default();
         let mut duration = |field: &str, v: &Option<String>| -> Option<i64> {
             let s = v.as_ref()?;
             match Duration::parse(s) {
@@ -220,7 +220,7 @@ impl CertRequirements {
 /// Smallest RSA modulus the floor accepts.
 const RSA_FLOOR_BITS: u32 = 2048;
 
-/// The weak-key floor of PRODUCT.md ("Certificates and revocation"), checked on every peer
+/// The weak-key floor (docs/policy.md "Certificates and revocation"), checked on every peer
 /// certificate even without a `certificate:` block: RSA below 2048 bits, DSA, and keys on curves
 /// other than P-256, P-384, P-521 and Ed25519 give `key_not_allowed`. Whatever is not known to be
 /// strong is refused, so an unknown algorithm is below the floor too. An RSA modulus whose size

@@ -8,7 +8,7 @@ mod values;
 
 use std::sync::Arc;
 
-use crate::certreq::CertRequirements;
+use crate::certreq::CompiledRequirements;
 use crate::config::{CertificateRequirements, CertificateRule, DenyResponse, PathNormalization, PolicyDocument};
 use crate::engine::{CompiledCertRule, Engine};
 use crate::error::{ConfigError, ConfigErrors};
@@ -176,9 +176,9 @@ impl Compiler {
     }
 
     /// The `certificate` block, which applies to every peer leaf certificate.
-    fn certificate(&mut self, reqs: Option<&CertificateRequirements>) -> Option<CertRequirements> {
-        let certificate = reqs.map(|req| CertRequirements::compile(req, "certificate", &mut self.errors));
-        if certificate.as_ref().is_some_and(CertRequirements::needs_full_certificate) {
+    fn certificate(&mut self, reqs: Option<&CertificateRequirements>) -> Option<CompiledRequirements> {
+        let certificate = reqs.map(|req| CompiledRequirements::compile(req, "certificate", &mut self.errors));
+        if certificate.as_ref().is_some_and(CompiledRequirements::needs_full_certificate) {
             self.needs_full_certificate = true;
         }
         certificate
@@ -195,7 +195,7 @@ impl Compiler {
         }
         let to = to.as_ref().map(|t| self.operations(t, &format!("{path}.to")));
         let errors_before = self.errors.len();
-        let require = CertRequirements::compile(require, &format!("{path}.require"), &mut self.errors);
+        let require = CompiledRequirements::compile(require, &format!("{path}.require"), &mut self.errors);
         // A requirement that failed to compile is already reported at its own path.
         if self.errors.len() == errors_before && !require.needs_full_certificate() {
             self.error(format!("{path}.require"), "sets no requirement");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::cert::CertFacts;
-use crate::certreq::CertRequirements;
+use crate::certreq::CompiledRequirements;
 use crate::config::{Mode, Mtls, PathNormalization};
 use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert};
 use crate::identity::{self, Identity, IdentitySource};
@@ -17,7 +17,7 @@ use crate::rule::{CompiledOperation, EvalCtx};
 pub(crate) struct CompiledCertRule {
     pub name: Arc<str>,
     pub to: Option<Vec<CompiledOperation>>,
-    pub require: CertRequirements,
+    pub require: CompiledRequirements,
 }
 
 /// A compiled policy: build it once (in `on_configure`), then call [`Engine::decide`] per request.
@@ -36,7 +36,7 @@ pub struct Engine {
     /// Whether an enforced rule (or a certificate rule) reads the path: only then is an invalid
     /// path denied and a path rewritten; otherwise it is a would-deny.
     pub(crate) enforces_paths: bool,
-    pub(crate) certificate: Option<CertRequirements>,
+    pub(crate) certificate: Option<CompiledRequirements>,
     pub(crate) cert_rules: Vec<CompiledCertRule>,
     pub(crate) deny: RuleSet,
     pub(crate) dry_deny: RuleSet,
@@ -97,7 +97,7 @@ impl Engine {
         // An expired leaf's entry lives until now at least: never born expired, so it is not
         // re-prepared on every request (expiry itself is checked on every request).
         let mut valid_until = facts.not_after.max(now);
-        let mut push = |reqs: Option<&CertRequirements>| {
+        let mut push = |reqs: Option<&CompiledRequirements>| {
             let v = reqs.map(|r| r.static_verdict(&facts, presented_chain, now));
             if let Some(v) = &v {
                 valid_until = valid_until.min(v.valid_until);

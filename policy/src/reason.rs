@@ -1,4 +1,4 @@
-//! Stable deny reason codes, one per step of the decision order in PRODUCT.md.
+//! Stable deny reason codes, one per step of the decision order (docs/policy.md "Decision order").
 
 use core::fmt;
 
