@@ -1,4 +1,4 @@
-//! What one decision is about and what it gives: the peer as the engine knows it, and the [`Decision`].
+//! The engine's inputs about the peer (`Peer`, `PeerAttributes`, `PreparedCert`) and its output, the [`Decision`].
 
 use std::sync::Arc;
 

@@ -125,11 +125,6 @@ impl StringMatcher {
             || self.prefixes.iter().any(|p| v.starts_with(p.as_str()))
             || self.suffixes.iter().any(|s| v.ends_with(s.as_str()))
     }
-
-    /// Whether any of several values (for multi-valued attributes such as SANs) matches.
-    pub fn matches_any<'a>(&self, values: impl IntoIterator<Item = &'a str>) -> bool {
-        values.into_iter().any(|v| self.matches(Some(v)))
-    }
 }
 
 #[cfg(test)]
