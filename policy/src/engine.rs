@@ -7,7 +7,7 @@ use crate::certreq::CompiledRequirements;
 use crate::config::{Mode, Mtls, PathNormalization};
 use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert};
 use crate::identity::{self, Identity, IdentitySource};
-use crate::index::RuleSet;
+use crate::index::PolicySets;
 use crate::reason::Reason;
 use crate::request::{CheckedPath, LazyRequest, RequestSource};
 use crate::rule::{CompiledOperation, EvalCtx};
@@ -38,14 +38,7 @@ pub struct Engine {
     pub(crate) enforces_paths: bool,
     pub(crate) certificate: Option<CompiledRequirements>,
     pub(crate) cert_rules: Vec<CompiledCertRule>,
-    pub(crate) deny: RuleSet,
-    pub(crate) dry_deny: RuleSet,
-    pub(crate) audit: RuleSet,
-    pub(crate) allow: RuleSet,
-    pub(crate) dry_allow: RuleSet,
-    /// Number of ALLOW policies (a policy with no rules still counts: it denies everything).
-    pub(crate) allow_policies: usize,
-    pub(crate) dry_allow_policies: usize,
+    pub(crate) policies: PolicySets,
     pub(crate) needs_full_certificate: bool,
     /// Lower-case names of the headers `when` conditions read; `WhenKey::Header` indexes it.
     pub(crate) header_names: Vec<String>,
@@ -285,20 +278,20 @@ impl Engine {
         }
 
         // Step 5: DENY.
-        if let Some(rule) = self.deny.first_match(&ctx) {
+        if let Some(rule) = self.policies.deny.first_match(&ctx) {
             d.allowed = false;
             d.reason = Some(Reason::DeniedByPolicy);
             d.policy = Some(rule.policy.clone());
         }
 
         // Step 6: AUDIT never changes the decision.
-        if !self.audit.is_empty() {
-            d.audit = self.audit.all_matching_policies(&ctx);
+        if !self.policies.audit.is_empty() {
+            d.audit = self.policies.audit.all_matching_policies(&ctx);
         }
 
         // Step 7: ALLOW.
-        if d.allowed && self.allow_policies > 0 {
-            match self.allow.first_match(&ctx) {
+        if d.allowed && self.policies.allow_policies > 0 {
+            match self.policies.allow.first_match(&ctx) {
                 Some(rule) => d.policy = Some(rule.policy.clone()),
                 None => {
                     d.allowed = false;
@@ -308,14 +301,14 @@ impl Engine {
         }
 
         // Dry-run policies: what would happen if they were enforced.
-        if d.allowed && (!self.dry_deny.is_empty() || self.dry_allow_policies > 0) {
-            if let Some(rule) = self.dry_deny.first_match(&ctx) {
+        if d.allowed && (!self.policies.dry_deny.is_empty() || self.policies.dry_allow_policies > 0) {
+            if let Some(rule) = self.policies.dry_deny.first_match(&ctx) {
                 d.reason = Some(Reason::DeniedByPolicy);
                 d.policy = Some(rule.policy.clone());
                 d.dry_run = true;
-            } else if self.dry_allow_policies > 0 {
-                let enforced_allow_hit = self.allow_policies > 0 && d.policy.is_some();
-                if !enforced_allow_hit && self.dry_allow.first_match(&ctx).is_none() {
+            } else if self.policies.dry_allow_policies > 0 {
+                let enforced_allow_hit = self.policies.allow_policies > 0 && d.policy.is_some();
+                if !enforced_allow_hit && self.policies.dry_allow.first_match(&ctx).is_none() {
                     d.reason = Some(Reason::NoMatchingAllow);
                     d.dry_run = true;
                 }

@@ -131,7 +131,8 @@ impl Engine {
     }
 
     fn rule_sets(&self) -> [&RuleSet; 5] {
-        [&self.deny, &self.dry_deny, &self.audit, &self.allow, &self.dry_allow]
+        let p = &self.policies;
+        [&p.deny, &p.dry_deny, &p.audit, &p.allow, &p.dry_allow]
     }
 
     /// The rules of one set with their place in the document. A policy's rules all go to one set,

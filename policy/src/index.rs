@@ -1,4 +1,4 @@
-//! The rules of one action, indexed by exact principal and namespace so that a decision does not scan every rule.
+//! The rules of each action, indexed by exact principal and namespace so that a decision does not scan every rule.
 
 use std::sync::Arc;
 
@@ -6,6 +6,20 @@ use crate::fnv::FnvHashMap;
 use crate::namespace::{self, NamespaceMatcher};
 use crate::pattern::StringMatcher;
 use crate::rule::{CompiledRule, EvalCtx};
+
+/// The rule sets of every action, in the order the decision reads them, filled while compiling
+/// the policies.
+#[derive(Debug, Default)]
+pub(crate) struct PolicySets {
+    pub deny: RuleSet,
+    pub dry_deny: RuleSet,
+    pub audit: RuleSet,
+    pub allow: RuleSet,
+    pub dry_allow: RuleSet,
+    /// Number of ALLOW policies (a policy with no rules still counts: it denies everything).
+    pub allow_policies: usize,
+    pub dry_allow_policies: usize,
+}
 
 /// Rules of one action, with an index so that a decision does not scan every rule.
 #[derive(Debug, Default)]

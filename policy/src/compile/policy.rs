@@ -4,22 +4,10 @@ use std::sync::Arc;
 
 use super::{Compiler, MAX_RULES};
 use crate::config::{Action, AuthorizationPolicy, Condition, From, Operation, PortValue, Rule, Source, To};
-use crate::index::RuleSet;
+use crate::index::PolicySets;
 use crate::namespace::NamespaceMatcher;
 use crate::pattern::StringMatcher;
 use crate::rule::{CompiledCondition, CompiledOperation, CompiledRule, CompiledSource, Values, WhenKey};
-
-/// The rule sets of every action, filled while compiling policies.
-#[derive(Default)]
-pub(super) struct PolicySets {
-    pub(super) deny: RuleSet,
-    pub(super) dry_deny: RuleSet,
-    pub(super) audit: RuleSet,
-    pub(super) allow: RuleSet,
-    pub(super) dry_allow: RuleSet,
-    pub(super) allow_policies: usize,
-    pub(super) dry_allow_policies: usize,
-}
 
 impl Compiler {
     /// Compiles every policy into the rule set of its action, appending each policy's name to
