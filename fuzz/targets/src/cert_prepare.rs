@@ -10,7 +10,8 @@
 //!   the same facts;
 //! - peer resolution from `connection.peer_certificate` (`resolve_peer`) parses the input as
 //!   `CertFacts::from_pem` does, and its presented chain never repeats the leaf;
-//! - a prepared certificate is never cached past its own notAfter.
+//! - a prepared certificate is never cached past its own notAfter (one already expired: past the
+//!   instant it was prepared at, as the engine keeps it usable for that one decision).
 
 use std::sync::OnceLock;
 
@@ -40,9 +41,9 @@ pub fn run(data: &[u8]) {
     let evidence = PeerEvidence { certificate_pem: Some(data), ..PeerEvidence::default() };
     match resolve_peer(evidence) {
         ResolvedPeer::Certificate { facts, chain } => {
-            assert_eq!(from_pem.as_ref(), Ok(&facts), "resolve_peer and from_pem parse differently");
+            assert_eq!(from_pem.as_ref(), Ok(&*facts), "resolve_peer and from_pem parse differently");
             assert!(!chain.contains(&facts.der), "the presented chain repeats the leaf");
-            exercise(engine, facts, &chain);
+            exercise(engine, *facts, &chain);
         }
         ResolvedPeer::Unparseable(e) => {
             assert!(from_pem.is_err() || data.is_empty(), "resolve_peer refused ({e}) what from_pem parses")
@@ -52,9 +53,9 @@ pub fn run(data: &[u8]) {
 }
 
 fn exercise(engine: &Engine, facts: CertFacts, chain: &[Vec<u8>]) {
-    let not_after = facts.not_after;
+    let until = facts.not_after.max(NOW);
     let prepared = engine.prepare(facts, chain, NOW);
-    assert!(prepared.valid_until <= not_after, "cached until {} past notAfter {not_after}", prepared.valid_until);
+    assert!(prepared.valid_until <= until, "cached until {} past max(notAfter, now) {until}", prepared.valid_until);
     for path in ["/api/items", "/pinned/x", "/admin/x"] {
         let parts = Parts { method: "GET", path, host: "api.example", port: Some(8443), sni: None, headers: &[] };
         let _ = request::decide(engine, &parts, &Peer::Certificate(&prepared), NOW);
