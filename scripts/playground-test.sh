@@ -64,7 +64,7 @@ fi
 echo "==> browser test: $chromium, playwright-core $playwright_version"
 status=0
 PLAYGROUND_DIR="$out" CHROMIUM="$chromium" PLAYWRIGHT_CORE="$cache/node_modules/playwright-core" SCREENSHOT="$shot" \
-  timeout 240 node playground/tests/browser.cjs || status=$?
+  timeout -k 10 240 node playground/tests/browser.cjs || status=$?
 if [[ $status == 0 && -f "$shot" ]]; then
   cp "$shot" docs/playground.png
   echo "==> screenshot: $shot, copied to docs/playground.png"

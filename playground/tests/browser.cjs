@@ -12,7 +12,7 @@ const os = require('os');
 const path = require('path');
 const { spawn } = require('child_process');
 
-const dir = process.env.PLAYGROUND_DIR;
+const dir = process.env.PLAYGROUND_DIR && path.resolve(process.env.PLAYGROUND_DIR);
 const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
 const screenshot = process.env.SCREENSHOT;
 const { chromium } = require(process.env.PLAYWRIGHT_CORE || 'playwright-core');
@@ -24,13 +24,24 @@ const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/cs
 let browserProcess = null;
 let userDataDir = null;
 
-/** Kills Chromium by its PID, waits (at most 5s) for it to exit, then removes its profile. */
+/** SIGKILL to Chromium's process group (its PID: it leads the group), then to the PID itself. */
+function killBrowserNow() {
+  const proc = browserProcess;
+  if (!proc || !proc.pid) return;
+  for (const target of [-proc.pid, proc.pid]) {
+    try { process.kill(target, 'SIGKILL'); } catch (_) { /* already gone */ }
+  }
+}
+
+/** Kills Chromium, waits (at most 5s) for it to exit, then removes its profile. */
 async function killBrowser() {
   const proc = browserProcess;
   if (proc && proc.exitCode === null && proc.signalCode === null) {
     const exited = new Promise((resolve) => proc.once('exit', resolve));
-    try { process.kill(proc.pid, 'SIGKILL'); } catch (_) { /* already gone */ }
+    killBrowserNow();
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+  } else {
+    killBrowserNow(); // its renderers, should any outlive it
   }
   if (userDataDir) {
     try {
@@ -41,10 +52,25 @@ async function killBrowser() {
   }
 }
 
+// However node ends (timeout's SIGTERM, Ctrl-C, a crash), Chromium goes with it.
+process.on('exit', () => {
+  killBrowserNow();
+  if (userDataDir) {
+    try { fs.rmSync(userDataDir, { recursive: true, force: true }); } catch (_) { /* Chromium may still be writing */ }
+  }
+});
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+  process.on(sig, () => {
+    console.log(`not ok - interrupted by ${sig}`);
+    process.exit(1);
+  });
+}
+process.stdout.on('error', () => {}); // a closed pipe (| head) is not a test failure
+
 // A hard limit on the whole run: whatever hangs, Chromium is killed by its PID.
 const watchdog = setTimeout(() => {
   console.log(`not ok - the browser test took over ${TOTAL_MS / 1000}s; Chromium (pid ${browserProcess && browserProcess.pid}) killed`);
-  if (browserProcess) { try { process.kill(browserProcess.pid, 'SIGKILL'); } catch (_) { /* gone */ } }
+  killBrowserNow();
   console.log('0 passed, 1 failed');
   process.exit(1);
 }, TOTAL_MS);
@@ -68,10 +94,11 @@ function startChromium() {
   const args = [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--hide-scrollbars', '--force-device-scale-factor=1',
+    '--hide-scrollbars', '--force-device-scale-factor=1', '--force-color-profile=srgb', '--num-raster-threads=1', '--disable-partial-raster',
     `--user-data-dir=${userDataDir}`, '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', 'about:blank',
   ];
-  browserProcess = spawn(chromiumBin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group, so that one kill takes the renderers and helpers too.
+  browserProcess = spawn(chromiumBin, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   return new Promise((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`Chromium printed no DevTools URL in 30s: ${err.slice(-500)}`)), 30000);
