@@ -48,6 +48,10 @@ test: build
 playground:
     scripts/playground.sh serve
 
+# Differential test against Istio: N random policies as istiod's RBAC and as peerguard in one Envoy (PEERGUARD_DIFF_SEED, PEERGUARD_DIFF_REQUESTS; PEERGUARD_DIFF_POLICY_FILE=path for your own policy)
+diff-istio N="1000": build
+    PEERGUARD_DIFF_POLICIES={{N}} ENVOY_BIN="$(scripts/ensure-envoy.sh)" cargo test -p peerguard-e2e --test diff_istio decides -- --nocapture
+
 # Formatting and clippy, natively and for wasm32-wasip1
 lint:
     @echo "==================== cargo fmt --check ===================="
