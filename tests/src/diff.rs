@@ -1570,7 +1570,9 @@ pub fn run(cfg: &Config) -> Result<Report> {
                 if !j.ok {
                     report.disagreements += 1;
                     if failures.len() < 30 {
-                        failures.push((b * cfg.batch + k, doc.clone(), req.clone(), j));
+                        // The rendered form (a policy file's `mtls: strict` made permissive), so
+                        // that shrinking can render every smaller policy.
+                        failures.push((b * cfg.batch + k, p.doc.clone(), req.clone(), j));
                     }
                 }
             }
