@@ -1,6 +1,7 @@
-//! Istio AuthorizationPolicy semantics, table-driven: each case is named after the rule it checks
-//! (<https://istio.io/latest/docs/reference/config/security/authorization-policy/>), plus the
-//! bad-input cases of issue 3. Runs natively and, through wasm-bindgen-test, in wasm.
+//! Istio AuthorizationPolicy semantics: each case is its own test, named after the rule it checks
+//! (<https://istio.io/latest/docs/reference/config/security/authorization-policy/>) and grouped in
+//! a module by topic, plus the bad-input cases of issue 3. Runs natively and, through
+//! wasm-bindgen-test, in wasm.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[cfg(target_arch = "wasm32")]
@@ -103,18 +104,6 @@ impl Want {
     }
 }
 
-struct Case {
-    name: &'static str,
-    policy: Value,
-    req: R,
-    peer: P,
-    want: Want,
-}
-
-fn case(name: &'static str, policy: Value, req: R, peer: P, want: Want) -> Case {
-    Case { name, policy, req, peer, want }
-}
-
 /// The policy with `identity` set to `sources` (the default is `[spiffe]`).
 fn with_identity(mut policy: Value, sources: &[&str]) -> Value {
     policy["identity"] = json!(sources);
@@ -153,50 +142,55 @@ fn decide(engine: &Engine, req: &R, peer: &P) -> Decision {
     }
 }
 
-/// Runs every case and reports all failures at once, by name.
-fn run(cases: Vec<Case>) {
-    let mut failures = Vec::new();
-    let mut names = std::collections::HashSet::new();
-    for c in &cases {
-        assert!(names.insert(c.name), "duplicate case name {}", c.name);
-        let engine = match compile(&c.policy) {
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!("{}: policy does not compile: {e}", c.name));
-                continue;
+/// One `#[test]` per case, named after it: `name => (policy, request, peer, want),`. The test
+/// compiles the policy, decides the request from the peer and compares the decision with `want`.
+macro_rules! cases {
+    ($($name:ident => ($policy:expr, $req:expr, $peer:expr, $want:expr $(,)?)),* $(,)?) => {
+        $(
+            // Spelled out: in the modules that invoke this, `test` would be ambiguous between the
+            // file's wasm import (through `use super::*`) and the built-in attribute.
+            #[cfg_attr(not(target_arch = "wasm32"), test)]
+            #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+            fn $name() {
+                check($policy, $req, $peer, $want);
             }
-        };
-        let d = decide(&engine, &c.req, &c.peer);
-        let w = &c.want;
-        let mut wrong = Vec::new();
-        if d.allowed != w.allowed {
-            wrong.push(format!("allowed {} (want {})", d.allowed, w.allowed));
-        }
-        if d.reason != w.reason {
-            wrong.push(format!("reason {:?} (want {:?})", d.reason, w.reason));
-        }
-        if d.policy.as_deref() != w.policy {
-            wrong.push(format!("policy {:?} (want {:?})", d.policy, w.policy));
-        }
-        if d.dry_run != w.dry_run {
-            wrong.push(format!("dry_run {} (want {})", d.dry_run, w.dry_run));
-        }
-        if let Some(p) = w.principal {
-            if d.principal() != p {
-                wrong.push(format!("principal {:?} (want {p:?})", d.principal()));
-            }
-        }
-        if let Some(a) = &w.audit {
-            let got: Vec<&str> = d.audit.iter().map(|s| &**s).collect();
-            if &got != a {
-                wrong.push(format!("audit {got:?} (want {a:?})"));
-            }
-        }
-        if !wrong.is_empty() {
-            failures.push(format!("{}: {}", c.name, wrong.join(", ")));
+        )*
+    };
+}
+
+/// Compiles `policy`, decides `req` from `peer`, and reports every field that differs from `want`.
+fn check(policy: Value, req: R, peer: P, want: Want) {
+    let engine = match compile(&policy) {
+        Ok(e) => e,
+        Err(e) => panic!("policy does not compile: {e}"),
+    };
+    let d = decide(&engine, &req, &peer);
+    let w = want;
+    let mut wrong = Vec::new();
+    if d.allowed != w.allowed {
+        wrong.push(format!("allowed {} (want {})", d.allowed, w.allowed));
+    }
+    if d.reason != w.reason {
+        wrong.push(format!("reason {:?} (want {:?})", d.reason, w.reason));
+    }
+    if d.policy.as_deref() != w.policy {
+        wrong.push(format!("policy {:?} (want {:?})", d.policy, w.policy));
+    }
+    if d.dry_run != w.dry_run {
+        wrong.push(format!("dry_run {} (want {})", d.dry_run, w.dry_run));
+    }
+    if let Some(p) = w.principal {
+        if d.principal() != p {
+            wrong.push(format!("principal {:?} (want {p:?})", d.principal()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    if let Some(a) = &w.audit {
+        let got: Vec<&str> = d.audit.iter().map(|s| &**s).collect();
+        if &got != a {
+            wrong.push(format!("audit {got:?} (want {a:?})"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join(", "));
 }
 
 const WEB: &str = "spiffe://cluster.local/ns/frontend/sa/web";
@@ -263,47 +257,46 @@ fn allow_when_not(key: &str, not_values: Value) -> Value {
     allow_rule(json!({"when": [{"key": key, "notValues": not_values}]}))
 }
 
-#[test]
-fn decision_order_follows_istio() {
+mod decision_order_follows_istio {
+    use super::*;
     use Reason::*;
-    let deny_admin_allow_web = json!({"policies": [
-        {"name": "allow-web", "action": "ALLOW", "rules": [{"from": [{"source": {"principals": [WEB_PRINCIPAL]}}]}]},
-        {"name": "deny-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]},
-    ]});
-    run(vec![
-        case(
-            "deny_before_allow",
-            deny_admin_allow_web.clone(),
+
+    fn deny_admin_allow_web() -> Value {
+        json!({"policies": [
+            {"name": "allow-web", "action": "ALLOW", "rules": [{"from": [{"source": {"principals": [WEB_PRINCIPAL]}}]}]},
+            {"name": "deny-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]},
+        ]})
+    }
+
+    cases! {
+        deny_before_allow => (
+            deny_admin_allow_web(),
             get("/admin/users"),
             web(),
             deny_by(DeniedByPolicy, "deny-admin"),
         ),
-        case("allow_when_no_deny_matches", deny_admin_allow_web.clone(), get("/api"), web(), allow_by("allow-web")),
-        case("no_matching_allow_names_no_policy", deny_admin_allow_web, get("/api"), db(), deny(NoMatchingAllow)),
-        case("no_policies_means_allow", json!({}), get("/"), web(), allow()),
-        case(
-            "no_allow_policy_means_allow",
+        allow_when_no_deny_matches => (deny_admin_allow_web(), get("/api"), web(), allow_by("allow-web")),
+        no_matching_allow_names_no_policy => (deny_admin_allow_web(), get("/api"), db(), deny(NoMatchingAllow)),
+        no_policies_means_allow => (json!({}), get("/"), web(), allow()),
+        no_allow_policy_means_allow => (
             json!({"policies": [{"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin"]}}]}]}]}),
             get("/api"),
             web(),
             allow(),
         ),
-        case(
-            "allow_policy_with_no_rules_denies_everything",
+        allow_policy_with_no_rules_denies_everything => (
             json!({"policies": [{"name": "allow-nothing", "action": "ALLOW"}]}),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "allow_policy_with_empty_rules_denies_everything",
+        allow_policy_with_empty_rules_denies_everything => (
             json!({"policies": [{"name": "allow-nothing", "action": "ALLOW", "rules": []}]}),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "allow_policy_with_no_rules_still_lets_another_allow_policy_allow",
+        allow_policy_with_no_rules_still_lets_another_allow_policy_allow => (
             json!({"policies": [
                 {"name": "allow-nothing", "action": "ALLOW"},
                 {"name": "allow-web", "action": "ALLOW", "rules": [{"from": [{"source": {"principals": [WEB_PRINCIPAL]}}]}]},
@@ -312,16 +305,14 @@ fn decision_order_follows_istio() {
             web(),
             allow_by("allow-web"),
         ),
-        case("rule_with_no_conditions_matches_everything", allow_rule(json!({})), get("/x"), db(), allow_by("p")),
-        case(
-            "deny_rule_with_no_conditions_denies_everything",
+        rule_with_no_conditions_matches_everything => (allow_rule(json!({})), get("/x"), db(), allow_by("p")),
+        deny_rule_with_no_conditions_denies_everything => (
             json!({"policies": [{"name": "deny-all", "action": "DENY", "rules": [{}]}]}),
             get("/"),
             web(),
             deny_by(DeniedByPolicy, "deny-all"),
         ),
-        case(
-            "first_matching_allow_policy_in_document_order_is_named",
+        first_matching_allow_policy_in_document_order_is_named => (
             json!({"policies": [
                 {"name": "first", "action": "ALLOW", "rules": [{"to": [{"operation": {"paths": ["/api/*"]}}]}]},
                 {"name": "second", "action": "ALLOW", "rules": [{"from": [{"source": {"principals": [WEB_PRINCIPAL]}}]}]},
@@ -330,8 +321,7 @@ fn decision_order_follows_istio() {
             web(),
             allow_by("first"),
         ),
-        case(
-            "from_to_and_when_are_anded",
+        from_to_and_when_are_anded => (
             allow_rule(json!({
                 "from": [{"source": {"principals": [WEB_PRINCIPAL]}}],
                 "to": [{"operation": {"methods": ["GET"]}}],
@@ -341,8 +331,7 @@ fn decision_order_follows_istio() {
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "any_source_in_from_matches",
+        any_source_in_from_matches => (
             allow_rule(
                 json!({"from": [{"source": {"principals": ["nobody"]}}, {"source": {"namespaces": ["frontend"]}}]}),
             ),
@@ -350,450 +339,388 @@ fn decision_order_follows_istio() {
             web(),
             allow_by("p"),
         ),
-        case(
-            "fields_within_one_source_are_anded",
+        fields_within_one_source_are_anded => (
             allow_from(json!({"principals": [WEB_PRINCIPAL], "namespaces": ["backend"]})),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "values_within_a_field_are_ored",
+        values_within_a_field_are_ored => (
             allow_from(json!({"principals": ["nobody", WEB_PRINCIPAL]})),
             get("/"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "any_operation_in_to_matches",
+        any_operation_in_to_matches => (
             allow_rule(json!({"to": [{"operation": {"paths": ["/a"]}}, {"operation": {"methods": ["GET"]}}]})),
             get("/b"),
             web(),
             allow_by("p"),
         ),
-    ]);
+    }
 }
 
-#[test]
-fn string_patterns_follow_istio() {
+mod string_patterns_follow_istio {
+    use super::*;
     use Reason::NoMatchingAllow;
-    let p = |patterns: Value| allow_from(json!({"principals": patterns}));
-    run(vec![
-        case("exact_pattern_matches_equal_value", p(json!([WEB_PRINCIPAL])), get("/"), web(), allow_by("p")),
-        case(
-            "exact_pattern_is_not_a_prefix",
+
+    fn p(patterns: Value) -> Value {
+        allow_from(json!({"principals": patterns}))
+    }
+
+    cases! {
+        exact_pattern_matches_equal_value => (p(json!([WEB_PRINCIPAL])), get("/"), web(), allow_by("p")),
+        exact_pattern_is_not_a_prefix => (
             p(json!(["cluster.local/ns/frontend/sa/we"])),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case("prefix_pattern_matches", p(json!(["cluster.local/ns/frontend/*"])), get("/"), web(), allow_by("p")),
-        case(
-            "prefix_pattern_needs_the_prefix",
+        prefix_pattern_matches => (p(json!(["cluster.local/ns/frontend/*"])), get("/"), web(), allow_by("p")),
+        prefix_pattern_needs_the_prefix => (
             p(json!(["cluster.local/ns/backend/*"])),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case("suffix_pattern_matches", p(json!(["*/sa/web"])), get("/"), web(), allow_by("p")),
-        case("suffix_pattern_needs_the_suffix", p(json!(["*/sa/db"])), get("/"), web(), deny(NoMatchingAllow)),
-        case("presence_pattern_matches_any_principal", p(json!(["*"])), get("/"), db(), allow_by("p")),
-        case(
-            "presence_pattern_does_not_match_plaintext",
+        suffix_pattern_matches => (p(json!(["*/sa/web"])), get("/"), web(), allow_by("p")),
+        suffix_pattern_needs_the_suffix => (p(json!(["*/sa/db"])), get("/"), web(), deny(NoMatchingAllow)),
+        presence_pattern_matches_any_principal => (p(json!(["*"])), get("/"), db(), allow_by("p")),
+        presence_pattern_does_not_match_plaintext => (
             json!({"mtls": "permissive", "policies": [{"name": "p", "rules": [{"from": [{"source": {"principals": ["*"]}}]}]}]}),
             get("/"),
             P::Plain,
             deny(NoMatchingAllow),
         ),
-        case("principals_compare_without_spiffe_scheme", p(json!([WEB])), get("/"), web(), deny(NoMatchingAllow)),
-        case(
-            "principals_are_case_sensitive",
+        principals_compare_without_spiffe_scheme => (p(json!([WEB])), get("/"), web(), deny(NoMatchingAllow)),
+        principals_are_case_sensitive => (
             p(json!(["cluster.local/ns/frontend/sa/WEB"])),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "not_principals_excludes",
+        not_principals_excludes => (
             allow_from(json!({"notPrincipals": [WEB_PRINCIPAL]})),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "not_principals_lets_others_through",
+        not_principals_lets_others_through => (
             allow_from(json!({"notPrincipals": [WEB_PRINCIPAL]})),
             get("/"),
             db(),
             allow_by("p"),
         ),
-        case(
-            "not_principals_prefix_excludes",
+        not_principals_prefix_excludes => (
             allow_from(json!({"principals": ["cluster.local/*"], "notPrincipals": ["cluster.local/ns/frontend/*"]})),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "namespaces_from_istio_form",
+        namespaces_from_istio_form => (
             allow_from(json!({"namespaces": ["frontend"]})),
             get("/"),
             web(),
             allow_by("p").principal(Some(WEB_PRINCIPAL)),
         ),
-        case(
-            "namespaces_other_namespace_no_match",
+        namespaces_other_namespace_no_match => (
             allow_from(json!({"namespaces": ["frontend"]})),
             get("/"),
             db(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "namespaces_non_istio_spiffe_path_has_no_namespace",
+        namespaces_non_istio_spiffe_path_has_no_namespace => (
             allow_from(json!({"namespaces": ["*"]})),
             get("/"),
             P::Spiffe("spiffe://cluster.local/workload/frontend"),
             deny(NoMatchingAllow),
         ),
-        case(
-            "not_namespaces_excludes",
+        not_namespaces_excludes => (
             allow_from(json!({"notNamespaces": ["front*"]})),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "source_trust_domains_match",
+        source_trust_domains_match => (
             allow_from(json!({"trustDomains": ["cluster.local"]})),
             get("/"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "source_trust_domains_other_domain_no_match",
+        source_trust_domains_other_domain_no_match => (
             allow_from(json!({"trustDomains": ["cluster.local"]})),
             get("/"),
             P::Spiffe("spiffe://partner.example/ns/frontend/sa/web"),
             deny(NoMatchingAllow),
         ),
-        case(
-            "not_trust_domains_excludes",
+        not_trust_domains_excludes => (
             allow_from(json!({"notTrustDomains": ["partner.example"]})),
             get("/"),
             P::Spiffe("spiffe://partner.example/ns/frontend/sa/web"),
             deny(NoMatchingAllow),
         ),
-    ]);
+    }
 }
 
-#[test]
-fn operations_follow_istio() {
+mod operations_follow_istio {
+    use super::*;
     use Reason::{DeniedByPolicy, InvalidPath, NoMatchingAllow};
-    let deny_admin = json!({"policies": [{"name": "deny-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}]});
-    let host = |h: &'static str| R { host: h, ..R::default() };
-    let port = |p: Option<u32>| R { port: p, ..R::default() };
-    let method = |m: &'static str| R { method: m, ..R::default() };
-    run(vec![
-        case(
-            "hosts_case_insensitive",
+
+    fn deny_admin() -> Value {
+        json!({"policies": [{"name": "deny-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]}]})
+    }
+
+    fn host(h: &'static str) -> R {
+        R { host: h, ..R::default() }
+    }
+
+    fn port(p: Option<u32>) -> R {
+        R { port: p, ..R::default() }
+    }
+
+    fn method(m: &'static str) -> R {
+        R { method: m, ..R::default() }
+    }
+
+    cases! {
+        hosts_case_insensitive => (
             allow_to(json!({"hosts": ["API.Example.com"]})),
             host("api.EXAMPLE.com"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "hosts_suffix_case_insensitive",
+        hosts_suffix_case_insensitive => (
             allow_to(json!({"hosts": ["*.Example.COM"]})),
             host("Api.example.com"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "hosts_other_host_no_match",
+        hosts_other_host_no_match => (
             allow_to(json!({"hosts": ["api.example.com"]})),
             host("www.example.com"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "host_with_port_matches_host_rule",
+        host_with_port_matches_host_rule => (
             allow_to(json!({"hosts": ["api.example.com"]})),
             host("api.example.com:8443"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "host_rule_with_port_matches_exactly",
+        host_rule_with_port_matches_exactly => (
             allow_to(json!({"hosts": ["api.example.com:8443"]})),
             host("api.example.com:8443"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "host_rule_with_port_needs_that_port",
+        host_rule_with_port_needs_that_port => (
             allow_to(json!({"hosts": ["api.example.com:8443"]})),
             host("api.example.com:9443"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "ipv6_host_with_port_matches_bracketed_rule",
+        ipv6_host_with_port_matches_bracketed_rule => (
             allow_to(json!({"hosts": ["[::1]"]})),
             host("[::1]:8080"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "not_hosts_excludes_with_port",
+        not_hosts_excludes_with_port => (
             allow_to(json!({"notHosts": ["admin.example.com"]})),
             host("ADMIN.example.com:443"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case("paths_exact", allow_to(json!({"paths": ["/api/items"]})), get("/api/items"), web(), allow_by("p")),
-        case(
-            "paths_exact_is_not_prefix",
+        paths_exact => (allow_to(json!({"paths": ["/api/items"]})), get("/api/items"), web(), allow_by("p")),
+        paths_exact_is_not_prefix => (
             allow_to(json!({"paths": ["/api/items"]})),
             get("/api/items/1"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "paths_ignore_query_string",
+        paths_ignore_query_string => (
             allow_to(json!({"paths": ["/api/items"]})),
             get("/api/items?limit=10"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "fragment_in_path_is_invalid_path",
+        fragment_in_path_is_invalid_path => (
             allow_to(json!({"paths": ["/api/items"]})),
             get("/api/items#top"),
             web(),
             deny(InvalidPath),
         ),
-        case("paths_prefix", allow_to(json!({"paths": ["/api/*"]})), get("/api/items"), web(), allow_by("p")),
-        case("paths_suffix", allow_to(json!({"paths": ["*.json"]})), get("/data/x.json?v=1"), web(), allow_by("p")),
-        case(
-            "not_paths_excludes",
-            allow_to(json!({"notPaths": ["/admin*"]})),
-            get("/admin"),
-            web(),
-            deny(NoMatchingAllow),
-        ),
-        case(
-            "dot_segments_normalized_before_matching",
-            deny_admin.clone(),
+        paths_prefix => (allow_to(json!({"paths": ["/api/*"]})), get("/api/items"), web(), allow_by("p")),
+        paths_suffix => (allow_to(json!({"paths": ["*.json"]})), get("/data/x.json?v=1"), web(), allow_by("p")),
+        not_paths_excludes => (allow_to(json!({"notPaths": ["/admin*"]})), get("/admin"), web(), deny(NoMatchingAllow)),
+        dot_segments_normalized_before_matching => (
+            deny_admin(),
             get("/public/../admin/users"),
             web(),
             deny_by(DeniedByPolicy, "deny-admin"),
         ),
-        case(
-            "dot_segments_cannot_escape_root",
-            deny_admin.clone(),
+        dot_segments_cannot_escape_root => (
+            deny_admin(),
             get("/../../admin"),
             web(),
             deny_by(DeniedByPolicy, "deny-admin"),
         ),
-        case(
-            "single_dot_segments_removed",
-            deny_admin.clone(),
-            get("/./admin"),
-            web(),
-            deny_by(DeniedByPolicy, "deny-admin"),
-        ),
-        case("percent_encoded_path", deny_admin.clone(), get("/%61dmin"), web(), deny_by(DeniedByPolicy, "deny-admin")),
-        case(
-            "percent_encoded_slash_is_invalid_path",
-            deny_admin.clone(),
-            get("/api%2F%2e%2e%2Fadmin"),
-            web(),
-            deny(InvalidPath),
-        ),
-        case("backslash_is_invalid_path", deny_admin.clone(), get("/api\\..\\admin"), web(), deny(InvalidPath)),
-        case(
-            "percent_escapes_that_are_not_hex_are_invalid_path",
+        single_dot_segments_removed => (deny_admin(), get("/./admin"), web(), deny_by(DeniedByPolicy, "deny-admin")),
+        percent_encoded_path => (deny_admin(), get("/%61dmin"), web(), deny_by(DeniedByPolicy, "deny-admin")),
+        percent_encoded_slash_is_invalid_path => (deny_admin(), get("/api%2F%2e%2e%2Fadmin"), web(), deny(InvalidPath)),
+        backslash_is_invalid_path => (deny_admin(), get("/api\\..\\admin"), web(), deny(InvalidPath)),
+        percent_escapes_that_are_not_hex_are_invalid_path => (
             allow_to(json!({"paths": ["/100*"]})),
             get("/100%zz"),
             web(),
             deny(InvalidPath),
         ),
-        case("query_string_is_not_part_of_the_path", deny_admin, get("/public?next=/admin"), web(), allow()),
-        case("ports", allow_to(json!({"ports": ["8080"]})), port(Some(8080)), web(), allow_by("p")),
-        case("ports_as_numbers", allow_to(json!({"ports": [8080]})), port(Some(8080)), web(), allow_by("p")),
-        case(
-            "ports_other_port_no_match",
+        query_string_is_not_part_of_the_path => (deny_admin(), get("/public?next=/admin"), web(), allow()),
+        ports => (allow_to(json!({"ports": ["8080"]})), port(Some(8080)), web(), allow_by("p")),
+        ports_as_numbers => (allow_to(json!({"ports": [8080]})), port(Some(8080)), web(), allow_by("p")),
+        ports_other_port_no_match => (
             allow_to(json!({"ports": ["8080"]})),
             port(Some(9090)),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "ports_unknown_port_no_match",
-            allow_to(json!({"ports": ["8080"]})),
-            port(None),
-            web(),
-            deny(NoMatchingAllow),
-        ),
-        case(
-            "not_ports_excludes",
-            allow_to(json!({"notPorts": ["9090"]})),
-            port(Some(9090)),
-            web(),
-            deny(NoMatchingAllow),
-        ),
-        case(
-            "not_ports_lets_other_ports_through",
+        ports_unknown_port_no_match => (allow_to(json!({"ports": ["8080"]})), port(None), web(), deny(NoMatchingAllow)),
+        not_ports_excludes => (allow_to(json!({"notPorts": ["9090"]})), port(Some(9090)), web(), deny(NoMatchingAllow)),
+        not_ports_lets_other_ports_through => (
             allow_to(json!({"notPorts": ["9090"]})),
             port(Some(8080)),
             web(),
             allow_by("p"),
         ),
-        case("methods", allow_to(json!({"methods": ["GET", "HEAD"]})), method("HEAD"), web(), allow_by("p")),
-        case(
-            "methods_other_method_no_match",
+        methods => (allow_to(json!({"methods": ["GET", "HEAD"]})), method("HEAD"), web(), allow_by("p")),
+        methods_other_method_no_match => (
             allow_to(json!({"methods": ["GET"]})),
             method("POST"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "not_methods_excludes",
+        not_methods_excludes => (
             allow_to(json!({"notMethods": ["DELETE"]})),
             method("DELETE"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "fields_within_one_operation_are_anded",
+        fields_within_one_operation_are_anded => (
             allow_to(json!({"methods": ["GET"], "paths": ["/api/*"]})),
             R { method: "GET", path: "/other", ..R::default() },
             web(),
             deny(NoMatchingAllow),
         ),
-    ]);
+    }
 }
 
-#[test]
-fn identities_and_trust_domains() {
+mod identities_and_trust_domains {
+    use super::*;
     use Reason::*;
-    let td = |extra: Value| {
+
+    fn td(extra: Value) -> Value {
         let mut doc = json!({"trustDomains": ["cluster.local"], "policies": [{"name": "p", "rules": [{}]}]});
         if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
             d.extend(e.clone());
         }
         doc
-    };
-    let linkerd = "web.emojivoto.serviceaccount.identity.linkerd.cluster.local";
-    run(vec![
-        case("trust_domain_accepted", td(json!({})), get("/"), web(), allow_by("p").principal(Some(WEB_PRINCIPAL))),
-        case(
-            "trust_domain_check_untrusted_trust_domain",
+    }
+
+    const LINKERD: &str = "web.emojivoto.serviceaccount.identity.linkerd.cluster.local";
+
+    cases! {
+        trust_domain_accepted => (td(json!({})), get("/"), web(), allow_by("p").principal(Some(WEB_PRINCIPAL))),
+        trust_domain_check_untrusted_trust_domain => (
             td(json!({})),
             get("/"),
             P::Spiffe("spiffe://partner.example/ns/frontend/sa/web"),
             deny(UntrustedTrustDomain).principal(Some("partner.example/ns/frontend/sa/web")),
         ),
-        case(
-            "trust_domain_check_subject_identity_has_no_trust_domain",
+        trust_domain_check_subject_identity_has_no_trust_domain => (
             td(json!({"identity": ["subject"]})),
             get("/"),
             P::Subject("CN=web,O=example"),
             deny(UntrustedTrustDomain),
         ),
-        case(
-            "trust_domain_check_linkerd_identity",
+        trust_domain_check_linkerd_identity => (
             td(json!({"identity": ["dns"]})),
             get("/"),
-            P::Dns(linkerd),
+            P::Dns(LINKERD),
             allow_by("p").principal(Some("cluster.local/ns/emojivoto/sa/web")),
         ),
-        case(
-            "trust_domain_check_skips_permissive_plaintext",
+        trust_domain_check_skips_permissive_plaintext => (
             td(json!({"mtls": "permissive"})),
             get("/"),
             P::Plain,
             allow_by("p").principal(None),
         ),
-        case(
-            "linkerd_dns_identity",
+        linkerd_dns_identity => (
             with_identity(allow_from(json!({"principals": ["cluster.local/ns/emojivoto/sa/web"]})), &["dns"]),
             get("/"),
-            P::Dns(linkerd),
+            P::Dns(LINKERD),
             allow_by("p").principal(Some("cluster.local/ns/emojivoto/sa/web")),
         ),
-        case(
-            "linkerd_dns_identity_namespace",
+        linkerd_dns_identity_namespace => (
             with_identity(allow_from(json!({"namespaces": ["emojivoto"]})), &["dns"]),
             get("/"),
-            P::Dns(linkerd),
+            P::Dns(LINKERD),
             allow_by("p"),
         ),
-        case(
-            "plain_dns_identity_is_the_lowercased_name",
+        plain_dns_identity_is_the_lowercased_name => (
             with_identity(allow_from(json!({"principals": ["api.example.com"]})), &["dns"]),
             get("/"),
             P::Dns("API.Example.com"),
             allow_by("p").principal(Some("api.example.com")),
         ),
-        case(
-            "subject_identity",
+        subject_identity => (
             with_identity(allow_from(json!({"principals": ["payments"]})), &["subject"]),
             get("/"),
             P::Subject("CN=payments,OU=team,O=example"),
             allow_by("p").principal(Some("payments")),
         ),
-        case(
-            "subject_identity_with_escaped_comma",
+        subject_identity_with_escaped_comma => (
             with_identity(allow_from(json!({"principals": ["pay,ments"]})), &["subject"]),
             get("/"),
             P::Subject("CN=pay\\,ments,O=example"),
             allow_by("p").principal(Some("pay,ments")),
         ),
-        case(
-            "identity_order_spiffe_first_by_default",
+        identity_order_spiffe_first_by_default => (
             allow_rule(json!({})),
             get("/"),
             P::Attrs { uri: Some(WEB), dns: Some("web.example.com"), subject: Some("CN=web-cn") },
             allow_by("p").principal(Some(WEB_PRINCIPAL)),
         ),
-        case(
-            "identity_order_first_listed_source_wins",
+        identity_order_first_listed_source_wins => (
             json!({"identity": ["subject", "spiffe"], "policies": [{"name": "p", "rules": [{}]}]}),
             get("/"),
             P::Attrs { uri: Some(WEB), dns: Some("web.example.com"), subject: Some("CN=web-cn") },
             allow_by("p").principal(Some("web-cn")),
         ),
-        case(
-            "identity_order_falls_through_to_next_source",
+        identity_order_falls_through_to_next_source => (
             json!({"identity": ["spiffe", "dns"], "policies": [{"name": "p", "rules": [{}]}]}),
             get("/"),
             P::Attrs { uri: None, dns: Some("web.example.com"), subject: Some("CN=web-cn") },
             allow_by("p").principal(Some("web.example.com")),
         ),
-        case(
-            "identity_order_unlisted_sources_are_ignored",
+        identity_order_unlisted_sources_are_ignored => (
             json!({"identity": ["spiffe"], "policies": [{"name": "p", "rules": [{"from": [{"source": {"principals": ["*"]}}]}]}]}),
             get("/"),
             P::Attrs { uri: None, dns: Some("web.example.com"), subject: Some("CN=web-cn") },
             deny(NoMatchingAllow).principal(None),
         ),
-        case(
-            "identity_from_certificate",
+        identity_from_certificate => (
             allow_from(json!({"principals": [WEB_PRINCIPAL]})),
             get("/"),
             P::Cert(Box::new(cert())),
             allow_by("p").principal(Some(WEB_PRINCIPAL)),
         ),
-        case(
-            "two_spiffe_sans_invalid_identity",
+        two_spiffe_sans_invalid_identity => (
             allow_rule(json!({})),
             get("/"),
             cert_with(|c| c.uri_sans = vec![WEB.to_owned(), DB.to_owned()]),
             deny(InvalidIdentity),
         ),
-        case(
-            "two_spiffe_sans_invalid_identity_even_when_spiffe_is_not_first",
+        two_spiffe_sans_invalid_identity_even_when_spiffe_is_not_first => (
             json!({"identity": ["dns", "spiffe"], "policies": [{"name": "p", "rules": [{}]}]}),
             get("/"),
             cert_with(|c| {
@@ -803,50 +730,43 @@ fn identities_and_trust_domains() {
             }),
             deny(InvalidIdentity),
         ),
-        case(
-            "spiffe_san_breaking_the_spec_is_invalid_identity",
+        spiffe_san_breaking_the_spec_is_invalid_identity => (
             allow_rule(json!({})),
             get("/"),
             cert_with(|c| c.uri_sans = vec!["spiffe://Cluster.Local/ns/a/sa/b".to_owned()]),
             deny(InvalidIdentity),
         ),
-        case(
-            "spiffe_san_with_query_is_invalid_identity",
+        spiffe_san_with_query_is_invalid_identity => (
             allow_rule(json!({})),
             get("/"),
             cert_with(|c| c.uri_sans = vec!["spiffe://cluster.local/ns/a/sa/b?x=1".to_owned()]),
             deny(InvalidIdentity),
         ),
-        case(
-            "spiffe_attribute_breaking_the_spec_is_invalid_identity",
+        spiffe_attribute_breaking_the_spec_is_invalid_identity => (
             allow_rule(json!({})),
             get("/"),
             P::Spiffe("spiffe://cluster.local/ns/a/../sa/b"),
             deny(InvalidIdentity),
         ),
-        case(
-            "upper_case_spiffe_scheme_is_invalid_identity_from_certificate",
+        upper_case_spiffe_scheme_is_invalid_identity_from_certificate => (
             allow_rule(json!({})),
             get("/"),
             cert_with(|c| c.uri_sans = vec!["SPIFFE://cluster.local/ns/a/sa/b".to_owned()]),
             deny(InvalidIdentity),
         ),
-        case(
-            "upper_case_spiffe_scheme_is_invalid_identity_from_attributes",
+        upper_case_spiffe_scheme_is_invalid_identity_from_attributes => (
             allow_rule(json!({})),
             get("/"),
             P::Spiffe("SPIFFE://cluster.local/ns/a/sa/b"),
             deny(InvalidIdentity),
         ),
-        case(
-            "non_spiffe_uri_sans_are_not_identities",
+        non_spiffe_uri_sans_are_not_identities => (
             with_identity(allow_rule(json!({})), &["spiffe", "dns"]),
             get("/"),
             cert_with(|c| c.uri_sans = vec!["https://example.com/x".to_owned()]),
             allow_by("p").principal(Some("web.frontend.svc.cluster.local")),
         ),
-        case(
-            "certificate_without_any_identity_has_no_principal",
+        certificate_without_any_identity_has_no_principal => (
             allow_from(json!({"notPrincipals": ["*"]})),
             get("/"),
             cert_with(|c| {
@@ -856,199 +776,168 @@ fn identities_and_trust_domains() {
             }),
             allow_by("p").principal(None),
         ),
-    ]);
+    }
 }
 
-#[test]
-fn when_conditions() {
+mod when_conditions {
+    use super::*;
     use Reason::*;
-    let sni = |s: &'static str| R { sni: Some(s), ..R::default() };
-    let port = |p: u32| R { port: Some(p), ..R::default() };
-    let full = || P::Cert(Box::new(cert()));
-    run(vec![
-        case(
-            "when_request_headers",
+
+    fn sni(s: &'static str) -> R {
+        R { sni: Some(s), ..R::default() }
+    }
+
+    fn port(p: u32) -> R {
+        R { port: Some(p), ..R::default() }
+    }
+
+    fn full() -> P {
+        P::Cert(Box::new(cert()))
+    }
+
+    cases! {
+        when_request_headers => (
             allow_when("request.headers[x-env]", json!(["prod"])),
             header("x-env", "prod"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "when_request_headers_name_case_insensitive",
+        when_request_headers_name_case_insensitive => (
             allow_when("request.headers[X-Env]", json!(["prod"])),
             header("X-ENV", "prod"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "when_request_headers_value_mismatch",
+        when_request_headers_value_mismatch => (
             allow_when("request.headers[x-env]", json!(["prod"])),
             header("x-env", "dev"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "when_request_headers_absent_header_no_match",
+        when_request_headers_absent_header_no_match => (
             allow_when("request.headers[x-env]", json!(["*"])),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "when_request_headers_prefix",
+        when_request_headers_prefix => (
             allow_when("request.headers[user-agent]", json!(["curl/*"])),
             header("user-agent", "curl/8.5"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "when_not_values_excludes",
+        when_not_values_excludes => (
             allow_when_not("request.headers[x-env]", json!(["dev"])),
             header("x-env", "dev"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "when_not_values_absent_header_matches",
+        when_not_values_absent_header_matches => (
             allow_when_not("request.headers[x-env]", json!(["dev"])),
             get("/"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "when_source_principal",
+        when_source_principal => (
             allow_when("source.principal", json!([WEB_PRINCIPAL])),
             get("/"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "when_source_principal_mismatch",
+        when_source_principal_mismatch => (
             allow_when("source.principal", json!([WEB_PRINCIPAL])),
             get("/"),
             db(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "when_source_namespace",
-            allow_when("source.namespace", json!(["front*"])),
-            get("/"),
-            web(),
-            allow_by("p"),
-        ),
-        case(
-            "when_destination_port",
-            allow_when("destination.port", json!(["8443"])),
-            port(8443),
-            web(),
-            allow_by("p"),
-        ),
-        case(
-            "when_destination_port_mismatch",
+        when_source_namespace => (allow_when("source.namespace", json!(["front*"])), get("/"), web(), allow_by("p")),
+        when_destination_port => (allow_when("destination.port", json!(["8443"])), port(8443), web(), allow_by("p")),
+        when_destination_port_mismatch => (
             allow_when("destination.port", json!(["8443"])),
             port(80),
             web(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "when_connection_sni",
+        when_connection_sni => (
             allow_when("connection.sni", json!(["*.example.com"])),
             sni("api.example.com"),
             web(),
             allow_by("p"),
         ),
-        case(
-            "when_connection_sni_absent",
+        when_connection_sni_absent => (
             allow_when("connection.sni", json!(["*"])),
             get("/"),
             web(),
             deny(NoMatchingAllow),
         ),
-        case("when_cert_subject", allow_when("cert.subject", json!(["CN=web,*"])), get("/"), full(), allow_by("p")),
-        case(
-            "when_cert_subject_from_attributes",
+        when_cert_subject => (allow_when("cert.subject", json!(["CN=web,*"])), get("/"), full(), allow_by("p")),
+        when_cert_subject_from_attributes => (
             allow_when("cert.subject", json!(["CN=web,O=example"])),
             get("/"),
             P::Subject("CN=web,O=example"),
             allow_by("p"),
         ),
-        case("when_cert_subject_cn", allow_when("cert.subject.cn", json!(["web"])), get("/"), full(), allow_by("p")),
-        case(
-            "when_cert_subject_cn_from_attributes",
+        when_cert_subject_cn => (allow_when("cert.subject.cn", json!(["web"])), get("/"), full(), allow_by("p")),
+        when_cert_subject_cn_from_attributes => (
             allow_when("cert.subject.cn", json!(["web"])),
             get("/"),
             P::Subject("OU=x,CN=web,O=example"),
             allow_by("p"),
         ),
-        case("when_cert_subject_o", allow_when("cert.subject.o", json!(["example"])), get("/"), full(), allow_by("p")),
-        case("when_cert_subject_ou", allow_when("cert.subject.ou", json!(["pay*"])), get("/"), full(), allow_by("p")),
-        case(
-            "when_cert_issuer",
+        when_cert_subject_o => (allow_when("cert.subject.o", json!(["example"])), get("/"), full(), allow_by("p")),
+        when_cert_subject_ou => (allow_when("cert.subject.ou", json!(["pay*"])), get("/"), full(), allow_by("p")),
+        when_cert_issuer => (
             allow_when("cert.issuer", json!(["CN=intermediate-ca,O=cluster.local"])),
             get("/"),
             full(),
             allow_by("p"),
         ),
-        case(
-            "when_cert_issuer_cn",
+        when_cert_issuer_cn => (
             allow_when("cert.issuer.cn", json!(["intermediate-ca"])),
             get("/"),
             full(),
             allow_by("p"),
         ),
-        case(
-            "when_cert_issuer_cn_mismatch",
+        when_cert_issuer_cn_mismatch => (
             allow_when("cert.issuer.cn", json!(["other-ca"])),
             get("/"),
             full(),
             deny(NoMatchingAllow),
         ),
-        case(
-            "when_cert_issuer_o",
-            allow_when("cert.issuer.o", json!(["cluster.local"])),
-            get("/"),
-            full(),
-            allow_by("p"),
-        ),
-        case(
-            "when_cert_san_uri_any_san",
+        when_cert_issuer_o => (allow_when("cert.issuer.o", json!(["cluster.local"])), get("/"), full(), allow_by("p")),
+        when_cert_san_uri_any_san => (
             allow_when("cert.san.uri", json!(["https://*"])),
             get("/"),
             cert_with(|c| c.uri_sans.push("https://example.com/id".to_owned())),
             allow_by("p"),
         ),
-        case(
-            "when_cert_san_dns",
+        when_cert_san_dns => (
             allow_when("cert.san.dns", json!(["*.svc.cluster.local"])),
             get("/"),
             full(),
             allow_by("p"),
         ),
-        case("when_cert_serial", allow_when("cert.serial", json!(["1a2b3c"])), get("/"), full(), allow_by("p")),
-        case("when_cert_sha256", allow_when("cert.sha256", json!(["ab".repeat(32)])), get("/"), full(), allow_by("p")),
-        case(
-            "when_cert_spki_sha256",
+        when_cert_serial => (allow_when("cert.serial", json!(["1a2b3c"])), get("/"), full(), allow_by("p")),
+        when_cert_sha256 => (allow_when("cert.sha256", json!(["ab".repeat(32)])), get("/"), full(), allow_by("p")),
+        when_cert_spki_sha256 => (
             allow_when("cert.spki.sha256", json!(["c3BraS1kaWdlc3Q="])),
             get("/"),
             full(),
             allow_by("p"),
         ),
-        case(
-            "when_cert_key_on_plaintext_no_match",
+        when_cert_key_on_plaintext_no_match => (
             json!({"mtls": "permissive", "policies": [{"name": "p", "rules": [{"when": [{"key": "cert.issuer.cn", "values": ["*"]}]}]}]}),
             get("/"),
             P::Plain,
             deny(NoMatchingAllow),
         ),
-        case(
-            "peer_attributes_when_full_cert_needed_certificate_unavailable",
+        peer_attributes_when_full_cert_needed_certificate_unavailable => (
             allow_when("cert.issuer.cn", json!(["intermediate-ca"])),
             get("/"),
             web(),
             deny(CertificateUnavailable),
         ),
-        case(
-            "when_conditions_are_anded",
+        when_conditions_are_anded => (
             allow_rule(json!({"when": [
                 {"key": "request.headers[x-env]", "values": ["prod"]},
                 {"key": "source.namespace", "values": ["backend"]},
@@ -1057,117 +946,111 @@ fn when_conditions() {
             web(),
             deny(NoMatchingAllow),
         ),
-    ]);
+    }
 }
 
-#[test]
-fn dry_run_audit_and_mtls_modes() {
+mod dry_run_audit_and_mtls_modes {
+    use super::*;
     use Reason::*;
-    let deny_admin = |dry: bool| json!({"name": "deny-admin", "action": "DENY", "dryRun": dry, "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]});
-    let allow_web = |dry: bool| json!({"name": "allow-web", "action": "ALLOW", "dryRun": dry, "rules": [{"from": [{"source": {"principals": [WEB_PRINCIPAL]}}]}]});
-    let audit_admin =
-        json!({"name": "audit-admin", "action": "AUDIT", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]});
-    run(vec![
-        case(
-            "dry_run_mode_never_denies_but_reports_would_deny",
+
+    fn deny_admin(dry: bool) -> Value {
+        json!({"name": "deny-admin", "action": "DENY", "dryRun": dry, "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]})
+    }
+
+    fn allow_web(dry: bool) -> Value {
+        json!({"name": "allow-web", "action": "ALLOW", "dryRun": dry, "rules": [{"from": [{"source": {"principals": [WEB_PRINCIPAL]}}]}]})
+    }
+
+    fn audit_admin() -> Value {
+        json!({"name": "audit-admin", "action": "AUDIT", "rules": [{"to": [{"operation": {"paths": ["/admin*"]}}]}]})
+    }
+
+    cases! {
+        dry_run_mode_never_denies_but_reports_would_deny => (
             json!({"mode": "dryRun", "policies": [allow_web(false)]}),
             get("/"),
             db(),
             would_deny(NoMatchingAllow, None),
         ),
-        case(
-            "dry_run_mode_reports_deny_policy",
+        dry_run_mode_reports_deny_policy => (
             json!({"mode": "dryRun", "policies": [deny_admin(false)]}),
             get("/admin"),
             web(),
             would_deny(DeniedByPolicy, Some("deny-admin")),
         ),
-        case(
-            "dry_run_mode_covers_no_peer_certificate",
+        dry_run_mode_covers_no_peer_certificate => (
             json!({"mode": "dryRun", "mtls": "strict"}),
             get("/"),
             P::Plain,
             would_deny(NoPeerCertificate, None),
         ),
-        case(
-            "dry_run_mode_allow_is_plain_allow",
+        dry_run_mode_allow_is_plain_allow => (
             json!({"mode": "dryRun", "policies": [allow_web(false)]}),
             get("/"),
             web(),
             allow_by("allow-web"),
         ),
-        case(
-            "per_policy_dry_run_deny_would_deny",
+        per_policy_dry_run_deny_would_deny => (
             json!({"policies": [deny_admin(true)]}),
             get("/admin"),
             web(),
             would_deny(DeniedByPolicy, Some("deny-admin")),
         ),
-        case(
-            "per_policy_dry_run_deny_no_match_is_allow",
+        per_policy_dry_run_deny_no_match_is_allow => (
             json!({"policies": [deny_admin(true)]}),
             get("/api"),
             web(),
             allow(),
         ),
-        case(
-            "per_policy_dry_run_allow_without_match_would_deny",
+        per_policy_dry_run_allow_without_match_would_deny => (
             json!({"policies": [allow_web(true)]}),
             get("/"),
             db(),
             would_deny(NoMatchingAllow, None),
         ),
-        case(
-            "per_policy_dry_run_allow_with_match_is_allow",
+        per_policy_dry_run_allow_with_match_is_allow => (
             json!({"policies": [allow_web(true)]}),
             get("/"),
             web(),
             allow(),
         ),
-        case(
-            "per_policy_dry_run_does_not_weaken_enforced_deny",
+        per_policy_dry_run_does_not_weaken_enforced_deny => (
             json!({"policies": [deny_admin(false), allow_web(true)]}),
             get("/admin"),
             db(),
             deny_by(DeniedByPolicy, "deny-admin"),
         ),
-        case(
-            "per_policy_dry_run_allow_ignored_when_enforced_allow_matches",
+        per_policy_dry_run_allow_ignored_when_enforced_allow_matches => (
             json!({"policies": [allow_web(false), {"name": "allow-db", "action": "ALLOW", "dryRun": true, "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/backend/sa/db"]}}]}]}]}),
             get("/"),
             web(),
             allow_by("allow-web"),
         ),
-        case(
-            "per_policy_dry_run_deny_reported_on_enforced_allow",
+        per_policy_dry_run_deny_reported_on_enforced_allow => (
             json!({"policies": [deny_admin(true), allow_web(false)]}),
             get("/admin"),
             web(),
             would_deny(DeniedByPolicy, Some("deny-admin")),
         ),
-        case(
-            "audit_never_changes_the_decision_allow",
-            json!({"policies": [audit_admin.clone()]}),
+        audit_never_changes_the_decision_allow => (
+            json!({"policies": [audit_admin()]}),
             get("/admin"),
             web(),
             allow().audit(&["audit-admin"]),
         ),
-        case(
-            "audit_never_changes_the_decision_deny",
-            json!({"policies": [audit_admin.clone(), allow_web(false)]}),
+        audit_never_changes_the_decision_deny => (
+            json!({"policies": [audit_admin(), allow_web(false)]}),
             get("/admin"),
             db(),
             deny(NoMatchingAllow).audit(&["audit-admin"]),
         ),
-        case(
-            "audit_is_reported_alongside_a_deny_policy",
-            json!({"policies": [audit_admin.clone(), deny_admin(false)]}),
+        audit_is_reported_alongside_a_deny_policy => (
+            json!({"policies": [audit_admin(), deny_admin(false)]}),
             get("/admin"),
             web(),
             deny_by(DeniedByPolicy, "deny-admin").audit(&["audit-admin"]),
         ),
-        case(
-            "audit_lists_every_matching_policy_once",
+        audit_lists_every_matching_policy_once => (
             json!({"policies": [
                 {"name": "audit-a", "action": "AUDIT", "rules": [{}, {"to": [{"operation": {"paths": ["/admin"]}}]}]},
                 {"name": "audit-b", "action": "AUDIT", "rules": [{"from": [{"source": {"principals": [WEB_PRINCIPAL]}}]}]},
@@ -1177,72 +1060,57 @@ fn dry_run_audit_and_mtls_modes() {
             web(),
             allow().audit(&["audit-a", "audit-b"]),
         ),
-        case(
-            "audit_no_match_lists_nothing",
-            json!({"policies": [audit_admin]}),
-            get("/api"),
-            web(),
-            allow().audit(&[]),
-        ),
-        case(
-            "permissive_plaintext_gets_no_principal",
+        audit_no_match_lists_nothing => (json!({"policies": [audit_admin()]}), get("/api"), web(), allow().audit(&[])),
+        permissive_plaintext_gets_no_principal => (
             json!({"mtls": "permissive", "policies": [{"name": "p", "rules": [{}]}]}),
             get("/"),
             P::Plain,
             allow_by("p").principal(None),
         ),
-        case(
-            "permissive_plaintext_never_matches_source_fields",
+        permissive_plaintext_never_matches_source_fields => (
             json!({"mtls": "permissive", "policies": [{"name": "p", "rules": [{"from": [{"source": {"namespaces": ["*"]}}]}]}]}),
             get("/"),
             P::Plain,
             deny(NoMatchingAllow),
         ),
-        case(
-            "permissive_not_principals_star_deny_idiom_denies_plaintext",
+        permissive_not_principals_star_deny_idiom_denies_plaintext => (
             json!({"mtls": "permissive", "policies": [{"name": "require-mtls", "action": "DENY", "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}]}]}),
             get("/"),
             P::Plain,
             deny_by(DeniedByPolicy, "require-mtls"),
         ),
-        case(
-            "permissive_not_principals_star_deny_idiom_allows_mtls",
+        permissive_not_principals_star_deny_idiom_allows_mtls => (
             json!({"mtls": "permissive", "policies": [{"name": "require-mtls", "action": "DENY", "rules": [{"from": [{"source": {"notPrincipals": ["*"]}}]}]}]}),
             get("/"),
             web(),
             allow(),
         ),
-        case("strict_no_peer_certificate", json!({}), get("/"), P::Plain, deny(NoPeerCertificate)),
-        case(
-            "strict_no_peer_certificate_before_any_policy",
+        strict_no_peer_certificate => (json!({}), get("/"), P::Plain, deny(NoPeerCertificate)),
+        strict_no_peer_certificate_before_any_policy => (
             json!({"policies": [{"name": "all", "rules": [{}]}]}),
             get("/"),
             P::Plain,
             deny(NoPeerCertificate),
         ),
-        case(
-            "unparseable_certificate_invalid_certificate",
+        unparseable_certificate_invalid_certificate => (
             json!({"mtls": "permissive"}),
             get("/"),
             P::Unparseable,
             deny(InvalidCertificate),
         ),
-        case(
-            "expired_certificate_is_denied_without_a_certificate_block",
+        expired_certificate_is_denied_without_a_certificate_block => (
             json!({}),
             get("/"),
             cert_with(|c| c.not_after = NOW - 1),
             deny(Expired),
         ),
-        case(
-            "not_yet_valid_certificate_is_denied",
+        not_yet_valid_certificate_is_denied => (
             json!({}),
             get("/"),
             cert_with(|c| c.not_before = NOW + 60),
             deny(NotYetValid),
         ),
-        case(
-            "certificate_checks_come_before_identity_checks",
+        certificate_checks_come_before_identity_checks => (
             json!({}),
             get("/"),
             cert_with(|c| {
@@ -1251,7 +1119,7 @@ fn dry_run_audit_and_mtls_modes() {
             }),
             deny(Expired),
         ),
-    ]);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
