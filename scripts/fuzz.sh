@@ -108,8 +108,8 @@ for t in "${targets[@]}"; do
     crashes=$((crashes + 1))
     cp "$artifacts/$f" "$fuzz/regressions/$t/$f"
     echo "!!! NEW CRASH in $t: fuzz/regressions/$t/$f (copied from fuzz/artifacts/$t/; cargo test -p peerguard-fuzz now replays it)"
-    echo "    reproduce: cargo +nightly fuzz run --fuzz-dir fuzz $t fuzz/regressions/$t/$f"
-    echo "    minimize:  cargo +nightly fuzz tmin --fuzz-dir fuzz $t fuzz/regressions/$t/$f"
+    echo "    reproduce: cargo +nightly fuzz run -O -a --fuzz-dir fuzz $t fuzz/regressions/$t/$f"
+    echo "    minimize:  cargo +nightly fuzz tmin -O -a --fuzz-dir fuzz $t fuzz/regressions/$t/$f"
     grep -m 1 -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" | sed 's/^/    /' || true
   done < <(ls "$artifacts")
 

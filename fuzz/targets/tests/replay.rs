@@ -52,7 +52,7 @@ fn replay(target: &str) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} inputs of target {target} fail (reproduce one with `cargo +nightly fuzz run --fuzz-dir fuzz {target} FILE`):\n{}",
+        "{} of {} inputs of target {target} fail (reproduce one with `cargo +nightly fuzz run -O -a --fuzz-dir fuzz {target} FILE`):\n{}",
         failures.len(),
         all.len(),
         failures.join("\n")
