@@ -74,7 +74,7 @@ done
 
 # --- run --------------------------------------------------------------------------------------
 # "#123456 DONE cov: 1234 ft: 5678 corp: 300/40Kb lim: 4096 exec/s: 1234 rss: 50Mb" -> field value
-status_field() { sed -n "s/.* $2: \([^ ]*\).*/\1/p" <<<"$1"; }
+status_field() { sed -n "s|.* $2: \([^ ]*\).*|\1|p" <<<"$1"; }
 
 rows=()
 failed=()
@@ -85,7 +85,8 @@ for t in "${targets[@]}"; do
   artifacts="$fuzz/artifacts/$t"
   mkdir -p "$corpus" "$artifacts" "$fuzz/seeds/$t" "$fuzz/regressions/$t"
   log="$fuzz/artifacts/$t.log"
-  before="$(ls "$artifacts")"
+  marker="$artifacts/.run-started"
+  touch "$marker"
   echo "==> [$i/${#targets[@]}] $t: fuzzing for ${seconds}s (corpus $(ls "$corpus" | wc -l) + seeds $(ls "$fuzz/seeds/$t" | wc -l) + regressions $(ls "$fuzz/regressions/$t" | wc -l); log fuzz/artifacts/$t.log)"
   rc=0
   cargo +nightly fuzz run "${build_flags[@]}" "$t" "$corpus" "$fuzz/seeds/$t" "$fuzz/regressions/$t" -- \
@@ -100,18 +101,22 @@ for t in "${targets[@]}"; do
   ft="$(status_field "$final" ft)"
   corp="$(ls "$corpus" | wc -l)"
 
+  # Inputs libFuzzer wrote during this run (a crash seen before is written again under the same name).
   crashes=0
   while read -r f; do
     [[ -z "$f" ]] && continue
-    grep -qxF "$f" <<<"$before" && continue
     case "$f" in crash-* | leak-* | oom-* | timeout-*) ;; *) continue ;; esac
     crashes=$((crashes + 1))
-    cp "$artifacts/$f" "$fuzz/regressions/$t/$f"
-    echo "!!! NEW CRASH in $t: fuzz/regressions/$t/$f (copied from fuzz/artifacts/$t/; cargo test -p peerguard-fuzz now replays it)"
+    if cmp -s "$artifacts/$f" "$fuzz/regressions/$t/$f"; then
+      echo "!!! CRASH AGAIN in $t: fuzz/regressions/$t/$f (already a regression, still failing)"
+    else
+      cp "$artifacts/$f" "$fuzz/regressions/$t/$f"
+      echo "!!! NEW CRASH in $t: fuzz/regressions/$t/$f (copied from fuzz/artifacts/$t/; cargo test -p peerguard-fuzz now replays it)"
+    fi
     echo "    reproduce: cargo +nightly fuzz run -O -a --fuzz-dir fuzz $t fuzz/regressions/$t/$f"
     echo "    minimize:  cargo +nightly fuzz tmin -O -a --fuzz-dir fuzz $t fuzz/regressions/$t/$f"
     grep -m 1 -E "panicked at|ERROR: AddressSanitizer|ERROR: libFuzzer" "$log" | sed 's/^/    /' || true
-  done < <(ls "$artifacts")
+  done < <(find "$artifacts" -maxdepth 1 -type f -newer "$marker" -printf '%f\n')
 
   status=ok
   if [[ $crashes -gt 0 ]]; then
