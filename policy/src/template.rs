@@ -1,9 +1,11 @@
 //! Istio path templates in `paths` and `notPaths`: `{*}` is one path segment, `{**}` the rest.
 //!
 //! Istio hands a path containing `{*}` or `{**}` to Envoy's URI template matcher, where `*`
-//! matches exactly one non-empty segment and `**`, which must be the last operator, one or more
-//! characters up to the end of the path (so one or more segments). Operators are whole
-//! segments. Any other `{`, `}` or an inner `*` is refused when the policy is compiled.
+//! matches exactly one non-empty segment and `**`, which must be the last operator, zero or more
+//! characters, slashes included (istio/api: "`{**}` matches zero or more globs"; found by the
+//! differential test against Envoy: `/admin/{**}` matches `/admin/`). Literal segments may follow
+//! `{**}` (`/{**}/path/template`), operators may not. Operators are whole segments. Any other
+//! `{`, `}` or an inner `*` is refused when the policy is compiled.
 
 use std::fmt;
 
@@ -13,20 +15,21 @@ enum Segment {
     Literal(String),
     /// `{*}`
     One,
-    /// `{**}`: only last.
-    Rest,
 }
 
 /// A compiled path template, e.g. `/api/{*}/admin` or `/files/{**}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PathTemplate {
-    segments: Vec<Segment>,
+    /// The segments before `{**}` (or all of them when there is none).
+    head: Vec<Segment>,
+    /// With `{**}`: what must follow it, `/` plus the literal segments after it (or empty).
+    rest_then: Option<String>,
 }
 
 /// Why a template was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TemplateError {
-    /// `{**}` is not the last segment.
+    /// An operator follows `{**}`, or there are two.
     RestNotLast,
     /// An operator is not a whole segment (`/a{*}`), or `{`/`}` is used otherwise.
     BadOperator(String),
@@ -39,7 +42,9 @@ pub(crate) enum TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TemplateError::RestNotLast => f.write_str("{**} is allowed only as the last segment, as in Istio"),
+            TemplateError::RestNotLast => {
+                f.write_str("{**} must be the last operator (only literal segments may follow it), as in Istio")
+            }
             TemplateError::BadOperator(s) => {
                 write!(f, "{s:?}: path template operators are whole segments, exactly {{*}} or {{**}}")
             }
@@ -57,46 +62,51 @@ pub(crate) fn is_template(pattern: &str) -> bool {
 impl PathTemplate {
     pub(crate) fn parse(pattern: &str) -> Result<PathTemplate, TemplateError> {
         let rest = pattern.strip_prefix('/').ok_or(TemplateError::NotAbsolute)?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        let last = parts.len().saturating_sub(1);
-        let mut segments = Vec::with_capacity(parts.len());
-        for (i, part) in parts.iter().enumerate() {
-            segments.push(match *part {
-                "{*}" => Segment::One,
-                "{**}" if i == last => Segment::Rest,
-                "{**}" => return Err(TemplateError::RestNotLast),
-                p if p.contains(['{', '}']) => return Err(TemplateError::BadOperator((*p).to_owned())),
+        let mut head = Vec::new();
+        let mut after: Option<Vec<&str>> = None;
+        for part in rest.split('/') {
+            let operator = match part {
+                "{*}" => Some(Segment::One),
+                "{**}" => None,
+                p if p.contains(['{', '}']) => return Err(TemplateError::BadOperator(p.to_owned())),
                 p if p.contains('*') => return Err(TemplateError::Glob),
-                p => Segment::Literal(p.to_owned()),
-            });
+                p => Some(Segment::Literal(p.to_owned())),
+            };
+            match (&mut after, operator) {
+                (None, None) => after = Some(Vec::new()),
+                (None, Some(seg)) => head.push(seg),
+                (Some(_), None | Some(Segment::One)) => return Err(TemplateError::RestNotLast),
+                (Some(lits), Some(Segment::Literal(_))) => lits.push(part),
+            }
         }
-        Ok(PathTemplate { segments })
+        let rest_then = after.map(|lits| lits.iter().map(|l| format!("/{l}")).collect::<String>());
+        Ok(PathTemplate { head, rest_then })
     }
 
     /// The literal segments, for the normal-form check of the pattern.
     pub(crate) fn literals(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().filter_map(|s| match s {
+        let head = self.head.iter().filter_map(|s| match s {
             Segment::Literal(l) => Some(l.as_str()),
-            _ => None,
-        })
+            Segment::One => None,
+        });
+        let tail = self.rest_then.iter().flat_map(|t| t.split('/').skip(1));
+        head.chain(tail)
     }
 
     /// Whether a normalized path (no query) matches.
     pub(crate) fn matches(&self, path: &str) -> bool {
         let Some(mut rest) = path.strip_prefix('/') else { return false };
-        let n = self.segments.len();
-        for (i, seg) in self.segments.iter().enumerate() {
-            let is_last = i + 1 == n;
-            let (head, tail) = match rest.split_once('/') {
+        let n = self.head.len();
+        for (i, seg) in self.head.iter().enumerate() {
+            let is_last = i + 1 == n && self.rest_then.is_none();
+            let (segment, tail) = match rest.split_once('/') {
                 Some((h, t)) => (h, Some(t)),
                 None => (rest, None),
             };
             match seg {
-                // One or more characters to the end of the path.
-                Segment::Rest => return !rest.is_empty(),
-                Segment::One if head.is_empty() => return false,
+                Segment::One if segment.is_empty() => return false,
                 Segment::One => {}
-                Segment::Literal(l) if head != l => return false,
+                Segment::Literal(l) if segment != l => return false,
                 Segment::Literal(_) => {}
             }
             match (is_last, tail) {
@@ -105,7 +115,12 @@ impl PathTemplate {
                 (false, Some(t)) => rest = t,
             }
         }
-        false
+        match &self.rest_then {
+            // `{**}`: anything (also nothing), then the literal segments after it.
+            Some(then) => rest.len() >= then.len() && rest.ends_with(then.as_str()),
+            // Only reached for the template `/` itself.
+            None => rest.is_empty(),
+        }
     }
 }
 
@@ -133,19 +148,33 @@ mod tests {
     }
 
     #[test]
-    fn rest_operator_matches_one_or_more_segments_at_the_end() {
+    fn rest_operator_matches_zero_or_more_characters_as_envoy_does() {
         let tpl = t("/files/{**}");
         assert!(tpl.matches("/files/a"));
         assert!(tpl.matches("/files/a/b/c"));
         assert!(tpl.matches("/files/a/"));
-        assert!(!tpl.matches("/files/"));
+        assert!(tpl.matches("/files/"), "zero characters");
         assert!(!tpl.matches("/files"));
+        assert!(!tpl.matches("/filesx/a"));
         assert!(t("/{*}/x/{**}").matches("/a/x/b/c"));
+        assert!(t("/{**}").matches("/") && t("/{**}").matches("/a/b"));
+    }
+
+    #[test]
+    fn literal_segments_may_follow_the_rest_operator() {
+        let tpl = t("/{**}/path/template");
+        assert!(tpl.matches("/a/path/template"));
+        assert!(tpl.matches("/a/b/path/template"));
+        assert!(!tpl.matches("/path/template"));
+        assert!(!tpl.matches("/a/path/template/x"));
+        assert_eq!(tpl.literals().collect::<Vec<_>>(), vec!["path", "template"]);
     }
 
     #[test]
     fn templates_are_validated_as_istio_does() {
-        assert_eq!(PathTemplate::parse("/a/{**}/b"), Err(TemplateError::RestNotLast));
+        assert_eq!(PathTemplate::parse("/a/{**}/{*}"), Err(TemplateError::RestNotLast));
+        assert_eq!(PathTemplate::parse("/{**}/a/{**}"), Err(TemplateError::RestNotLast));
+        assert!(PathTemplate::parse("/a/{**}/b").is_ok());
         assert!(matches!(PathTemplate::parse("/a{*}"), Err(TemplateError::BadOperator(_))));
         assert!(matches!(PathTemplate::parse("/{x}/{*}"), Err(TemplateError::BadOperator(_))));
         assert_eq!(PathTemplate::parse("/a*/{*}"), Err(TemplateError::Glob));

@@ -34,12 +34,16 @@ fn one_segment_template_denies_every_single_segment() {
 }
 
 #[test]
-fn rest_template_denies_everything_below_and_not_the_folder_itself() {
+fn rest_template_denies_everything_below_the_folder_as_istio_does() {
     let p = deny(json!(["/files/{**}"]));
     assert_eq!(decide(&p, "/files/a/b").1, Some(Reason::DeniedByPolicy));
     assert_eq!(decide(&p, "/files//a").1, Some(Reason::DeniedByPolicy));
+    // Envoy's `**` is zero or more characters: `/files/` itself is below the folder.
+    assert_eq!(decide(&p, "/files/").1, Some(Reason::DeniedByPolicy));
     assert!(decide(&p, "/files").0);
-    assert!(decide(&p, "/files/").0);
+    let tail = deny(json!(["/{**}/admin"]));
+    assert_eq!(decide(&tail, "/a/b/admin").1, Some(Reason::DeniedByPolicy));
+    assert!(decide(&tail, "/a/b/admin/x").0);
 }
 
 #[test]
@@ -51,7 +55,7 @@ fn not_paths_templates_exclude() {
 
 #[test]
 fn malformed_templates_are_configuration_errors() {
-    for bad in ["/a/{**}/b", "/a{*}", "/{x}", "/a*/{*}", "/a/{*}/%61", "/a/{*}/../b", "/a}"] {
+    for bad in ["/a/{**}/{*}", "/a{*}", "/{x}", "/a*/{*}", "/a/{*}/%61", "/a/{*}/../b", "/a}"] {
         let err = Engine::from_json(&deny(json!([bad])).to_string()).err().unwrap_or_else(|| panic!("{bad} accepted"));
         assert_eq!(err.0[0].path, "policies[0].rules[0].to[0].operation.paths[0]", "{bad}: {err}");
     }

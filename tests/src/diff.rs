@@ -29,14 +29,14 @@
 //!   uses only SPIFFE: RBAC gets a certificate with neither;
 //! - `*` means present and non-empty for headers too: RBAC does not get empty header values;
 //! - a certificate whose only URI SAN is not SPIFFE: Envoy's principal is that URI, peerguard
-//!   has none ([`OTHER_URI_UNDOCUMENTED`], a known difference that needs a decision: RBAC gets a
-//!   certificate without SANs, counted and reported);
+//!   has none ([`OTHER_URI_UNDOCUMENTED`], documented in docs/policy.md "Known differences from
+//!   Istio": RBAC gets a certificate without SANs, counted and reported);
 //! - several copies of a header that a DENY or ALLOW condition reads: peerguard fails closed, so
 //!   it may deny where RBAC allows, never the other way round. PRODUCT.md expects this only for
 //!   DENY `values` and ALLOW `notValues`, because it takes RBAC to match the copies joined with
 //!   `,`; Envoy 1.40 matches each copy on its own, which moves the difference to DENY
-//!   `notValues` and ALLOW `values` ([`REPEATED_UNDOCUMENTED`], a known difference that needs a
-//!   decision: counted and reported, not failed).
+//!   `notValues` and ALLOW `values` ([`REPEATED_UNDOCUMENTED`], documented in docs/policy.md
+//!   "Known differences from Istio", always fail-closed: counted and reported, not failed).
 //!
 //! Everything else must agree, status for status. A disagreement is shrunk (policies, rules,
 //! sources, fields, values, then the request's parts) while it still disagrees, and reported
@@ -707,22 +707,22 @@ fn reads_paths(doc: &Value) -> bool {
     })
 }
 
-/// KNOWN DIFFERENCE, NEEDS A DECISION: Envoy's `authenticated` principal matches every URI SAN,
+/// KNOWN, INTENDED DIFFERENCE (docs/policy.md): Envoy's `authenticated` principal matches every URI SAN,
 /// SPIFFE or not, so Istio's principal and namespace patterns (`.+`, `.*/ns/NS/.*`) match a
 /// certificate whose only URI SAN is `https://example.com/ns/prod/sa/web`; peerguard
 /// (`identity: [spiffe]`) sees no identity there. PRODUCT.md documents the fallback to the DNS
 /// SAN and the subject "when there is no URI SAN", not this case; unlike the other differences
 /// it can make peerguard the more permissive side (an ALLOW with `notNamespaces`, a DENY with
 /// `namespaces`). The oracle gives RBAC a certificate without SANs instead, as for the fallback.
-pub const OTHER_URI_UNDOCUMENTED: &str = "non-SPIFFE URI SAN (needs a decision)";
+pub const OTHER_URI_UNDOCUMENTED: &str = "non-SPIFFE URI SAN (intended: only `identity` sources name peers)";
 
 /// The documented difference for requests with several copies of a header.
 pub const REPEATED_DOCUMENTED: &str = "repeated header, fail closed";
-/// KNOWN DIFFERENCE, NEEDS A DECISION: PRODUCT.md says Envoy's RBAC matches the copies joined
+/// KNOWN, INTENDED DIFFERENCE (docs/policy.md): PRODUCT.md says Envoy's RBAC matches the copies joined
 /// with `,`; Envoy 1.40 matches each copy on its own (a value matches when any copy does). So
 /// peerguard's joined-value rule (a DENY `notValues`, an ALLOW `values`) is stricter than RBAC
 /// where PRODUCT.md expects no difference. Always in the fail-closed direction.
-pub const REPEATED_UNDOCUMENTED: &str = "repeated header vs Envoy's per-copy matching (needs a decision)";
+pub const REPEATED_UNDOCUMENTED: &str = "repeated header vs Envoy's per-copy matching (intended, fail closed)";
 
 /// Which repeated-header difference applies: several copies of a header that a condition of a
 /// DENY or ALLOW policy reads. peerguard may then deny where RBAC allows, never the reverse.

@@ -84,7 +84,7 @@ fn a_deny_on_a_rest_template_also_denies_the_bare_prefix_as_istio_does() {
     assert!(j.ok, "peerguard answers {} where Istio's RBAC answers {}", j.peerguard, j.rbac);
 }
 
-/// KNOWN DIFFERENCE, NEEDS A DECISION (`diff::OTHER_URI_UNDOCUMENTED`): pinned as it is, so that
+/// KNOWN, INTENDED DIFFERENCE (`diff::OTHER_URI_UNDOCUMENTED`, docs/policy.md): pinned, so that
 /// a change on either side is noticed. Envoy's principal is any URI SAN, so Istio's namespace
 /// regex `.*/ns/prod.*/.*` matches `https://example.com/ns/prod/sa/web`; peerguard sees no
 /// identity and the `notNamespaces` ALLOW lets the request through.
@@ -96,7 +96,7 @@ fn known_difference_a_non_spiffe_uri_san_is_a_principal_to_istio_and_none_to_pee
     assert_eq!((j.peerguard.status, j.rbac_raw.as_ref().map(|a| a.status)), (200, Some(403)));
 }
 
-/// KNOWN DIFFERENCE, NEEDS A DECISION (`diff::REPEATED_UNDOCUMENTED`): Envoy 1.40's RBAC matches
+/// KNOWN, INTENDED DIFFERENCE (`diff::REPEATED_UNDOCUMENTED`, docs/policy.md): Envoy 1.40's RBAC matches
 /// each copy of a header on its own, not the copies joined with `,` as PRODUCT.md and STYLE.md
 /// say. peerguard's joined-value rule then denies where RBAC allows: a DENY `notValues` (a copy
 /// with the allowed value no longer hides the other) and an ALLOW `values` (`prod,dev` is not
