@@ -72,7 +72,7 @@ pub fn run(data: &[u8]) {
 }
 
 fn check(policy: &Fixed, parts: &Parts<'_>, peer: &Peer<'_>, d: &Decision) {
-    let ctx = format!("{} engine, :path {:?}: {d:?}", policy.name, parts.path);
+    let ctx = crate::Lazy(|f| write!(f, "{} engine, :path {:?}: {d:?}", policy.name, parts.path));
     assert!(d.allowed || d.reason.is_some(), "a deny without a reason: {ctx}");
     assert!(!d.dry_run || d.reason.is_some(), "a dry-run decision without a would-deny reason: {ctx}");
     assert_eq!(d.reason == Some(Reason::InvalidPath), d.path_error.is_some(), "invalid_path without its error: {ctx}");

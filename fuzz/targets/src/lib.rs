@@ -25,3 +25,24 @@ pub const TARGETS: [Target; 5] = [
     ("path_normalize", path_normalize::run),
     ("decide", decide::run),
 ];
+
+/// Context for assertion messages, formatted only when an assertion fails (targets run millions
+/// of times, and most of them would otherwise format a `Debug` string they never print).
+pub(crate) struct Lazy<F: Fn(&mut std::fmt::Formatter<'_>) -> std::fmt::Result>(pub(crate) F);
+
+impl<F: Fn(&mut std::fmt::Formatter<'_>) -> std::fmt::Result> std::fmt::Display for Lazy<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (self.0)(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lazy;
+
+    #[test]
+    fn lazy_context_formats_what_it_wraps() {
+        let n = 42;
+        assert_eq!(Lazy(|f| write!(f, "n={n:?}")).to_string(), "n=42");
+    }
+}

@@ -34,7 +34,7 @@ pub fn run(data: &[u8]) {
 }
 
 fn check_normal(raw: &str, allow: bool, normal: &str, query: Option<&str>, changed: bool) {
-    let ctx = format!("{raw:?} -> {normal:?} (allowPathParameters: {allow})");
+    let ctx = crate::Lazy(|f| write!(f, "{raw:?} -> {normal:?} (allowPathParameters: {allow})"));
     assert!(normal.starts_with('/'), "not absolute: {ctx}");
     for bad in ["//", "/./", "/../"] {
         assert!(!normal.contains(bad), "contains {bad:?}: {ctx}");
@@ -91,7 +91,7 @@ fn check_normal(raw: &str, allow: bool, normal: &str, query: Option<&str>, chang
 }
 
 fn check_refused(raw: &str, allow: bool, error: PathError) {
-    let ctx = format!("{raw:?} (allowPathParameters: {allow}): {error:?}");
+    let ctx = crate::Lazy(|f| write!(f, "{raw:?} (allowPathParameters: {allow}): {error:?}"));
     assert!(!matches!(error, PathError::Missing | PathError::NotNormal), "normalize gave {ctx}");
     assert_eq!(path::require_normal(raw, allow), Err(error), "require_normal refuses differently: {ctx}");
     let logged = path::for_log(raw);
