@@ -7,8 +7,10 @@ use crate::decision::PreparedCert;
 
 /// Prepared certificates by lower-case hex DER digest. Entries expire after their
 /// `valid_until` (inclusive: never after the certificate's notAfter, a trust anchor's notAfter or
-/// the next status change of a CRL the verdict relied on); the oldest entry is evicted when the
-/// cache is full. A policy reload must start a new cache.
+/// the next status change of a CRL the verdict relied on; an already expired certificate's entry
+/// lives until the time it was prepared, so it is not re-parsed per request, and expiry itself
+/// is checked on every request); the oldest entry is evicted when the cache is full. A policy
+/// reload must start a new cache.
 #[derive(Debug)]
 pub struct CertCache {
     map: HashMap<String, Rc<PreparedCert>>,
