@@ -268,14 +268,14 @@ struct CheckOutput<'a> {
 
 impl<'a> CheckOutput<'a> {
     fn new(d: &'a Decision) -> CheckOutput<'a> {
-        let code = d.reason.map(|r| r.code());
+        let code = d.reason().map(|r| r.code());
         CheckOutput {
-            decision: if d.allowed { "allow" } else { "deny" },
-            reason: if d.allowed { None } else { code },
+            decision: if d.allowed() { "allow" } else { "deny" },
+            reason: if d.allowed() { None } else { code },
             policy: d.policy.as_deref(),
             principal: d.principal(),
-            dry_run: d.dry_run,
-            would_deny: if d.allowed && d.dry_run { code } else { None },
+            dry_run: d.dry_run(),
+            would_deny: if d.allowed() && d.dry_run() { code } else { None },
             audit: d.audit.iter().map(|a| &**a).collect(),
             forwarded_path: d.path_rewrite.as_deref(),
             path_error: d.path_error.map(|e| e.to_string()),
@@ -337,5 +337,5 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
     let out = CheckOutput::new(&decision);
     let json = serde_json::to_string(&out).map_err(|e| Failure(format!("cannot print the decision: {e}")))?;
     println!("{json}");
-    Ok(if decision.allowed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DENY) })
+    Ok(if decision.allowed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DENY) })
 }

@@ -437,11 +437,11 @@ struct Outcome {
 
 impl Outcome {
     fn new(d: &Decision) -> Outcome {
-        let code = d.reason.map(Reason::code);
+        let code = d.reason().map(Reason::code);
         Outcome {
-            allowed: d.allowed,
-            reason: if d.allowed { None } else { code },
-            would_deny: if d.allowed && d.dry_run { code } else { None },
+            allowed: d.allowed(),
+            reason: if d.allowed() { None } else { code },
+            would_deny: if d.allowed() && d.dry_run() { code } else { None },
             policy: d.policy.as_deref().map(str::to_owned),
             principal: d.principal().map(str::to_owned),
         }

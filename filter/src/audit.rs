@@ -95,7 +95,7 @@ pub fn audit_line(
         "peerguard": "audit",
         "time": rfc3339(now),
         "decision": decision_label,
-        "reason": decision.reason.map(|r| r.code()),
+        "reason": decision.reason().map(|r| r.code()),
         "policy": policy,
         "principal": ident.map(|i| i.principal.as_str()),
         "trustDomain": ident.and_then(|i| i.trust_domain.as_deref()),

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use peerguard_policy::{
     path, resolve_peer, CertCache, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PeerEvidence, PreparedCert,
-    Reason, RequestSource, ResolvedPeer,
+    Reason, RequestSource, ResolvedPeer, Verdict as Outcome,
 };
 
 use crate::audit::{audit_line, suppressed_line, AuditLimiter, AuditRequest};
@@ -123,20 +123,13 @@ impl Worker {
         };
         self.observe(host, &decision, cert, now);
 
-        if decision.allowed {
-            // Clients must never supply their own identity header. A replace drops every copy
-            // the client sent and sets the verified principal in one host call; without a
-            // principal the header is removed. A denied request never reaches the upstream.
-            host.set_request_header(engine.identity_header(), decision.principal());
-            // The upstream must receive exactly the path the rules matched. Envoy clears the
-            // route cache when a filter replaces a request header, so the route is chosen
-            // again on the path that is sent.
-            if let Some(p) = &decision.path_rewrite {
-                host.set_request_header(":path", Some(p));
+        let reason = match decision.verdict {
+            Outcome::Deny(reason) => reason,
+            Outcome::Allow | Outcome::WouldDeny(_) => {
+                self.forward(engine, host, &decision);
+                return Verdict::Continue;
             }
-            return Verdict::Continue;
-        }
-        let reason = decision.reason.unwrap_or(Reason::ConfigInvalid);
+        };
         let resp = engine.deny_response();
         // A path with no normal form is a bad request, whatever the configured deny status.
         let status = if reason == Reason::InvalidPath { 400 } else { u32::from(resp.status) };
@@ -148,6 +141,23 @@ impl Worker {
             host.send_response(status, &[], body.as_bytes());
         }
         Verdict::Replied
+    }
+
+    /// An allowed request (or a would-deny) goes on: the verified identity header, and the path
+    /// in the form the rules matched.
+    fn forward(&self, engine: &Engine, host: &dyn Host, decision: &Decision) {
+        {
+            // Clients must never supply their own identity header. A replace drops every copy
+            // the client sent and sets the verified principal in one host call; without a
+            // principal the header is removed. A denied request never reaches the upstream.
+            host.set_request_header(engine.identity_header(), decision.principal());
+            // The upstream must receive exactly the path the rules matched. Envoy clears the
+            // route cache when a filter replaces a request header, so the route is chosen
+            // again on the path that is sent.
+            if let Some(p) = &decision.path_rewrite {
+                host.set_request_header(":path", Some(p));
+            }
+        }
     }
 
     fn lookup_peer(&self, engine: &Engine, host: &dyn Host, now: i64) -> PeerLookup {
@@ -198,16 +208,23 @@ impl Worker {
         if d.expiring {
             c.cert_expiring(host);
         }
-        match (d.allowed, d.reason) {
+        let label = match d.verdict {
             // Dry run lets the request through: it is both allowed and a would-deny, so that
             // allowed + denied always adds up to the requests decided.
-            (true, Some(r)) => {
+            Outcome::WouldDeny(r) => {
                 c.allowed(host);
                 c.would_deny(host, r);
+                Some("would_deny")
             }
-            (true, None) => c.allowed(host),
-            (false, r) => c.denied(host, r.unwrap_or(Reason::ConfigInvalid)),
-        }
+            Outcome::Allow => {
+                c.allowed(host);
+                None
+            }
+            Outcome::Deny(r) => {
+                c.denied(host, r);
+                Some("deny")
+            }
+        };
         if let Some(p) = &d.policy {
             c.policy_matched(host, p);
         }
@@ -215,11 +232,6 @@ impl Worker {
             c.audit(host);
             c.policy_matched(host, p);
         }
-        let label = match (d.allowed, d.reason) {
-            (false, _) => Some("deny"),
-            (true, Some(_)) => Some("would_deny"),
-            (true, None) => None,
-        };
         if label.is_none() && d.audit.is_empty() {
             return;
         }

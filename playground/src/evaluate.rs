@@ -101,17 +101,17 @@ pub struct DecisionOut {
 
 impl DecisionOut {
     fn new(d: &Decision, deny_status: u16) -> DecisionOut {
-        let code = d.reason.map(Reason::code);
+        let code = d.reason().map(Reason::code);
         DecisionOut {
-            decision: if d.allowed { "allow" } else { "deny" },
-            reason: if d.allowed { None } else { code },
+            decision: if d.allowed() { "allow" } else { "deny" },
+            reason: if d.allowed() { None } else { code },
             policy: d.policy.as_deref().map(str::to_owned),
             principal: d.principal().map(str::to_owned),
-            would_deny: if d.allowed && d.dry_run { code } else { None },
+            would_deny: if d.allowed() && d.dry_run() { code } else { None },
             audit: d.audit.iter().map(|a| a.to_string()).collect(),
             forwarded_path: d.path_rewrite.clone(),
             path_error: d.path_error.map(|e| e.to_string()),
-            status: (!d.allowed).then_some(match d.reason {
+            status: (!d.allowed()).then_some(match d.reason() {
                 Some(Reason::InvalidPath) => 400,
                 Some(Reason::ConfigInvalid) => 503,
                 _ => deny_status,

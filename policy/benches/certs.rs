@@ -61,7 +61,7 @@ fn bench_certs(c: &mut Criterion) {
     let mut group = c.benchmark_group("certs");
     for (name, engine) in [("full", &full), ("san_only", &san_only)] {
         let first = engine.prepare(facts.clone(), &[], T);
-        assert!(engine.decide(&req, &Peer::Certificate(&first), T).allowed, "{name}");
+        assert!(engine.decide(&req, &Peer::Certificate(&first), T).allowed(), "{name}");
         group.bench_function(format!("{name}/cache_miss"), |b| {
             b.iter(|| {
                 let mut cache = CertCache::new(16);
@@ -81,7 +81,7 @@ fn bench_certs(c: &mut Criterion) {
     }
     // SAN-only with Envoy's connection attributes: no certificate parse at all.
     let attrs = PeerAttributes { uri_san: Some(format!("spiffe://{PRINCIPAL}")), dns_san: None, subject: None };
-    assert!(san_only.decide(&req, &Peer::Attributes(&attrs), T).allowed);
+    assert!(san_only.decide(&req, &Peer::Attributes(&attrs), T).allowed());
     group.bench_function("san_only/attributes", |b| {
         b.iter(|| black_box(san_only.decide(black_box(&req), &Peer::Attributes(&attrs), T)))
     });

@@ -53,7 +53,7 @@ fn bench_decide(c: &mut Criterion) {
         for (name, attrs, path, expect_allow) in cases {
             let req = Request { method: "GET", path, host: "api.local", port: None, sni: None, headers: &headers };
             let peer = Peer::Attributes(&attrs);
-            assert_eq!(engine.decide(&req, &peer, 0).allowed, expect_allow, "{name} with {rules} rules");
+            assert_eq!(engine.decide(&req, &peer, 0).allowed(), expect_allow, "{name} with {rules} rules");
             group.bench_with_input(BenchmarkId::new(name, rules), &rules, |b, _| {
                 b.iter(|| black_box(engine.decide(black_box(&req), black_box(&peer), 0)))
             });

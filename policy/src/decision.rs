@@ -43,15 +43,24 @@ pub enum Peer<'a> {
     Certificate(&'a PreparedCert),
 }
 
-/// The outcome of one request.
+/// What happens to the request. Every deny and would-deny carries its reason, so no caller
+/// has to invent one for a state that cannot exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The request proceeds.
+    Allow,
+    /// The request is refused, for this reason.
+    Deny(Reason),
+    /// The request proceeds, but would have been refused for this reason: `mode: dryRun`, a
+    /// policy's `dryRun`, or an invalid path that only dry-run or AUDIT policies read.
+    WouldDeny(Reason),
+}
+
+/// The outcome of one request: the verdict and what the logs and metrics say about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// Whether the request proceeds. In dry run this is true even when `reason` is set.
-    pub allowed: bool,
-    /// The deny (or would-deny) reason.
-    pub reason: Option<Reason>,
-    /// True when `reason` was not enforced because of `mode: dryRun` or a policy's `dryRun`.
-    pub dry_run: bool,
+    /// Allow, deny or would-deny, with the reason.
+    pub verdict: Verdict,
     /// The policy or certificate rule behind the reason, or the ALLOW policy that allowed.
     pub policy: Option<Arc<str>>,
     /// The peer's identity, when there is one (shared with the cached certificate, not copied).
@@ -72,9 +81,7 @@ impl Decision {
     /// An allow with nothing to report (yet).
     pub(crate) fn allow() -> Decision {
         Decision {
-            allowed: true,
-            reason: None,
-            dry_run: false,
+            verdict: Verdict::Allow,
             policy: None,
             identity: None,
             audit: Vec::new(),
@@ -86,7 +93,25 @@ impl Decision {
 
     /// A deny for `reason`, with nothing else to report.
     pub(crate) fn deny(reason: Reason) -> Decision {
-        Decision { allowed: false, reason: Some(reason), ..Decision::allow() }
+        Decision { verdict: Verdict::Deny(reason), ..Decision::allow() }
+    }
+
+    /// Whether the request proceeds (an allow or a would-deny).
+    pub fn allowed(&self) -> bool {
+        !matches!(self.verdict, Verdict::Deny(_))
+    }
+
+    /// The deny or would-deny reason.
+    pub fn reason(&self) -> Option<Reason> {
+        match self.verdict {
+            Verdict::Allow => None,
+            Verdict::Deny(r) | Verdict::WouldDeny(r) => Some(r),
+        }
+    }
+
+    /// Whether the reason was not enforced (a would-deny).
+    pub fn dry_run(&self) -> bool {
+        matches!(self.verdict, Verdict::WouldDeny(_))
     }
 
     /// A deny for an invalid configuration.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::cert::CertFacts;
 use crate::certreq::CompiledRequirements;
 use crate::config::{Mode, Mtls, PathNormalization};
-use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert};
+use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert, Verdict};
 use crate::identity::{self, Identity, IdentitySource};
 use crate::index::PolicySets;
 use crate::reason::Reason;
@@ -140,21 +140,20 @@ impl Engine {
                 // Unless only dry-run and AUDIT policies read the path (mode dryRun turns this
                 // deny into a would-deny below).
                 if !self.reads_paths || self.enforces_paths {
-                    if d.reason != Some(Reason::InvalidPath) {
+                    if d.verdict != Verdict::Deny(Reason::InvalidPath) {
                         let identity = d.identity.take();
                         d = Decision::deny(Reason::InvalidPath);
                         d.identity = identity;
                     }
-                } else if d.allowed {
+                } else if d.allowed() {
                     // It comes before every policy in the decision order, so it is the
                     // would-deny reason even when a dry-run policy also matched.
-                    d.reason = Some(Reason::InvalidPath);
+                    d.verdict = Verdict::WouldDeny(Reason::InvalidPath);
                     d.policy = None;
-                    d.dry_run = true;
                 }
                 d.path_error = Some(*error);
             }
-            Some(CheckedPath::Ok { rewrite: Some(r), .. }) if d.allowed && enforce_path => {
+            Some(CheckedPath::Ok { rewrite: Some(r), .. }) if d.allowed() && enforce_path => {
                 d.path_rewrite = Some(r.clone())
             }
             _ => {}
@@ -162,9 +161,8 @@ impl Engine {
         if dry_run_mode {
             // Nothing is denied or rewritten; the reason stays, as a would-deny.
             d.path_rewrite = None;
-            if !d.allowed {
-                d.allowed = true;
-                d.dry_run = true;
+            if let Verdict::Deny(r) = d.verdict {
+                d.verdict = Verdict::WouldDeny(r);
             }
         }
         d
@@ -269,8 +267,7 @@ impl Engine {
                 },
             };
             if let Some(reason) = failure {
-                d.allowed = false;
-                d.reason = Some(reason);
+                d.verdict = Verdict::Deny(reason);
                 d.policy = Some(rule.name.clone());
                 d.identity = identity;
                 return d;
@@ -279,8 +276,7 @@ impl Engine {
 
         // Step 5: DENY.
         if let Some(rule) = self.policies.deny.first_match(&ctx) {
-            d.allowed = false;
-            d.reason = Some(Reason::DeniedByPolicy);
+            d.verdict = Verdict::Deny(Reason::DeniedByPolicy);
             d.policy = Some(rule.policy.clone());
         }
 
@@ -290,27 +286,24 @@ impl Engine {
         }
 
         // Step 7: ALLOW.
-        if d.allowed && self.policies.allow_policies > 0 {
+        if d.allowed() && self.policies.allow_policies > 0 {
             match self.policies.allow.first_match(&ctx) {
                 Some(rule) => d.policy = Some(rule.policy.clone()),
                 None => {
-                    d.allowed = false;
-                    d.reason = Some(Reason::NoMatchingAllow);
+                    d.verdict = Verdict::Deny(Reason::NoMatchingAllow);
                 }
             }
         }
 
         // Dry-run policies: what would happen if they were enforced.
-        if d.allowed && (!self.policies.dry_deny.is_empty() || self.policies.dry_allow_policies > 0) {
+        if d.allowed() && (!self.policies.dry_deny.is_empty() || self.policies.dry_allow_policies > 0) {
             if let Some(rule) = self.policies.dry_deny.first_match(&ctx) {
-                d.reason = Some(Reason::DeniedByPolicy);
+                d.verdict = Verdict::WouldDeny(Reason::DeniedByPolicy);
                 d.policy = Some(rule.policy.clone());
-                d.dry_run = true;
             } else if self.policies.dry_allow_policies > 0 {
                 let enforced_allow_hit = self.policies.allow_policies > 0 && d.policy.is_some();
                 if !enforced_allow_hit && self.policies.dry_allow.first_match(&ctx).is_none() {
-                    d.reason = Some(Reason::NoMatchingAllow);
-                    d.dry_run = true;
+                    d.verdict = Verdict::WouldDeny(Reason::NoMatchingAllow);
                 }
             }
         }

@@ -86,8 +86,8 @@ impl Engine {
         // Steps 1-7 alone tell how far the request got: steps 1-3 deny without naming a policy,
         // step 4 names its certificate rule, steps 5 and 7 have their own reasons.
         let enforced = self.decide_enforced(&lazy, peer, now);
-        let by_policy = matches!(enforced.reason, Some(Reason::DeniedByPolicy | Reason::NoMatchingAllow));
-        let stopped_at_cert_rule = if enforced.allowed || by_policy {
+        let by_policy = matches!(enforced.reason(), Some(Reason::DeniedByPolicy | Reason::NoMatchingAllow));
+        let stopped_at_cert_rule = if enforced.allowed() || by_policy {
             None
         } else {
             match &enforced.policy {
@@ -191,13 +191,13 @@ mod tests {
         assert_eq!(&*engine.policy_list()[2], "empty");
 
         let e = explain(&engine, "GET", "/admin/x");
-        assert!(!e.decision.allowed);
+        assert!(!e.decision.allowed());
         assert!(e.reached_policies);
         let got: Vec<String> = e.rules.iter().map(RuleRef::path).collect();
         assert_eq!(got, ["policies[0].rules[0]", "policies[1].rules[0]", "policies[1].rules[1]"]);
 
         let e = explain(&engine, "POST", "/healthz");
-        assert!(e.decision.allowed);
+        assert!(e.decision.allowed());
         let got: Vec<String> = e.rules.iter().map(RuleRef::path).collect();
         assert_eq!(got, ["policies[1].rules[1]"]);
     }
@@ -207,13 +207,13 @@ mod tests {
         let strict = POLICY.replace("permissive", "strict");
         let engine = Engine::from_json(&strict).unwrap();
         let e = explain(&engine, "GET", "/healthz");
-        assert_eq!(e.decision.reason, Some(Reason::NoPeerCertificate));
+        assert_eq!(e.decision.reason(), Some(Reason::NoPeerCertificate));
         assert!(!e.reached_policies);
         assert!(e.rules.is_empty());
         // An enforced invalid path stops at step 0.
         let engine = Engine::from_json(POLICY).unwrap();
         let e = explain(&engine, "GET", "/a%2Fb");
-        assert_eq!(e.decision.reason, Some(Reason::InvalidPath));
+        assert_eq!(e.decision.reason(), Some(Reason::InvalidPath));
         assert!(e.rules.is_empty());
     }
 }

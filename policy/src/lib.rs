@@ -38,7 +38,7 @@ pub use cache::CertCache;
 pub use cert::{CertError, CertFacts, KeyKind};
 pub use compile::MAX_RULES;
 pub use config::*;
-pub use decision::{Decision, Peer, PeerAttributes, PreparedCert};
+pub use decision::{Decision, Peer, PeerAttributes, PreparedCert, Verdict};
 pub use duration::Duration;
 pub use engine::Engine;
 pub use error::{ConfigError, ConfigErrors};

@@ -118,7 +118,7 @@ fn prepare_at(e: &Engine, leaf: &str, chain: &[&str], now: i64) -> peerguard_pol
 }
 
 fn reason(e: &Engine, leaf: &str, chain: &[&str], now: i64) -> Option<Reason> {
-    decide_at(e, leaf, chain, "/api/items", now).reason
+    decide_at(e, leaf, chain, "/api/items", now).reason()
 }
 
 fn with_certificate(certificate: Value) -> Engine {
@@ -147,8 +147,8 @@ fn healthy_certificate_passes_every_check_at_once() {
         "revocation": {"depth": "chain", "unknownStatus": "deny"},
     }));
     let d = decide_at(&e, HEALTHY, &[], "/api", T);
-    assert_eq!(d.reason, None);
-    assert!(d.allowed);
+    assert_eq!(d.reason(), None);
+    assert!(d.allowed());
     assert_eq!(d.principal(), Some("cluster.local/ns/default/sa/healthy"));
 }
 
@@ -175,7 +175,7 @@ fn certificate_within_min_remaining_of_not_after_is_expiring_and_counted() {
     // healthy ends at 12:30.
     assert_eq!(reason(&e, HEALTHY, &[], T + 20 * MIN), None);
     let d = decide_at(&e, HEALTHY, &[], "/", T + 26 * MIN);
-    assert_eq!(d.reason, Some(Reason::Expiring));
+    assert_eq!(d.reason(), Some(Reason::Expiring));
     assert!(d.expiring);
 }
 
@@ -203,7 +203,7 @@ fn self_signature_is_verified_for_every_supported_algorithm_and_a_forged_one_is_
         let prepared = e.prepare(f.clone(), &[], now);
         let headers: Vec<(String, String)> = Vec::new();
         let req = Request { method: "GET", path: "/", host: "h", port: None, sni: None, headers: &headers };
-        assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), now).reason, Some(Reason::SelfSigned), "{name}");
+        assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), now).reason(), Some(Reason::SelfSigned), "{name}");
         // Flip the last signature byte: the certificate is still self-issued, but its signature no
         // longer verifies with its own key, so it is not self-signed (RFC 5280 section 6.1). This
         // only passes when the algorithm is really supported: an unsupported one fails closed.
@@ -214,7 +214,7 @@ fn self_signature_is_verified_for_every_supported_algorithm_and_a_forged_one_is_
         let forged = CertFacts::from_der(&forged).unwrap();
         assert!(forged.self_issued, "{name}");
         let prepared = e.prepare(forged, &[], now);
-        assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), now).reason, None, "{name} (forged)");
+        assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), now).reason(), None, "{name} (forged)");
     }
 }
 
@@ -369,19 +369,19 @@ fn per_route_engine() -> Engine {
 fn per_route_rule_demands_admin_ca_and_one_hour_on_admin_paths_only() {
     let e = per_route_engine();
     // The rest of the service accepts 24h certificates from the intermediate.
-    assert_eq!(decide_at(&e, DAY, &[], "/api/items", T).reason, None);
-    assert_eq!(decide_at(&e, HEALTHY, &[], "/api/items", T).reason, None);
-    assert_eq!(decide_at(&e, LONG_LIVED, &[], "/api/items", T).reason, Some(Reason::LifetimeTooLong));
+    assert_eq!(decide_at(&e, DAY, &[], "/api/items", T).reason(), None);
+    assert_eq!(decide_at(&e, HEALTHY, &[], "/api/items", T).reason(), None);
+    assert_eq!(decide_at(&e, LONG_LIVED, &[], "/api/items", T).reason(), Some(Reason::LifetimeTooLong));
     // /admin/* needs admin-ca and at most 1h; the rule's name travels with the decision.
     let d = decide_at(&e, DAY, &[], "/admin/users", T);
-    assert_eq!(d.reason, Some(Reason::LifetimeTooLong));
+    assert_eq!(d.reason(), Some(Reason::LifetimeTooLong));
     assert_eq!(d.policy.as_deref(), Some("admin-needs-short-lived"));
     let d = decide_at(&e, HEALTHY, &[], "/admin/users", T);
-    assert_eq!(d.reason, Some(Reason::IssuerNotAllowed));
+    assert_eq!(d.reason(), Some(Reason::IssuerNotAllowed));
     assert_eq!(d.policy.as_deref(), Some("admin-needs-short-lived"));
-    assert_eq!(decide_at(&e, ADMIN, &[], "/admin/users", T).reason, None);
+    assert_eq!(decide_at(&e, ADMIN, &[], "/admin/users", T).reason(), None);
     // Paths are normalized before matching.
-    assert_eq!(decide_at(&e, HEALTHY, &[], "/api/../admin/users", T).reason, Some(Reason::IssuerNotAllowed));
+    assert_eq!(decide_at(&e, HEALTHY, &[], "/api/../admin/users", T).reason(), Some(Reason::IssuerNotAllowed));
 }
 
 #[test]
@@ -393,10 +393,10 @@ fn per_route_rule_can_require_a_chain_and_revocation() {
             "require": {"trustAnchors": [ROOT], "intermediates": [INTERMEDIATE], "crls": [CRL_REVOKES_LEAF], "revocation": {"depth": "leaf"}},
         }],
     }));
-    assert_eq!(decide_at(&e, REVOKED, &[], "/api/x", T).reason, None);
-    assert_eq!(decide_at(&e, REVOKED, &[], "/payments/x", T).reason, Some(Reason::Revoked));
-    assert_eq!(decide_at(&e, ADMIN, &[], "/payments/x", T).reason, Some(Reason::UntrustedChain));
-    assert_eq!(decide_at(&e, HEALTHY, &[], "/payments/x", T).reason, None);
+    assert_eq!(decide_at(&e, REVOKED, &[], "/api/x", T).reason(), None);
+    assert_eq!(decide_at(&e, REVOKED, &[], "/payments/x", T).reason(), Some(Reason::Revoked));
+    assert_eq!(decide_at(&e, ADMIN, &[], "/payments/x", T).reason(), Some(Reason::UntrustedChain));
+    assert_eq!(decide_at(&e, HEALTHY, &[], "/payments/x", T).reason(), None);
 }
 
 #[test]
@@ -416,9 +416,9 @@ fn cache_entry_never_outlives_the_certificates_not_after() {
     let prepared = e.prepare(facts(HEALTHY), &[], T);
     let headers: Vec<(String, String)> = Vec::new();
     let req = Request { method: "GET", path: "/", host: "h", port: None, sni: None, headers: &headers };
-    assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), T).reason, None);
-    assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), not_after - 30).reason, Some(Reason::Expiring));
-    assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), not_after + 1).reason, Some(Reason::Expired));
+    assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), T).reason(), None);
+    assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), not_after - 30).reason(), Some(Reason::Expiring));
+    assert_eq!(e.decide(&req, &Peer::Certificate(&prepared), not_after + 1).reason(), Some(Reason::Expired));
 }
 
 #[test]
@@ -444,7 +444,7 @@ fn reload_is_a_new_engine_with_a_new_cache() {
     let prepared = cache.insert(digest, strict.prepare(facts(HEALTHY), &[], T));
     let headers: Vec<(String, String)> = Vec::new();
     let req = Request { method: "GET", path: "/", host: "h", port: None, sni: None, headers: &headers };
-    assert_eq!(strict.decide(&req, &Peer::Certificate(&prepared), T).reason, Some(Reason::IssuerNotAllowed));
+    assert_eq!(strict.decide(&req, &Peer::Certificate(&prepared), T).reason(), Some(Reason::IssuerNotAllowed));
 }
 
 #[test]
@@ -458,7 +458,7 @@ fn garbage_pem_truncated_der_and_oversized_certificates_are_invalid_certificates
     let e = with_certificate(json!({"maxLifetime": "1h"}));
     let headers: Vec<(String, String)> = Vec::new();
     let req = Request { method: "GET", path: "/", host: "h", port: None, sni: None, headers: &headers };
-    assert_eq!(e.decide(&req, &Peer::Unparseable, T).reason, Some(Reason::InvalidCertificate));
+    assert_eq!(e.decide(&req, &Peer::Unparseable, T).reason(), Some(Reason::InvalidCertificate));
 }
 
 fn config_error_paths(policy: Value) -> Vec<String> {
@@ -603,7 +603,7 @@ fn verdict_cached_before_a_crls_this_update_expires_when_that_crl_takes_effect()
     // At T the fresh empty CRL proves the leaf good; a newer CRL that revokes it starts at T+60.
     let e = chain_policy(&[CRL_INTERMEDIATE_EMPTY, CRL_FROM_T_PLUS_1M_REVOKES_LEAF], json!({"depth": "leaf"}));
     let prepared = prepare_at(&e, REVOKED, &[INTERMEDIATE], T);
-    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason, None);
+    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason(), None);
     assert_eq!(prepared.valid_until, T + 59, "the allow must not be served from cache once the CRL is proof");
     assert_eq!(reason(&e, REVOKED, &[INTERMEDIATE], T + 60), Some(Reason::Revoked));
 }
@@ -613,7 +613,7 @@ fn crl_is_no_proof_before_its_this_update() {
     // The only CRL of the issuer is not yet in force: stale status, until it is.
     let e = chain_policy(&[CRL_FROM_T_PLUS_1M_REVOKES_LEAF], json!({"depth": "leaf"}));
     let prepared = prepare_at(&e, HEALTHY, &[INTERMEDIATE], T);
-    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason, Some(Reason::RevocationUnknown));
+    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason(), Some(Reason::RevocationUnknown));
     assert_eq!(prepared.valid_until, T + 59);
     assert_eq!(reason(&e, HEALTHY, &[INTERMEDIATE], T + 60), None);
 }
@@ -715,7 +715,7 @@ fn chain_to_an_anchor_verifies_until_its_not_after_and_the_verdict_stops_there()
     let anchor_not_after = facts(EXPIRING_ROOT).not_after;
     assert_eq!(anchor_not_after, T + 10 * DAY_SECS);
     let prepared = prepare_at(&e, VIA_EXPIRING_ROOT, &[], T);
-    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason, None);
+    assert_eq!(e.decide(&get("/"), &Peer::Certificate(&prepared), T).reason(), None);
     assert_eq!(prepared.valid_until, anchor_not_after);
     assert_eq!(reason(&e, VIA_EXPIRING_ROOT, &[], anchor_not_after), None);
     assert_eq!(reason(&e, VIA_EXPIRING_ROOT, &[], anchor_not_after + 1), Some(Reason::UntrustedChain));

@@ -108,8 +108,8 @@ fn escaped_slash_cannot_climb_out_of_a_denied_prefix() {
     let e = engine(deny_paths(json!(["/admin*"])));
     for path in ["/admin/..%2Fusers", "/admin/..%2fusers", "/admin%5C..%5Cx"] {
         let d = with_uri(&e, &get(path), ADMIN);
-        assert_eq!(d.reason, Some(Reason::InvalidPath), "{path}");
-        assert!(!d.allowed);
+        assert_eq!(d.reason(), Some(Reason::InvalidPath), "{path}");
+        assert!(!d.allowed());
     }
 }
 
@@ -118,16 +118,16 @@ fn escaped_dot_segments_are_matched_as_the_path_that_is_forwarded() {
     let e = engine(deny_paths(json!(["/admin*"])));
     let d = with_uri(&e, &get("/admin/%2e%2e/x"), ADMIN);
     // The normal form is /x, it is what the rules saw and what the upstream receives.
-    assert!(d.allowed);
+    assert!(d.allowed());
     assert_eq!(d.path_rewrite.as_deref(), Some("/x"));
     let d = with_uri(&e, &get("/x/%2e%2e/admin"), ADMIN);
-    assert_eq!(d.reason, Some(Reason::DeniedByPolicy));
+    assert_eq!(d.reason(), Some(Reason::DeniedByPolicy));
 }
 
 #[test]
 fn backslash_dot_segments_are_invalid_path() {
     let e = engine(deny_paths(json!(["/admin*"])));
-    assert_eq!(with_uri(&e, &get("/admin\\..\\x"), ADMIN).reason, Some(Reason::InvalidPath));
+    assert_eq!(with_uri(&e, &get("/admin\\..\\x"), ADMIN).reason(), Some(Reason::InvalidPath));
 }
 
 // Rows 2-4: merged slashes and path parameters.
@@ -137,20 +137,20 @@ fn double_slash_does_not_escape_a_deny_on_admin() {
     let e = engine(deny_paths(json!(["/admin*"])));
     for path in ["//admin", "///admin/x", "/./admin", "/x/../admin"] {
         let d = with_uri(&e, &get(path), ADMIN);
-        assert_eq!(d.reason, Some(Reason::DeniedByPolicy), "{path}");
+        assert_eq!(d.reason(), Some(Reason::DeniedByPolicy), "{path}");
     }
 }
 
 #[test]
 fn path_parameter_segment_is_invalid_path_unless_allowed() {
     let e = engine(deny_paths(json!(["/api/admin*"])));
-    assert_eq!(with_uri(&e, &get("/api/.;/admin"), ADMIN).reason, Some(Reason::InvalidPath));
-    assert_eq!(with_uri(&e, &get("/api//admin"), ADMIN).reason, Some(Reason::DeniedByPolicy));
+    assert_eq!(with_uri(&e, &get("/api/.;/admin"), ADMIN).reason(), Some(Reason::InvalidPath));
+    assert_eq!(with_uri(&e, &get("/api//admin"), ADMIN).reason(), Some(Reason::DeniedByPolicy));
     let mut lenient = deny_paths(json!(["/api/admin*"]));
     lenient["allowPathParameters"] = json!(true);
     let e = engine(lenient);
     let d = with_uri(&e, &get("/api/x;v=1"), ADMIN);
-    assert!(d.allowed, "{d:?}");
+    assert!(d.allowed(), "{d:?}");
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn double_slash_does_not_skip_a_certificate_rule() {
     let long_lived = CertFacts { not_before: NOW - 86_400, not_after: NOW + 86_400, ..leaf() };
     for path in ["//admin/users", "/admin//users", "/x/../admin/users"] {
         let d = with_cert(&e, &get(path), long_lived.clone());
-        assert_eq!(d.reason, Some(Reason::LifetimeTooLong), "{path}");
+        assert_eq!(d.reason(), Some(Reason::LifetimeTooLong), "{path}");
         assert_eq!(d.policy.as_deref(), Some("admin-short-lived"));
     }
 }
@@ -173,9 +173,9 @@ fn reject_mode_refuses_what_rewrite_would_change() {
     let mut policy = deny_paths(json!(["/admin*"]));
     policy["pathNormalization"] = json!("reject");
     let e = engine(policy);
-    assert_eq!(with_uri(&e, &get("//admin"), ADMIN).reason, Some(Reason::InvalidPath));
+    assert_eq!(with_uri(&e, &get("//admin"), ADMIN).reason(), Some(Reason::InvalidPath));
     let d = with_uri(&e, &get("/a/b?x=1"), ADMIN);
-    assert!(d.allowed);
+    assert!(d.allowed());
     assert_eq!(d.path_rewrite, None);
 }
 
@@ -185,7 +185,7 @@ fn none_mode_matches_the_path_as_received() {
     policy["pathNormalization"] = json!("none");
     let e = engine(policy);
     let d = with_uri(&e, &get("//admin"), ADMIN);
-    assert!(d.allowed, "none trusts Envoy's own normalization");
+    assert!(d.allowed(), "none trusts Envoy's own normalization");
     assert_eq!(d.path_rewrite, None);
 }
 
@@ -193,7 +193,7 @@ fn none_mode_matches_the_path_as_received() {
 fn allowed_path_is_forwarded_in_normal_form_with_its_query() {
     let e = engine(json!({"policies": [{"name": "p", "rules": [{"to": [{"operation": {"paths": ["/a/b/c"]}}]}]}]}));
     let d = with_uri(&e, &get("/a/./b//c?x=1&y=%2F"), ADMIN);
-    assert!(d.allowed, "{d:?}");
+    assert!(d.allowed(), "{d:?}");
     assert_eq!(d.path_rewrite.as_deref(), Some("/a/b/c?x=1&y=%2F"));
 }
 
@@ -202,10 +202,10 @@ fn not_paths_allow_cannot_be_opened_by_a_forgotten_path() {
     // An ALLOW with only notPaths once matched every request because the glue passed "" for a
     // path it had not fetched. The engine now asks for the path itself.
     let e = engine(json!({"policies": [{"name": "p", "rules": [{"to": [{"operation": {"notPaths": ["/admin*"]}}]}]}]}));
-    assert_eq!(with_uri(&e, &get("/admin"), ADMIN).reason, Some(Reason::NoMatchingAllow));
-    assert_eq!(with_uri(&e, &get("//admin"), ADMIN).reason, Some(Reason::NoMatchingAllow));
-    assert!(with_uri(&e, &get("/api"), ADMIN).allowed);
-    assert_eq!(with_uri(&e, &get(""), ADMIN).reason, Some(Reason::InvalidPath), "a missing :path");
+    assert_eq!(with_uri(&e, &get("/admin"), ADMIN).reason(), Some(Reason::NoMatchingAllow));
+    assert_eq!(with_uri(&e, &get("//admin"), ADMIN).reason(), Some(Reason::NoMatchingAllow));
+    assert!(with_uri(&e, &get("/api"), ADMIN).allowed());
+    assert_eq!(with_uri(&e, &get(""), ADMIN).reason(), Some(Reason::InvalidPath), "a missing :path");
 }
 
 #[test]
@@ -214,11 +214,11 @@ fn dry_run_never_rewrites_and_reports_invalid_path_as_would_deny() {
     policy["mode"] = json!("dryRun");
     let e = engine(policy);
     let d = with_uri(&e, &get("/admin/..%2Fx"), ADMIN);
-    assert!(d.allowed && d.dry_run);
-    assert_eq!(d.reason, Some(Reason::InvalidPath));
+    assert!(d.allowed() && d.dry_run());
+    assert_eq!(d.reason(), Some(Reason::InvalidPath));
     let d = with_uri(&e, &get("//admin"), ADMIN);
-    assert!(d.allowed && d.dry_run);
-    assert_eq!(d.reason, Some(Reason::DeniedByPolicy), "evaluated on the normal form");
+    assert!(d.allowed() && d.dry_run());
+    assert_eq!(d.reason(), Some(Reason::DeniedByPolicy), "evaluated on the normal form");
     assert_eq!(d.path_rewrite, None);
 }
 
@@ -243,12 +243,12 @@ fn common_name_never_becomes_a_mesh_principal_by_default() {
         ..leaf()
     };
     let d = with_cert(&e, &get("/"), cn_only.clone());
-    assert_eq!(d.reason, Some(Reason::NoMatchingAllow));
+    assert_eq!(d.reason(), Some(Reason::NoMatchingAllow));
     assert_eq!(d.principal(), None);
     // Opting in to subject identities does not help: a CN with `/` is refused.
     let mut policy = allow_principal("cluster.local/ns/prod/sa/admin");
     policy["identity"] = json!(["subject"]);
-    assert_eq!(with_cert(&engine(policy), &get("/"), cn_only).reason, Some(Reason::InvalidIdentity));
+    assert_eq!(with_cert(&engine(policy), &get("/"), cn_only).reason(), Some(Reason::InvalidIdentity));
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn linkerd_dns_name_is_not_a_principal_by_default() {
         ..leaf()
     };
     let d = with_cert(&e, &get("/"), linkerd);
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.principal(), None);
 }
 
@@ -276,7 +276,7 @@ fn slash_in_a_dns_name_never_builds_a_principal() {
         dns_sans: vec!["x.y.serviceaccount.identity.l.cluster.local/ns/prod/sa/admin".to_owned()],
         ..leaf()
     };
-    assert_eq!(with_cert(&e, &get("/"), forged).reason, Some(Reason::InvalidIdentity));
+    assert_eq!(with_cert(&e, &get("/"), forged).reason(), Some(Reason::InvalidIdentity));
 }
 
 #[test]
@@ -290,13 +290,13 @@ fn trailing_dot_dns_name_cannot_slip_past_a_deny() {
         dns_sans: vec!["admin.prod.serviceaccount.identity.linkerd.cluster.local.".to_owned()],
         ..leaf()
     };
-    assert_eq!(with_cert(&e, &get("/"), dotted).reason, Some(Reason::InvalidIdentity));
+    assert_eq!(with_cert(&e, &get("/"), dotted).reason(), Some(Reason::InvalidIdentity));
     let plain = CertFacts {
         uri_sans: vec![],
         dns_sans: vec!["admin.prod.serviceaccount.identity.linkerd.cluster.local".to_owned()],
         ..leaf()
     };
-    assert_eq!(with_cert(&e, &get("/"), plain).reason, Some(Reason::DeniedByPolicy));
+    assert_eq!(with_cert(&e, &get("/"), plain).reason(), Some(Reason::DeniedByPolicy));
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn crlf_in_a_common_name_never_reaches_the_identity_header() {
     let injected = "web\r\nx-peerguard-principal: cluster.local/ns/prod/sa/admin";
     let cert = CertFacts { uri_sans: vec![], subject_cn: vec![injected.to_owned()], ..leaf() };
     let d = with_cert(&e, &get("/"), cert);
-    assert_eq!(d.reason, Some(Reason::InvalidIdentity));
+    assert_eq!(d.reason(), Some(Reason::InvalidIdentity));
     assert_eq!(d.principal(), None);
     // Envoy's subject attribute renders the same CN with hex escapes.
     let attrs = PeerAttributes {
@@ -315,7 +315,7 @@ fn crlf_in_a_common_name_never_reaches_the_identity_header() {
         dns_san: None,
         subject: Some(r"CN=web\0D\0Ax-peerguard-principal: a".to_owned()),
     };
-    assert_eq!(decide(&e, &get("/"), &Peer::Attributes(&attrs)).reason, Some(Reason::InvalidIdentity));
+    assert_eq!(decide(&e, &get("/"), &Peer::Attributes(&attrs)).reason(), Some(Reason::InvalidIdentity));
 }
 
 #[test]
@@ -326,15 +326,15 @@ fn escaped_plus_in_envoy_subject_does_not_split_the_common_name() {
     let attrs = PeerAttributes { uri_san: None, dns_san: None, subject: Some(r"CN=admin\+O=x".to_owned()) };
     let d = decide(&e, &get("/"), &Peer::Attributes(&attrs));
     assert_eq!(d.principal(), Some("admin+O=x"));
-    assert_eq!(d.reason, Some(Reason::NoMatchingAllow));
+    assert_eq!(d.reason(), Some(Reason::NoMatchingAllow));
     let two = PeerAttributes { uri_san: None, dns_san: None, subject: Some("CN=admin+CN=other".to_owned()) };
-    assert_eq!(decide(&e, &get("/"), &Peer::Attributes(&two)).reason, Some(Reason::InvalidIdentity));
+    assert_eq!(decide(&e, &get("/"), &Peer::Attributes(&two)).reason(), Some(Reason::InvalidIdentity));
 }
 
 #[test]
 fn trust_domain_id_without_path_is_invalid_identity() {
     let e = engine(json!({}));
-    assert_eq!(with_uri(&e, &get("/"), "spiffe://cluster.local").reason, Some(Reason::InvalidIdentity));
+    assert_eq!(with_uri(&e, &get("/"), "spiffe://cluster.local").reason(), Some(Reason::InvalidIdentity));
 }
 
 // Row 9: repeated headers.
@@ -345,13 +345,13 @@ fn second_copy_of_a_header_cannot_hide_a_denied_value() {
         {"key": "request.headers[x-role]", "values": ["*admin"]}]}]}]}));
     for order in [["user", "admin"], ["admin", "user"]] {
         let r = get("/").header("x-role", order[0]).header("x-role", order[1]);
-        assert_eq!(with_uri(&e, &r, ADMIN).reason, Some(Reason::DeniedByPolicy), "{order:?}");
+        assert_eq!(with_uri(&e, &r, ADMIN).reason(), Some(Reason::DeniedByPolicy), "{order:?}");
     }
     let allow = engine(json!({"policies": [{"name": "p", "rules": [{"when": [
         {"key": "request.headers[x-role]", "values": ["admin"]}]}]}]}));
     let r = get("/").header("x-role", "admin").header("x-role", "user");
-    assert_eq!(with_uri(&allow, &r, ADMIN).reason, Some(Reason::NoMatchingAllow), "joined value is admin,user");
-    assert!(with_uri(&allow, &get("/").header("x-role", "admin"), ADMIN).allowed);
+    assert_eq!(with_uri(&allow, &r, ADMIN).reason(), Some(Reason::NoMatchingAllow), "joined value is admin,user");
+    assert!(with_uri(&allow, &get("/").header("x-role", "admin"), ADMIN).allowed());
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn forged_identity_header_is_absent_to_conditions() {
     let e = engine(json!({"policies": [{"name": "p", "rules": [{"when": [
         {"key": "request.headers[x-peerguard-principal]", "values": ["*"]}]}]}]}));
     let r = get("/").header("x-peerguard-principal", "cluster.local/ns/prod/sa/admin");
-    assert_eq!(with_uri(&e, &r, ADMIN).reason, Some(Reason::NoMatchingAllow));
+    assert_eq!(with_uri(&e, &r, ADMIN).reason(), Some(Reason::NoMatchingAllow));
 }
 
 // Row 10: Istio's namespace rule.
@@ -374,14 +374,14 @@ fn nested_spiffe_path_is_in_the_namespace_istio_says() {
         "spiffe://cluster.local/k8s/ns/prod/sa/admin",
         "spiffe://ns/prod/x",
     ] {
-        assert_eq!(with_uri(&e, &get("/"), uri).reason, Some(Reason::DeniedByPolicy), "{uri}");
+        assert_eq!(with_uri(&e, &get("/"), uri).reason(), Some(Reason::DeniedByPolicy), "{uri}");
     }
-    assert!(with_uri(&e, &get("/"), "spiffe://cluster.local/ns/production/sa/x").allowed);
+    assert!(with_uri(&e, &get("/"), "spiffe://cluster.local/ns/production/sa/x").allowed());
     let not_ns = engine(
         json!({"policies": [{"name": "only-dev", "rules": [{"from": [{"source": {"notNamespaces": ["prod"]}}]}]}]}),
     );
     assert_eq!(
-        with_uri(&not_ns, &get("/"), "spiffe://cluster.local/k8s/ns/prod/sa/x").reason,
+        with_uri(&not_ns, &get("/"), "spiffe://cluster.local/k8s/ns/prod/sa/x").reason(),
         Some(Reason::NoMatchingAllow)
     );
 }
@@ -395,13 +395,13 @@ fn plaintext_meets_a_deny_with_not_values_on_a_certificate_key() {
         {"key": "cert.issuer.cn", "notValues": ["good-ca"]}]}]}]}),
     );
     let d = decide(&e, &get("/"), &Peer::None);
-    assert_eq!(d.reason, Some(Reason::DeniedByPolicy));
+    assert_eq!(d.reason(), Some(Reason::DeniedByPolicy));
     let allow_not = engine(json!({"mtls": "permissive", "policies": [{"name": "p", "rules": [{"when": [
         {"key": "cert.issuer.cn", "notValues": ["bad-ca"]}]}]}]}));
-    assert!(decide(&allow_not, &get("/"), &Peer::None).allowed, "Istio: a not* field always matches an absent value");
+    assert!(decide(&allow_not, &get("/"), &Peer::None).allowed(), "Istio: a not* field always matches an absent value");
     let allow_pos = engine(json!({"mtls": "permissive", "policies": [{"name": "p", "rules": [{"when": [
         {"key": "cert.issuer.cn", "values": ["*"]}]}]}]}));
-    assert_eq!(decide(&allow_pos, &get("/"), &Peer::None).reason, Some(Reason::NoMatchingAllow));
+    assert_eq!(decide(&allow_pos, &get("/"), &Peer::None).reason(), Some(Reason::NoMatchingAllow));
 }
 
 // Row 12: validation like Istio's, and Istio's port forms.
@@ -458,10 +458,10 @@ fn port_with_leading_zeros_is_the_same_port() {
     let e = engine(
         json!({"policies": [{"name": "deny-8080", "action": "DENY", "rules": [{"to": [{"operation": {"ports": ["08080"]}}]}]}]}),
     );
-    assert_eq!(with_uri(&e, &get("/").port(Some(8080)), ADMIN).reason, Some(Reason::DeniedByPolicy));
+    assert_eq!(with_uri(&e, &get("/").port(Some(8080)), ADMIN).reason(), Some(Reason::DeniedByPolicy));
     let when = engine(json!({"policies": [{"name": "deny-8080", "action": "DENY", "rules": [{"when": [
         {"key": "destination.port", "values": ["08080"]}]}]}]}));
-    assert_eq!(with_uri(&when, &get("/").port(Some(8080)), ADMIN).reason, Some(Reason::DeniedByPolicy));
+    assert_eq!(with_uri(&when, &get("/").port(Some(8080)), ADMIN).reason(), Some(Reason::DeniedByPolicy));
     for bad in [json!(["+8080"]), json!(["65536"]), json!(["80-90"]), json!([70000])] {
         assert_config_error(
             json!({"policies": [{"name": "p", "action": "DENY", "rules": [{"to": [{"operation": {"ports": bad}}]}]}]}),
@@ -481,9 +481,9 @@ fn trailing_dot_host_cannot_slip_past_a_deny() {
         json!({"policies": [{"name": "deny-admin-host", "action": "DENY", "rules": [{"to": [{"operation": {"hosts": ["admin.example.com"]}}]}]}]}),
     );
     for host in ["admin.example.com.", "ADMIN.example.com.", "admin.example.com.:8443", "admin.example.com:8443"] {
-        assert_eq!(with_uri(&e, &get("/").host(host), ADMIN).reason, Some(Reason::DeniedByPolicy), "{host}");
+        assert_eq!(with_uri(&e, &get("/").host(host), ADMIN).reason(), Some(Reason::DeniedByPolicy), "{host}");
     }
-    assert!(with_uri(&e, &get("/").host("admin.example.com.."), ADMIN).allowed, "only one dot is removed");
+    assert!(with_uri(&e, &get("/").host("admin.example.com.."), ADMIN).allowed(), "only one dot is removed");
 }
 
 // Review findings: trial policies never change traffic; per-route certificate rules; order.
@@ -496,10 +496,10 @@ fn dry_run_policy_reading_paths_never_denies_or_rewrites() {
     ] {
         let e = engine(policy.clone());
         let d = with_uri(&e, &get("/admin/..%2Fx"), ADMIN);
-        assert!(d.allowed, "{policy}: {d:?}");
-        assert_eq!((d.reason, d.dry_run), (Some(Reason::InvalidPath), true), "{policy}");
+        assert!(d.allowed(), "{policy}: {d:?}");
+        assert_eq!((d.reason(), d.dry_run()), (Some(Reason::InvalidPath), true), "{policy}");
         let d = with_uri(&e, &get("/a/./b"), ADMIN);
-        assert!(d.allowed);
+        assert!(d.allowed());
         assert_eq!(d.path_rewrite, None, "{policy}: a trial policy never rewrites");
     }
 }
@@ -512,9 +512,9 @@ fn certificate_rule_without_a_certificate_denies_only_its_own_routes() {
         "require": {"maxLifetime": "1h"}
     }]}));
     let d = with_uri(&e, &get("/admin/x"), ADMIN);
-    assert_eq!(d.reason, Some(Reason::CertificateUnavailable));
+    assert_eq!(d.reason(), Some(Reason::CertificateUnavailable));
     assert_eq!(d.policy.as_deref(), Some("admin-short-lived"));
-    assert!(with_uri(&e, &get("/api/x"), ADMIN).allowed);
+    assert!(with_uri(&e, &get("/api/x"), ADMIN).allowed());
 }
 
 #[test]
@@ -522,11 +522,11 @@ fn weak_key_is_reported_in_decision_order() {
     let e = engine(json!({"certificate": {"maxLifetime": "24h"}}));
     let weak_and_long =
         CertFacts { key: KeyKind::Rsa { bits: 1024 }, not_before: NOW - 86_400, not_after: NOW + 86_400, ..leaf() };
-    assert_eq!(with_cert(&e, &get("/"), weak_and_long.clone()).reason, Some(Reason::LifetimeTooLong));
+    assert_eq!(with_cert(&e, &get("/"), weak_and_long.clone()).reason(), Some(Reason::LifetimeTooLong));
     let weak = CertFacts { key: KeyKind::Rsa { bits: 1024 }, ..leaf() };
-    assert_eq!(with_cert(&e, &get("/"), weak.clone()).reason, Some(Reason::KeyNotAllowed));
+    assert_eq!(with_cert(&e, &get("/"), weak.clone()).reason(), Some(Reason::KeyNotAllowed));
     assert_eq!(
-        with_cert(&engine(json!({})), &get("/"), weak).reason,
+        with_cert(&engine(json!({})), &get("/"), weak).reason(),
         Some(Reason::KeyNotAllowed),
         "floor without a certificate block"
     );

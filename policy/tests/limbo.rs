@@ -313,10 +313,10 @@ fn engine_verdict(case: &Case, now: i64) -> Result<(), String> {
         }
         Err(_) => engine.decide(&req, &Peer::Unparseable, now),
     };
-    if decision.allowed {
+    if decision.allowed() {
         Ok(())
     } else {
-        Err(format!("{:?}", decision.reason))
+        Err(format!("{:?}", decision.reason()))
     }
 }
 

@@ -167,17 +167,17 @@ fn check(policy: Value, req: R, peer: P, want: Want) {
     let d = decide(&engine, &req, &peer);
     let w = want;
     let mut wrong = Vec::new();
-    if d.allowed != w.allowed {
-        wrong.push(format!("allowed {} (want {})", d.allowed, w.allowed));
+    if d.allowed() != w.allowed {
+        wrong.push(format!("allowed {} (want {})", d.allowed(), w.allowed));
     }
-    if d.reason != w.reason {
-        wrong.push(format!("reason {:?} (want {:?})", d.reason, w.reason));
+    if d.reason() != w.reason {
+        wrong.push(format!("reason {:?} (want {:?})", d.reason(), w.reason));
     }
     if d.policy.as_deref() != w.policy {
         wrong.push(format!("policy {:?} (want {:?})", d.policy, w.policy));
     }
-    if d.dry_run != w.dry_run {
-        wrong.push(format!("dry_run {} (want {})", d.dry_run, w.dry_run));
+    if d.dry_run() != w.dry_run {
+        wrong.push(format!("dry_run {} (want {})", d.dry_run(), w.dry_run));
     }
     if let Some(p) = w.principal {
         if d.principal() != p {
@@ -1342,9 +1342,9 @@ fn huge_policy_of_100000_rules_loads_and_stays_indexed() {
     let engine = compile(&policy).unwrap();
     let last = "spiffe://cluster.local/ns/ns99999/sa/sa99999";
     let d = decide(&engine, &get("/"), &P::Spiffe(last));
-    assert!(d.allowed);
+    assert!(d.allowed());
     assert_eq!(d.policy.as_deref(), Some("big"));
-    assert_eq!(decide(&engine, &get("/"), &db()).reason, Some(Reason::NoMatchingAllow));
+    assert_eq!(decide(&engine, &get("/"), &db()).reason(), Some(Reason::NoMatchingAllow));
 }
 
 #[test]
@@ -1386,21 +1386,21 @@ fn non_utf8_headers_match_lossily_and_never_by_accident() {
         (engine.decide(&r, &Peer::Attributes(&attrs), NOW), prefix.decide(&r, &Peer::Attributes(&attrs), NOW))
     };
     let (exact, pre) = req(&latin1);
-    assert_eq!(exact.reason, Some(Reason::NoMatchingAllow), "a Latin-1 byte is not the UTF-8 é");
-    assert!(pre.allowed, "the valid prefix still matches");
+    assert_eq!(exact.reason(), Some(Reason::NoMatchingAllow), "a Latin-1 byte is not the UTF-8 é");
+    assert!(pre.allowed(), "the valid prefix still matches");
     let utf8 = RawHeaders::new(vec![("x-user", "caf\u{e9}".as_bytes().to_vec())]);
-    assert!(req(&utf8).0.allowed);
+    assert!(req(&utf8).0.allowed());
 
     // Control characters and odd bytes in paths and hosts are just strings to the matchers.
     let engine = compile(&allow_to(json!({"paths": ["/ok"], "hosts": ["h"]}))).unwrap();
     for path in ["/\u{fffd}ok", "/%ff%fe", "/.."] {
         let d = decide(&engine, &R { path, host: "h", ..R::default() }, &web());
-        assert_eq!(d.reason, Some(Reason::NoMatchingAllow), "{path:?}");
+        assert_eq!(d.reason(), Some(Reason::NoMatchingAllow), "{path:?}");
     }
     // ... except where upstreams disagree on what they mean: those have no normal form.
     for path in ["/ok\u{0}", "/ok/\u{7f}", "%", "%%%", "?", "#"] {
         let d = decide(&engine, &R { path, host: "h", ..R::default() }, &web());
-        assert_eq!(d.reason, Some(Reason::InvalidPath), "{path:?}");
+        assert_eq!(d.reason(), Some(Reason::InvalidPath), "{path:?}");
     }
 }
 

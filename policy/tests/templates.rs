@@ -15,7 +15,7 @@ fn decide(policy: &Value, path: &str) -> (bool, Option<Reason>) {
     let attrs =
         PeerAttributes { uri_san: Some("spiffe://cluster.local/ns/a/sa/b".to_owned()), dns_san: None, subject: None };
     let d = e.decide(&req, &Peer::Attributes(&attrs), 1_800_000_000);
-    (d.allowed, d.reason)
+    (d.allowed(), d.reason())
 }
 
 fn deny(paths: Value) -> Value {

@@ -73,14 +73,18 @@ pub fn run(data: &[u8]) {
 
 fn check(policy: &Fixed, parts: &Parts<'_>, peer: &Peer<'_>, d: &Decision) {
     let ctx = crate::Lazy(|f| write!(f, "{} engine, :path {:?}: {d:?}", policy.name, parts.path));
-    assert!(d.allowed || d.reason.is_some(), "a deny without a reason: {ctx}");
-    assert!(!d.dry_run || d.reason.is_some(), "a dry-run decision without a would-deny reason: {ctx}");
-    assert_eq!(d.reason == Some(Reason::InvalidPath), d.path_error.is_some(), "invalid_path without its error: {ctx}");
+    assert!(d.allowed() || d.reason().is_some(), "a deny without a reason: {ctx}");
+    assert!(!d.dry_run() || d.reason().is_some(), "a dry-run decision without a would-deny reason: {ctx}");
+    assert_eq!(
+        d.reason() == Some(Reason::InvalidPath),
+        d.path_error.is_some(),
+        "invalid_path without its error: {ctx}"
+    );
     if policy.dry_run {
-        assert!(d.allowed && d.path_rewrite.is_none(), "dry run denied or rewrote: {ctx}");
+        assert!(d.allowed() && d.path_rewrite.is_none(), "dry run denied or rewrote: {ctx}");
         return;
     }
-    if !d.allowed {
+    if !d.allowed() {
         assert!(d.path_rewrite.is_none(), "a deny rewrote the path: {ctx}");
         return;
     }
@@ -110,7 +114,7 @@ fn check(policy: &Fixed, parts: &Parts<'_>, peer: &Peer<'_>, d: &Decision) {
     let next = Parts { path: &forwarded, ..*parts };
     let hop = request::decide(&policy.engine, &next, peer, NOW);
     assert!(
-        hop.allowed && hop.policy == d.policy && hop.audit == d.audit && hop.path_rewrite.is_none(),
+        hop.allowed() && hop.policy == d.policy && hop.audit == d.audit && hop.path_rewrite.is_none(),
         "the forwarded path {forwarded:?} decides differently at the next hop: {hop:?}; first: {ctx}"
     );
 }
