@@ -126,7 +126,7 @@ impl Worker {
         let reason = match decision.verdict {
             Outcome::Deny(reason) => reason,
             Outcome::Allow | Outcome::WouldDeny(_) => {
-                self.forward(engine, host, &decision);
+                Self::forward(engine, host, &decision);
                 return Verdict::Continue;
             }
         };
@@ -145,18 +145,16 @@ impl Worker {
 
     /// An allowed request (or a would-deny) goes on: the verified identity header, and the path
     /// in the form the rules matched.
-    fn forward(&self, engine: &Engine, host: &dyn Host, decision: &Decision) {
-        {
-            // Clients must never supply their own identity header. A replace drops every copy
-            // the client sent and sets the verified principal in one host call; without a
-            // principal the header is removed. A denied request never reaches the upstream.
-            host.set_request_header(engine.identity_header(), decision.principal());
-            // The upstream must receive exactly the path the rules matched. Envoy clears the
-            // route cache when a filter replaces a request header, so the route is chosen
-            // again on the path that is sent.
-            if let Some(p) = &decision.path_rewrite {
-                host.set_request_header(":path", Some(p));
-            }
+    fn forward(engine: &Engine, host: &dyn Host, decision: &Decision) {
+        // Clients must never supply their own identity header. A replace drops every copy the
+        // client sent and sets the verified principal in one host call; without a principal the
+        // header is removed. A denied request never reaches the upstream.
+        host.set_request_header(engine.identity_header(), decision.principal());
+        // The upstream must receive exactly the path the rules matched. Envoy clears the route
+        // cache when a module of ABI 0.2.1 replaces a request header, so the route is chosen
+        // again on the path that is sent (tests/tests/e2e_paths_headers.rs checks it).
+        if let Some(p) = &decision.path_rewrite {
+            host.set_request_header(":path", Some(p));
         }
     }
 
