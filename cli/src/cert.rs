@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 /// Errors of `peerguard cert`; each names the file or flag at fault.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum CertError {
+pub enum CertCommandError {
     /// A flag value that cannot be used (bad TTL, bad SPIFFE ID, no identity).
     Usage(String),
     /// Reading or writing a file failed.
@@ -29,20 +29,20 @@ pub enum CertError {
     Generate { what: String, source: rcgen::Error },
 }
 
-impl fmt::Display for CertError {
+impl fmt::Display for CertCommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CertError::Usage(m) => write!(f, "{m}"),
-            CertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            CertError::Generate { what, source } => write!(f, "cannot generate {what}: {source}"),
+            CertCommandError::Usage(m) => write!(f, "{m}"),
+            CertCommandError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            CertCommandError::Generate { what, source } => write!(f, "cannot generate {what}: {source}"),
         }
     }
 }
 
-impl std::error::Error for CertError {}
+impl std::error::Error for CertCommandError {}
 
-fn generate(what: &str) -> impl FnOnce(rcgen::Error) -> CertError + '_ {
-    move |source| CertError::Generate { what: what.to_string(), source }
+fn generate(what: &str) -> impl FnOnce(rcgen::Error) -> CertCommandError + '_ {
+    move |source| CertCommandError::Generate { what: what.to_string(), source }
 }
 
 /// `peerguard cert ...`
@@ -208,7 +208,7 @@ pub struct Summary {
 }
 
 /// Runs a `cert` subcommand and returns its summary.
-pub fn run(cmd: &CertCommand) -> Result<Summary, CertError> {
+pub fn run(cmd: &CertCommand) -> Result<Summary, CertCommandError> {
     match cmd {
         CertCommand::Ca(a) => ca(a),
         CertCommand::Issue(a) => issue(a),
@@ -216,8 +216,8 @@ pub fn run(cmd: &CertCommand) -> Result<Summary, CertError> {
 }
 
 /// Parses a TTL such as `90s`, `15m`, `24h` (the policy document's duration syntax) or `30d`.
-pub fn parse_ttl(s: &str) -> Result<std::time::Duration, CertError> {
-    let bad = || CertError::Usage(format!("invalid --ttl {s:?}: use a duration such as 90s, 15m, 24h or 30d"));
+pub fn parse_ttl(s: &str) -> Result<std::time::Duration, CertCommandError> {
+    let bad = || CertCommandError::Usage(format!("invalid --ttl {s:?}: use a duration such as 90s, 15m, 24h or 30d"));
     let secs = if let Some(days) = s.strip_suffix('d') {
         days.parse::<u64>().map_err(|_| bad())?.checked_mul(86_400).ok_or_else(bad)?
     } else {
@@ -231,7 +231,7 @@ pub fn parse_ttl(s: &str) -> Result<std::time::Duration, CertError> {
 
 const SKEW: std::time::Duration = std::time::Duration::from_secs(300);
 
-fn validity(p: &mut CertificateParams, ttl: &str) -> Result<(), CertError> {
+fn validity(p: &mut CertificateParams, ttl: &str) -> Result<(), CertCommandError> {
     let ttl = parse_ttl(ttl)?;
     let now = OffsetDateTime::now_utc();
     // The TTL is the whole lifetime (notAfter - notBefore), which is what a policy's
@@ -242,30 +242,30 @@ fn validity(p: &mut CertificateParams, ttl: &str) -> Result<(), CertError> {
     Ok(())
 }
 
-fn read(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::Io { path: path.to_path_buf(), source })
+fn read(path: &Path) -> Result<String, CertCommandError> {
+    std::fs::read_to_string(path).map_err(|source| CertCommandError::Io { path: path.to_path_buf(), source })
 }
 
-fn write(path: &Path, contents: &str) -> Result<(), CertError> {
-    std::fs::write(path, contents).map_err(|source| CertError::Io { path: path.to_path_buf(), source })
+fn write(path: &Path, contents: &str) -> Result<(), CertCommandError> {
+    std::fs::write(path, contents).map_err(|source| CertCommandError::Io { path: path.to_path_buf(), source })
 }
 
-fn write_key(path: &Path, contents: &str) -> Result<(), CertError> {
+fn write_key(path: &Path, contents: &str) -> Result<(), CertCommandError> {
     write(path, contents)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| CertError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|source| CertCommandError::Io { path: path.to_path_buf(), source })?;
     }
     Ok(())
 }
 
-fn mkdir(dir: &Path) -> Result<(), CertError> {
-    std::fs::create_dir_all(dir).map_err(|source| CertError::Io { path: dir.to_path_buf(), source })
+fn mkdir(dir: &Path) -> Result<(), CertCommandError> {
+    std::fs::create_dir_all(dir).map_err(|source| CertCommandError::Io { path: dir.to_path_buf(), source })
 }
 
-fn load_issuer(cert: &Path, key: &Path) -> Result<(Issuer<'static, KeyPair>, String), CertError> {
+fn load_issuer(cert: &Path, key: &Path) -> Result<(Issuer<'static, KeyPair>, String), CertCommandError> {
     let cert_pem = read(cert)?;
     let key = KeyPair::from_pem(&read(key)?).map_err(generate("the issuer key"))?;
     let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(generate("the issuer from its certificate"))?;
@@ -281,7 +281,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-fn ca(a: &CaArgs) -> Result<Summary, CertError> {
+fn ca(a: &CaArgs) -> Result<Summary, CertCommandError> {
     mkdir(&a.out_dir)?;
     let key = KeyPair::generate_for(a.key_type.alg()).map_err(generate("the CA key"))?;
     let mut p = CertificateParams::default();
@@ -357,33 +357,35 @@ fn ca(a: &CaArgs) -> Result<Summary, CertError> {
     })
 }
 
-fn yaml(v: &serde_json::Value) -> Result<String, CertError> {
-    serde_yaml::to_string(v).map_err(|e| CertError::Usage(format!("cannot render YAML: {e}")))
+fn yaml(v: &serde_json::Value) -> Result<String, CertCommandError> {
+    serde_yaml::to_string(v).map_err(|e| CertCommandError::Usage(format!("cannot render YAML: {e}")))
 }
 
 /// The SPIFFE ID a leaf gets, from `--spiffe` or `--workload NS/SA`; checked against the SPIFFE ID spec.
-fn spiffe_of(a: &IssueArgs) -> Result<Option<(String, Option<String>)>, CertError> {
+fn spiffe_of(a: &IssueArgs) -> Result<Option<(String, Option<String>)>, CertCommandError> {
     let (uri, sa) = match (&a.spiffe, &a.workload) {
         (Some(uri), _) => (uri.clone(), None),
         (None, Some(w)) => {
             let (ns, sa) =
-                w.split_once('/')
-                    .filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains('/'))
-                    .ok_or_else(|| CertError::Usage(format!("--workload {w:?}: expected NAMESPACE/SERVICEACCOUNT")))?;
+                w.split_once('/').filter(|(ns, sa)| !ns.is_empty() && !sa.is_empty() && !sa.contains('/')).ok_or_else(
+                    || CertCommandError::Usage(format!("--workload {w:?}: expected NAMESPACE/SERVICEACCOUNT")),
+                )?;
             (format!("spiffe://{}/ns/{ns}/sa/{sa}", a.trust_domain), Some(sa.to_string()))
         }
         (None, None) => return Ok(None),
     };
     uri.parse::<peerguard_policy::SpiffeId>()
-        .map_err(|e| CertError::Usage(format!("invalid SPIFFE ID {uri:?}: {e}")))?;
+        .map_err(|e| CertCommandError::Usage(format!("invalid SPIFFE ID {uri:?}: {e}")))?;
     Ok(Some((uri, sa)))
 }
 
-fn issue(a: &IssueArgs) -> Result<Summary, CertError> {
+fn issue(a: &IssueArgs) -> Result<Summary, CertCommandError> {
     let spiffe = spiffe_of(a)?;
     let cn = a.cn.clone().or_else(|| spiffe.as_ref().and_then(|(_, sa)| sa.clone())).or_else(|| a.dns.first().cloned());
     if spiffe.is_none() && a.dns.is_empty() && a.ip.is_empty() && cn.is_none() {
-        return Err(CertError::Usage("no identity: give --spiffe, --workload, --dns, --ip and/or --cn".to_string()));
+        return Err(CertCommandError::Usage(
+            "no identity: give --spiffe, --workload, --dns, --ip and/or --cn".to_string(),
+        ));
     }
     mkdir(&a.out_dir)?;
     let (issuer, ca_pem) = load_issuer(&a.ca, &a.ca_key)?;

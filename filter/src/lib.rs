@@ -35,6 +35,12 @@ proxy_wasm::main! {{
 pub struct VmOptions {
     /// Behave as on an Envoy older than 1.38, which has no `connection.peer_certificate`:
     /// the certificate then comes only from a digest-bound XFCC element. For compatibility tests.
+    ///
+    /// It ships in the production module on purpose: the end-to-end tests must run the very
+    /// module users load, not a test build. It only hides evidence, exactly as an older Envoy
+    /// does (the always-on certificate checks are skipped, explicit ones deny with
+    /// `certificate_unavailable`), and it is set in `vm_config` by whoever controls Envoy, not by
+    /// the policy.
     #[serde(default)]
     pub emulate_envoy_without_peer_certificate: bool,
 }

@@ -191,10 +191,10 @@ impl core::fmt::Display for Action {
 pub struct Rule {
     /// Any one source matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<Vec<From>>,
+    pub from: Option<Vec<RuleFrom>>,
     /// Any one operation matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<Vec<To>>,
+    pub to: Option<Vec<RuleTo>>,
     /// Every condition must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Vec<Condition>>,
@@ -203,7 +203,7 @@ pub struct Rule {
 /// `from[]` entry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct From {
+pub struct RuleFrom {
     /// The peer's fields.
     pub source: Source,
 }
@@ -211,7 +211,7 @@ pub struct From {
 /// `to[]` entry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct To {
+pub struct RuleTo {
     /// The request's fields.
     pub operation: Operation,
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Compiler, MAX_RULES};
-use crate::config::{Action, AuthorizationPolicy, Condition, From, Operation, PortValue, Rule, Source, To};
+use crate::config::{Action, AuthorizationPolicy, Condition, Operation, PortValue, Rule, RuleFrom, RuleTo, Source};
 use crate::index::PolicySets;
 use crate::namespace::NamespaceMatcher;
 use crate::pattern::StringMatcher;
@@ -101,7 +101,7 @@ impl Compiler {
             sources
                 .iter()
                 .enumerate()
-                .map(|(si, From { source })| self.source(source, &format!("{path}.from[{si}].source")))
+                .map(|(si, RuleFrom { source })| self.source(source, &format!("{path}.from[{si}].source")))
                 .collect()
         });
         let to = to.as_ref().map(|t| self.operations(t, &format!("{path}.to")));
@@ -234,11 +234,11 @@ impl Compiler {
         }
     }
 
-    pub(super) fn operations(&mut self, ops: &[To], path: &str) -> Vec<CompiledOperation> {
+    pub(super) fn operations(&mut self, ops: &[RuleTo], path: &str) -> Vec<CompiledOperation> {
         self.non_empty(ops, path, "remove the field to match any operation");
         ops.iter()
             .enumerate()
-            .map(|(i, To { operation })| self.operation(operation, &format!("{path}[{i}].operation")))
+            .map(|(i, RuleTo { operation })| self.operation(operation, &format!("{path}[{i}].operation")))
             .collect()
     }
 }

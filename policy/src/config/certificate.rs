@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::To;
+use super::RuleTo;
 
 /// Requirements on a peer leaf certificate. Every field is optional; a check runs only when set.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -109,7 +109,7 @@ pub struct CertificateRule {
     pub name: String,
     /// Operations this rule applies to, with policy semantics; absent means every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<Vec<To>>,
+    pub to: Option<Vec<RuleTo>>,
     /// What the certificate must satisfy on those operations.
     pub require: CertificateRequirements,
 }
