@@ -114,16 +114,21 @@ impl Engine {
         .map_err(|_| Reason::InvalidIdentity)
     }
 
-    /// Decides one request at `now` (Unix seconds, from the host clock). The engine asks `req`
-    /// for each attribute the first time a rule reads it.
-    pub fn decide(&self, req: &dyn RequestSource, peer: &Peer<'_>, now: i64) -> Decision {
-        let lazy = LazyRequest::new(
+    /// This policy's lazy view of one request (`decide` and `explain` read requests the same way).
+    pub(crate) fn lazy_request<'r>(&'r self, req: &'r dyn RequestSource) -> LazyRequest<'r> {
+        LazyRequest::new(
             req,
             self.path_normalization,
             self.allow_path_parameters,
             &self.identity_header,
             &self.header_names,
-        );
+        )
+    }
+
+    /// Decides one request at `now` (Unix seconds, from the host clock). The engine asks `req`
+    /// for each attribute the first time a rule reads it.
+    pub fn decide(&self, req: &dyn RequestSource, peer: &Peer<'_>, now: i64) -> Decision {
+        let lazy = self.lazy_request(req);
         let dry_run_mode = self.mode == Mode::DryRun;
         let enforce_path = self.enforces_paths && !dry_run_mode;
         // Before step 1: a path that cannot be put in normal form is `invalid_path`. Under

@@ -13,7 +13,7 @@ use crate::decision::{Decision, Peer};
 use crate::engine::Engine;
 use crate::index::RuleSet;
 use crate::reason::Reason;
-use crate::request::{CheckedPath, LazyRequest, RequestSource};
+use crate::request::{CheckedPath, RequestSource};
 use crate::rule::EvalCtx;
 
 /// One rule of the document: `policies[policy_index].rules[rule_index]`.
@@ -71,13 +71,7 @@ impl Engine {
         let decision = self.decide(req, peer, now);
         let mut out =
             Explanation { decision, reached_policies: false, certificate_rules: Vec::new(), rules: Vec::new() };
-        let lazy = LazyRequest::new(
-            req,
-            self.path_normalization,
-            self.allow_path_parameters,
-            &self.identity_header,
-            &self.header_names,
-        );
+        let lazy = self.lazy_request(req);
         // Step 0, as `decide` runs it: an enforced invalid path stops before the rules.
         let enforce_path = self.enforces_paths && self.mode != Mode::DryRun;
         if enforce_path && matches!(lazy.checked_path(), CheckedPath::Invalid { .. }) {

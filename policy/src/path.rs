@@ -12,6 +12,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::pem::hex_val;
+
 /// Why a path has no normal form (every one is the deny reason `invalid_path`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathError {
@@ -135,15 +137,6 @@ fn is_unreserved(b: u8) -> bool {
 /// canonicalizer does, so that each path has one spelling.
 fn must_encode(b: u8) -> bool {
     b >= 0x80 || matches!(b, b' ' | b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | b'|' | b'^')
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";

@@ -76,7 +76,8 @@ pub fn percent_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hex_val(b: u8) -> Option<u8> {
+/// The value of one hex digit, either case (percent-escapes in PEM and in paths).
+pub(crate) fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
