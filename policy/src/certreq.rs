@@ -9,7 +9,7 @@ use crate::chain::{self, ChainVerdict, ChainVerifier};
 use crate::config::CertificateRequirements;
 use crate::duration::Duration;
 use crate::error::ConfigError;
-use crate::pattern::{Pattern, StringMatcher};
+use crate::pattern::{parse_list, StringMatcher};
 use crate::reason::Reason;
 
 /// One allowed key type.
@@ -97,7 +97,7 @@ impl CompiledRequirements {
             out.key_types = Some(list);
         }
         if let Some(issuers) = &reqs.issuers {
-            out.issuers = Some(compile_patterns(issuers, &format!("{path}.issuers"), errors, false));
+            out.issuers = Some(StringMatcher::new(parse_list(issuers, &format!("{path}.issuers"), false, errors)));
         }
         // An empty pin list must never silently switch pinning off, nor lean on the other list.
         for (field, list) in [("spkiPins", &reqs.spki_pins), ("certPins", &reqs.cert_pins)] {
@@ -247,26 +247,6 @@ fn parse_key_type(s: &str) -> Option<KeyRequirement> {
             (RSA_FLOOR_BITS..=16384).contains(&bits).then_some(KeyRequirement::RsaAtLeast(bits))
         }
     }
-}
-
-/// Compiles a list of patterns at `path`, recording every bad one.
-pub fn compile_patterns(
-    values: &[String],
-    path: &str,
-    errors: &mut Vec<ConfigError>,
-    lowercase: bool,
-) -> StringMatcher {
-    if values.is_empty() {
-        errors.push(ConfigError::new(path, "empty list; remove the field, or use [\"*\"] to mean any value"));
-    }
-    let mut patterns = Vec::with_capacity(values.len());
-    for (i, v) in values.iter().enumerate() {
-        match Pattern::parse(v) {
-            Ok(p) => patterns.push(if lowercase { p.to_lowercase() } else { p }),
-            Err(e) => errors.push(ConfigError::new(format!("{path}[{i}]"), e.to_string())),
-        }
-    }
-    StringMatcher::new(patterns)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Istio string patterns (exact, `prefix*`, `*suffix`, `*`) compiled into indexed matchers.
 
+use crate::error::ConfigError;
 use crate::fnv::FnvHashSet;
 
 /// One Istio-style string pattern.
@@ -81,6 +82,28 @@ impl Pattern {
             Pattern::Present => !value.is_empty(),
         }
     }
+}
+
+/// Parses a policy's list of patterns found at `path`, recording every bad entry (and an empty
+/// list, which in Istio would mean "unset" and widen the rule) in `errors`; `lowercase` for
+/// values compared without case (hosts).
+pub(crate) fn parse_list(
+    values: &[String],
+    path: &str,
+    lowercase: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Pattern> {
+    if values.is_empty() {
+        errors.push(ConfigError::new(path, "empty list; remove the field, or use [\"*\"] to mean any value"));
+    }
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        match Pattern::parse(v) {
+            Ok(p) => out.push(if lowercase { p.to_lowercase() } else { p }),
+            Err(e) => errors.push(ConfigError::new(format!("{path}[{i}]"), e.to_string())),
+        }
+    }
+    out
 }
 
 /// A set of ORed patterns, with the exact values in a hash set so that

@@ -8,32 +8,14 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use peerguard_policy::{CertFacts, Decision, Engine, KeyKind, Peer, PeerAttributes, Reason, Request};
 use serde_json::{json, Value};
 
-const NOW: i64 = 1_800_000_000;
+mod common;
+use common::NOW;
+
 const ADMIN: &str = "spiffe://cluster.local/ns/prod/sa/admin";
 
 /// A hand-built leaf for `spiffe://cluster.local/ns/prod/sa/admin`, valid around [`NOW`].
 fn leaf() -> CertFacts {
-    CertFacts {
-        der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
-        sha256_hex: "ab".repeat(32),
-        spki_sha256_b64: "c3BraS1kaWdlc3Q=".to_owned(),
-        serial_hex: "1a2b3c".to_owned(),
-        subject: "CN=admin,O=example".to_owned(),
-        subject_cn: vec!["admin".to_owned()],
-        subject_o: vec!["example".to_owned()],
-        subject_ou: vec![],
-        issuer: "CN=intermediate-ca,O=cluster.local".to_owned(),
-        issuer_cn: vec!["intermediate-ca".to_owned()],
-        issuer_o: vec!["cluster.local".to_owned()],
-        uri_sans: vec![ADMIN.to_owned()],
-        dns_sans: vec![],
-        not_before: NOW - 3600,
-        not_after: NOW + 3600,
-        key: KeyKind::EcdsaP256,
-        eku_allows_client_auth: Some(true),
-        self_issued: false,
-        spki_der: Vec::new(),
-    }
+    common::leaf("admin", ADMIN)
 }
 
 fn engine(policy: Value) -> Engine {

@@ -8,13 +8,13 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use peerguard_policy::{
-    CertFacts, ConfigErrors, Decision, Engine, HeaderSource, KeyKind, Peer, PeerAttributes, PolicyDocument, Reason,
-    Request, MAX_RULES,
+    CertFacts, ConfigErrors, Decision, Engine, HeaderSource, Peer, PeerAttributes, PolicyDocument, Reason, Request,
+    MAX_RULES,
 };
 use serde_json::{json, Value};
 
-/// A fixed clock: these tests never read the host's.
-const NOW: i64 = 1_800_000_000;
+mod common;
+use common::NOW;
 
 /// What the engine knows of the peer, in a form a table can hold.
 #[derive(Clone)]
@@ -197,29 +197,14 @@ const WEB: &str = "spiffe://cluster.local/ns/frontend/sa/web";
 const WEB_PRINCIPAL: &str = "cluster.local/ns/frontend/sa/web";
 const DB: &str = "spiffe://cluster.local/ns/backend/sa/db";
 
-/// A hand-built certificate for `cluster.local/ns/frontend/sa/web`, valid around [`NOW`].
+/// A hand-built certificate for `cluster.local/ns/frontend/sa/web`, valid around [`NOW`], with an
+/// OU and a DNS SAN.
 fn cert() -> CertFacts {
-    CertFacts {
-        der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
-        sha256_hex: "ab".repeat(32),
-        spki_sha256_b64: "c3BraS1kaWdlc3Q=".to_owned(),
-        serial_hex: "1a2b3c".to_owned(),
-        subject: "CN=web,OU=payments,O=example".to_owned(),
-        subject_cn: vec!["web".to_owned()],
-        subject_o: vec!["example".to_owned()],
-        subject_ou: vec!["payments".to_owned()],
-        issuer: "CN=intermediate-ca,O=cluster.local".to_owned(),
-        issuer_cn: vec!["intermediate-ca".to_owned()],
-        issuer_o: vec!["cluster.local".to_owned()],
-        uri_sans: vec![WEB.to_owned()],
-        dns_sans: vec!["web.frontend.svc.cluster.local".to_owned()],
-        not_before: NOW - 3600,
-        not_after: NOW + 3600,
-        key: KeyKind::EcdsaP256,
-        eku_allows_client_auth: Some(true),
-        self_issued: false,
-        spki_der: Vec::new(),
-    }
+    let mut c = common::leaf("web", WEB);
+    c.subject = "CN=web,OU=payments,O=example".to_owned();
+    c.subject_ou = vec!["payments".to_owned()];
+    c.dns_sans = vec!["web.frontend.svc.cluster.local".to_owned()];
+    c
 }
 
 fn cert_with(f: impl FnOnce(&mut CertFacts)) -> P {

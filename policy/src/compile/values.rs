@@ -9,15 +9,7 @@ use crate::template::{self, PathTemplate};
 
 impl Compiler {
     pub(super) fn patterns(&mut self, values: &[String], path: &str, lowercase: bool) -> Vec<Pattern> {
-        self.non_empty(values, path, "remove the field, or use [\"*\"] to mean any value");
-        let mut out = Vec::with_capacity(values.len());
-        for (i, v) in values.iter().enumerate() {
-            match Pattern::parse(v) {
-                Ok(p) => out.push(if lowercase { p.to_lowercase() } else { p }),
-                Err(e) => self.error(format!("{path}[{i}]"), e.to_string()),
-            }
-        }
-        out
+        crate::pattern::parse_list(values, path, lowercase, &mut self.errors)
     }
 
     pub(super) fn strings(
