@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use peerguard_policy::{
     path, resolve_peer, CertCache, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PeerEvidence, PreparedCert,
-    Reason, RequestSource, ResolvedPeer, Verdict as Outcome,
+    Proxy, Reason, RequestSource, ResolvedPeer, Verdict as Outcome,
 };
 
 use crate::audit::{audit_line, suppressed_line, AuditLimiter, AuditRequest};
@@ -67,6 +67,23 @@ fn text(bytes: Option<Vec<u8>>) -> Option<String> {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
+}
+
+/// The filter state key an Istio waypoint keeps the HBONE client's URI SAN under (set from
+/// `%DOWNSTREAM_PEER_URI_SAN%` on the CONNECT-terminating listener, shared with the internal
+/// listener the filter runs on).
+pub const WAYPOINT_PEER_PRINCIPAL: &str = "io.istio.peer_principal";
+
+/// The peer at an ambient waypoint: the SPIFFE ID the waypoint's own TLS handshake with the
+/// client's ztunnel verified, never a header. Absent, empty, or more than one URI SAN (Envoy
+/// joins them with `,`) is no peer: fail closed with `no_peer_certificate` under `mtls: strict`.
+fn waypoint_peer(host: &dyn Host) -> PeerLookup {
+    match text(host.property(&["filter_state", WAYPOINT_PEER_PRINCIPAL])) {
+        Some(uri) if !uri.is_empty() && !uri.contains(',') => {
+            PeerLookup::Attributes(PeerAttributes { uri_san: Some(uri), dns_san: None, subject: None })
+        }
+        _ => PeerLookup::None,
+    }
 }
 
 fn port_property(bytes: Option<Vec<u8>>) -> Option<u32> {
@@ -159,6 +176,9 @@ impl Worker {
     }
 
     fn lookup_peer(&self, engine: &Engine, host: &dyn Host, now: i64) -> PeerLookup {
+        if engine.proxy() == Proxy::Waypoint {
+            return waypoint_peer(host);
+        }
         let digest = match text(host.property(&["connection", "sha256_peer_certificate_digest"])) {
             // Envoy gives lower-case hex; only a differently written digest pays for a copy.
             Some(d) if !d.is_empty() && !d.bytes().any(|b| b.is_ascii_uppercase()) => d,
@@ -356,6 +376,26 @@ mod tests {
             .with_property("connection.uri_san_peer_certificate", b"spiffe://td/ns/a/sa/b");
         assert_eq!(w.on_request_headers(&host), Verdict::Continue);
         assert_eq!(host.request_header("x-peerguard-principal").as_deref(), Some(&b"td/ns/a/sa/b"[..]));
+    }
+
+    #[test]
+    fn waypoint_reads_only_the_hbone_principal_from_filter_state() {
+        let allow_b = r#"{"proxy":"waypoint","denyResponse":{"exposeReason":true},"policies":[{"name":"p","rules":[{"from":[{"source":{"principals":["td/ns/a/sa/b"]}}]}]}]}"#;
+        let w = worker(allow_b);
+        let fs = "filter_state.io.istio.peer_principal";
+        let host = request().with_header("x-peerguard-principal", "forged").with_property(fs, b"spiffe://td/ns/a/sa/b");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(host.request_header("x-peerguard-principal").as_deref(), Some(&b"td/ns/a/sa/b"[..]));
+        // The connection's own certificate attributes (the internal listener has none; a sidecar
+        // listener would) are not the waypoint's peer.
+        let host = request().with_property("connection.uri_san_peer_certificate", b"spiffe://td/ns/a/sa/b");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        assert!(host.reply.borrow().as_ref().unwrap().2.contains("no_peer_certificate"));
+        // Two URI SANs (Envoy joins them with ','), or an empty value: no peer.
+        for v in [&b"spiffe://td/ns/a/sa/b,spiffe://td/ns/x/sa/y"[..], b""] {
+            let host = request().with_property(fs, v);
+            assert_eq!(w.on_request_headers(&host), Verdict::Replied, "{v:?}");
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 
 mod policy;
 mod values;
+mod waypoint;
 
 use std::sync::Arc;
 
 use crate::certreq::CompiledRequirements;
-use crate::config::{CertificateRequirements, CertificateRule, DenyResponse, PathNormalization, PolicyDocument};
+use crate::config::{CertificateRequirements, CertificateRule, DenyResponse, PathNormalization, PolicyDocument, Proxy};
 use crate::engine::{CompiledCertRule, Engine};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::identity::IdentitySource;
@@ -31,6 +32,7 @@ impl Engine {
         let PolicyDocument {
             mode,
             mtls,
+            proxy,
             trust_domains,
             identity,
             path_normalization,
@@ -42,6 +44,9 @@ impl Engine {
             identity_header,
         } = doc;
         let mut c = Compiler::new(*path_normalization, *allow_path_parameters);
+        if *proxy == Proxy::Waypoint {
+            c.errors.extend(waypoint::errors(doc));
+        }
         c.globals(trust_domains.as_deref(), identity, deny_response, identity_header);
         let certificate = c.certificate(certificate.as_ref());
         let cert_rules = c.certificate_rules(certificate_rules);
@@ -57,6 +62,7 @@ impl Engine {
         Ok(Engine {
             mode: *mode,
             mtls: *mtls,
+            proxy: *proxy,
             trust_domains: trust_domains.clone(),
             identity_sources: identity.clone(),
             path_normalization: *path_normalization,

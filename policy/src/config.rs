@@ -19,6 +19,11 @@ pub struct PolicyDocument {
     /// `strict` or `permissive`.
     #[serde(default)]
     pub mtls: Mtls,
+    /// Where the filter runs, and so where the peer's identity comes from: `sidecar` (the
+    /// default: the TLS connection the filter sees) or `waypoint` (Istio ambient: the HBONE
+    /// tunnel's client identity, kept in filter state by the waypoint).
+    #[serde(default, skip_serializing_if = "Proxy::is_sidecar")]
+    pub proxy: Proxy,
     /// Accepted SPIFFE trust domains; absent means any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_domains: Option<Vec<String>>,
@@ -92,6 +97,27 @@ pub enum Mtls {
     Strict,
     /// No peer certificate: the request is unauthenticated.
     Permissive,
+}
+
+/// Where the filter runs (docs/policy.md "Ambient waypoints").
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Proxy {
+    /// The filter's downstream connection is the client's mTLS connection: an Istio sidecar, a
+    /// gateway that terminates mTLS, or a standalone Envoy.
+    #[default]
+    Sidecar,
+    /// An Istio ambient waypoint: the client's ztunnel ends mTLS at the waypoint's HBONE
+    /// listener, and the filter runs on an internal listener behind it. Only the client's
+    /// SPIFFE ID reaches the filter (filter state `io.istio.peer_principal`), never its
+    /// certificate.
+    Waypoint,
+}
+
+impl Proxy {
+    fn is_sidecar(&self) -> bool {
+        *self == Proxy::Sidecar
+    }
 }
 
 /// The response to a denied request.

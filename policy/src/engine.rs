@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::cert::CertFacts;
 use crate::certreq::CompiledRequirements;
-use crate::config::{Mode, Mtls, PathNormalization};
+use crate::config::{Mode, Mtls, PathNormalization, Proxy};
 use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert, Verdict};
 use crate::identity::{self, Identity, IdentitySource};
 use crate::index::PolicySets;
@@ -25,6 +25,7 @@ pub(crate) struct CompiledCertRule {
 pub struct Engine {
     pub(crate) mode: Mode,
     pub(crate) mtls: Mtls,
+    pub(crate) proxy: Proxy,
     pub(crate) trust_domains: Option<Vec<String>>,
     pub(crate) identity_sources: Vec<IdentitySource>,
     pub(crate) path_normalization: PathNormalization,
@@ -52,6 +53,11 @@ impl Engine {
     /// the full certificate (from `connection.peer_certificate` or a bound XFCC element).
     pub fn needs_full_certificate(&self) -> bool {
         self.needs_full_certificate
+    }
+
+    /// Where the filter runs: at a waypoint the peer is the HBONE client's SPIFFE ID.
+    pub fn proxy(&self) -> Proxy {
+        self.proxy
     }
 
     /// The configured deny response.
