@@ -5,6 +5,7 @@
 //! "absent", and absent facts lead the engine to deny.
 
 pub mod audit;
+pub mod envoy_config;
 pub mod host;
 pub mod metrics;
 pub mod request;

@@ -70,7 +70,9 @@ pub mod names {
 
 /// Envoy `stats_config.stats_tags` entries (tag name, regex) that turn the name-encoded labels
 /// into tags. In each regex the first group is cut out of the name, the second is the value
-/// (Envoy's `TagSpecifier` convention). Shipped in `envoy/*.yaml` and the e2e launcher.
+/// (Envoy's `TagSpecifier` convention). The single source: [`crate::envoy_config::stats_tags`]
+/// renders them for `peerguard render envoy`, the e2e launcher and the bench, and a test checks
+/// the copies in `envoy/*.yaml` and `istio/` against them.
 pub const STATS_TAGS: [(&str, &str); 2] = [
     ("reason", r"^wasmcustom\.peerguard\.(?:denied|would_deny)\.reason(\.(\w+))$"),
     ("policy", r"^wasmcustom\.peerguard\.policy(\.([\w-]+))\.matched$"),
