@@ -137,6 +137,11 @@ impl CompiledRequirements {
         out
     }
 
+    /// The chain verifier, when trust anchors are configured (CRL sources live there).
+    pub(crate) fn chain(&self) -> Option<&ChainVerifier> {
+        self.chain.as_ref()
+    }
+
     /// Whether any check needs more than SANs and subject, i.e. the full certificate.
     pub fn needs_full_certificate(&self) -> bool {
         self.max_lifetime.is_some()

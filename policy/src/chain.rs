@@ -25,6 +25,7 @@ mod anchor;
 mod crl;
 mod der;
 mod profile;
+mod source;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::{
@@ -36,6 +37,8 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 use self::anchor::Anchor;
 use self::crl::{Crl, CrlSigner};
 pub(crate) use self::der::self_signature_verifies;
+pub(crate) use self::source::SourceSlot;
+pub use self::source::{CrlInfo, CrlInstalled, CrlSourceSpec};
 use crate::cert::CertFacts;
 use crate::config::{CertificateRequirements, RevocationDepth, UnknownStatus};
 use crate::error::ConfigError;
@@ -60,6 +63,10 @@ pub struct ChainVerifier {
     /// Newest (latest thisUpdate) first, so that webpki, which takes the first CRL of an issuer,
     /// takes the newest one.
     crls: Vec<Crl>,
+    /// `crlSources`: CRLs installed at run time (`source`).
+    sources: Vec<SourceSlot>,
+    /// The configured certificates that may sign a fetched CRL.
+    signers: Vec<CrlSigner>,
     depth: RevocationCheckDepth,
     unknown_status: UnknownStatusPolicy,
     stale_status: UnknownStatus,
@@ -80,6 +87,7 @@ impl ChainVerifier {
     pub fn compile(reqs: &CertificateRequirements, path: &str) -> Result<Option<ChainVerifier>, Vec<ConfigError>> {
         if reqs.trust_anchors.is_none()
             && reqs.crls.is_none()
+            && reqs.crl_sources.is_none()
             && reqs.intermediates.is_none()
             && reqs.revocation.is_none()
         {
@@ -117,11 +125,15 @@ impl ChainVerifier {
             Some(list) => crl::compile(list, path, &signers, &mut errors),
             None => Vec::new(),
         };
+        let sources = match &reqs.crl_sources {
+            Some(list) => source::compile(list, path, &mut errors),
+            None => Vec::new(),
+        };
         let revocation = reqs.revocation.clone().unwrap_or_default();
-        if reqs.revocation.is_some() && reqs.crls.is_none() {
+        if reqs.revocation.is_some() && reqs.crls.is_none() && reqs.crl_sources.is_none() {
             errors.push(ConfigError::new(
                 format!("{path}.revocation"),
-                "revocation options need crls: peerguard checks revocation only through configured CRLs",
+                "revocation options need crls or crlSources: peerguard checks revocation only through configured CRLs",
             ));
         }
         if !errors.is_empty() {
@@ -131,6 +143,8 @@ impl ChainVerifier {
             anchors,
             intermediates,
             crls,
+            sources,
+            signers,
             depth: match revocation.depth {
                 RevocationDepth::Chain => RevocationCheckDepth::Chain,
                 RevocationDepth::Leaf => RevocationCheckDepth::EndEntity,
@@ -155,7 +169,13 @@ impl ChainVerifier {
         // Every CRL status change after `now` bounds the verdict, whatever it is: a fresh CRL
         // going stale turns an allow into revocation_unknown, a CRL reaching its thisUpdate can
         // turn revocation_unknown into an allow or a revoked.
-        let crl_until = self.crls.iter().map(|c| c.status_until(now)).min().unwrap_or(i64::MAX);
+        let installed: Vec<_> = self.sources.iter().filter_map(SourceSlot::current).collect();
+        let mut crls: Vec<&Crl> = self.crls.iter().chain(installed.iter().map(|c| &**c)).collect();
+        if !installed.is_empty() {
+            // Newest first, as `crls` is (webpki takes the first CRL of an issuer).
+            crls.sort_by_key(|c| core::cmp::Reverse(c.this_update));
+        }
+        let crl_until = crls.iter().map(|c| c.status_until(now)).min().unwrap_or(i64::MAX);
         let fail = |reason| ChainVerdict {
             result: Err(reason),
             // Never before `now`: an entry born expired would be re-verified on every request.
@@ -183,7 +203,7 @@ impl ChainVerifier {
         }
 
         // Fresh CRLs first (newest first), then the stale ones of issuers that have no fresh CRL.
-        let (crl_refs, stale_only) = crl::for_verification(&self.crls, now);
+        let crl::ForVerification { crls: crl_refs, stale_only, unknown_only } = crl::for_verification(&crls, now);
         let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
             b.with_depth(self.depth)
                 .with_status_policy(self.unknown_status)
@@ -196,6 +216,8 @@ impl ChainVerifier {
         // webpki then tries the other paths, and reports this one as UnknownRevocationStatus.
         let chain_depth = self.depth == RevocationCheckDepth::Chain;
         let stale_deny = self.stale_status == UnknownStatus::Deny && !stale_only.is_empty();
+        // A CRL source's CRL past nextUpdate + maxStale leaves its issuer's status unknown.
+        let unknown_deny = self.unknown_status == UnknownStatusPolicy::Deny && !unknown_only.is_empty();
         let check_path = |path: &VerifiedPath<'_>| -> Result<(), webpki::Error> {
             // The profile rules webpki leaves out, on every certificate it verified.
             let ee = (path.end_entity().der(), profile::Role::Leaf);
@@ -205,7 +227,7 @@ impl ChainVerifier {
                     return Err(webpki::Error::BadDer);
                 }
             }
-            if !stale_deny {
+            if !stale_deny && !unknown_deny {
                 return Ok(());
             }
             let leaf_issuer = core::iter::once(path.end_entity().issuer());
@@ -214,15 +236,20 @@ impl ChainVerifier {
             } else {
                 leaf_issuer.collect()
             };
-            if issuers.iter().any(|i| stale_only.contains(i)) {
+            if issuers.iter().any(|i| (stale_deny && stale_only.contains(i)) || (unknown_deny && unknown_only.contains(i))) {
                 Err(webpki::Error::UnknownRevocationStatus)
             } else {
                 Ok(())
             }
         };
         let time = UnixTime::since_unix_epoch(core::time::Duration::from_secs(u64::try_from(now).unwrap_or(0)));
+        let no_crls = revocation.is_none();
         let verified = ee.verify_for_usage(sigalg::ALL, &anchors, &pool, time, usage, revocation, Some(&check_path));
         match verified {
+            // No CRL at all (only CRL sources, none delivered yet): every status is unknown.
+            Ok(_) if no_crls && self.unknown_status == UnknownStatusPolicy::Deny => {
+                fail(Reason::RevocationUnknown)
+            }
             Ok(path) => {
                 let mut valid_until = leaf.not_after.min(crl_until);
                 for c in path.intermediate_certificates() {
@@ -240,6 +267,19 @@ impl ChainVerifier {
                 fail(Reason::RevocationUnknown)
             }
             Err(_) => fail(Reason::UntrustedChain),
+        }
+    }
+
+    /// The configured CRL sources.
+    pub(crate) fn sources(&self) -> &[SourceSlot] {
+        &self.sources
+    }
+
+    /// Checks and installs the CRL fetched for `sources()[i]`.
+    pub(crate) fn install(&self, i: usize, body: &[u8]) -> Result<CrlInstalled, String> {
+        match self.sources.get(i) {
+            Some(slot) => slot.install(body, &self.signers),
+            None => Err("no such CRL source".to_owned()),
         }
     }
 

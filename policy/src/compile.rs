@@ -50,6 +50,7 @@ impl Engine {
         c.globals(trust_domains.as_deref(), identity, deny_response, identity_header);
         let certificate = c.certificate(certificate.as_ref());
         let cert_rules = c.certificate_rules(certificate_rules);
+        c.errors.extend(crate::sources::duplicate_names(certificate.iter().chain(cert_rules.iter().map(|r| &r.require))));
         let mut policy_names: Vec<Arc<str>> = cert_rules.iter().map(|r| r.name.clone()).collect();
         let Some(sets) = c.policies(policies, &mut policy_names) else {
             return Err(ConfigErrors(c.errors));

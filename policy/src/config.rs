@@ -6,7 +6,9 @@ mod certificate;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::certificate::{CertificateRequirements, CertificateRule, Revocation, RevocationDepth, UnknownStatus};
+pub use self::certificate::{
+    CertificateRequirements, CertificateRule, CrlSource, Revocation, RevocationDepth, UnknownStatus,
+};
 use crate::identity::IdentitySource;
 
 /// The whole policy document, as `WasmPlugin.spec.pluginConfig` or a file holds it.

@@ -30,12 +30,14 @@ mod reason;
 mod request;
 mod rule;
 mod sigalg;
+mod sources;
 mod spiffe;
 mod template;
 pub mod xfcc;
 
 pub use cache::CertCache;
 pub use cert::{CertError, CertFacts, KeyKind};
+pub use chain::{CrlInfo, CrlInstalled, CrlSourceSpec};
 pub use compile::MAX_RULES;
 pub use config::*;
 pub use decision::{Decision, Peer, PeerAttributes, PreparedCert, Verdict};

@@ -25,11 +25,14 @@ pub(super) struct Crl {
     crl: CertRevocationList<'static>,
     /// The contents of the issuer Name (what webpki compares with a certificate's issuer).
     issuer: Vec<u8>,
-    this_update: i64,
-    next_update: i64,
+    pub(super) this_update: i64,
+    pub(super) next_update: i64,
     /// Seconds after `nextUpdate` during which the CRL still counts as fresh: a CRL source's
     /// `maxStale`, 0 for a CRL written in the policy.
-    grace: i64,
+    pub(super) grace: i64,
+    /// Fetched by a CRL source: once past its grace, the status of what it covers is unknown
+    /// (`unknownStatus` decides), not stale (docs/policy.md "CRL sources").
+    pub(super) source: bool,
 }
 
 impl Crl {
@@ -55,6 +58,7 @@ impl Crl {
 
 /// A configured certificate that may have issued a CRL: its subject Name (whole DER), its SPKI and
 /// whether its keyUsage, when present, allows cRLSign.
+#[derive(Debug)]
 pub(super) struct CrlSigner {
     subject: Vec<u8>,
     spki: Vec<u8>,
@@ -62,6 +66,14 @@ pub(super) struct CrlSigner {
 }
 
 impl CrlSigner {
+    pub(super) fn subject(&self) -> &[u8] {
+        &self.subject
+    }
+
+    pub(super) fn spki(&self) -> &[u8] {
+        &self.spki
+    }
+
     pub(super) fn from_der(der: &[u8]) -> Option<CrlSigner> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let crl_sign = match cert.key_usage() {
@@ -104,22 +116,43 @@ pub(super) fn compile(list: &[String], path: &str, signers: &[CrlSigner], errors
     crls
 }
 
-/// What one verification at `now` hands webpki: the fresh CRLs (newest first), then the stale ones
-/// of issuers that have no fresh CRL; and those stale-only issuers (Name contents).
-pub(super) fn for_verification(crls: &[Crl], now: i64) -> (Vec<&CertRevocationList<'static>>, Vec<&[u8]>) {
+/// What one verification at `now` hands webpki (`crls` newest first): the fresh CRLs, then the
+/// ones of issuers that have no fresh CRL; and those issuers (Name contents), split into the ones
+/// with a stale configured CRL (`staleStatus` decides) and the ones with a CRL source's CRL past
+/// its grace (`unknownStatus` decides). Either kind still revokes what it lists.
+pub(super) struct ForVerification<'a> {
+    pub crls: Vec<&'a CertRevocationList<'static>>,
+    pub stale_only: Vec<&'a [u8]>,
+    pub unknown_only: Vec<&'a [u8]>,
+}
+
+pub(super) fn for_verification<'a>(crls: &[&'a Crl], now: i64) -> ForVerification<'a> {
     let has_fresh = |issuer: &[u8]| crls.iter().any(|c| c.issuer == issuer && c.fresh_at(now));
-    let mut crl_refs: Vec<&CertRevocationList<'static>> =
-        crls.iter().filter(|c| c.fresh_at(now)).map(|c| &c.crl).collect();
-    let mut stale_only: Vec<&[u8]> = Vec::new();
+    let mut out = ForVerification {
+        crls: crls.iter().filter(|c| c.fresh_at(now)).map(|c| &c.crl).collect(),
+        stale_only: Vec::new(),
+        unknown_only: Vec::new(),
+    };
     for c in crls.iter().filter(|c| !c.fresh_at(now) && !has_fresh(&c.issuer)) {
-        crl_refs.push(&c.crl);
-        stale_only.push(&c.issuer);
+        out.crls.push(&c.crl);
+        if c.source {
+            out.unknown_only.push(&c.issuer);
+        } else {
+            out.stale_only.push(&c.issuer);
+        }
     }
-    (crl_refs, stale_only)
+    out
+}
+
+/// How many revoked certificates a CRL lists (0 when x509-parser cannot read it).
+pub(super) fn entries(der: &[u8]) -> usize {
+    x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map(|(_, crl)| crl.iter_revoked_certificates().count())
+        .unwrap_or(0)
 }
 
 /// Parses one CRL and refuses what RFC 5280 section 5 says a conforming issuer never produces.
-fn crl_from_der(der: &[u8], signers: &[CrlSigner]) -> Result<Crl, String> {
+pub(super) fn crl_from_der(der: &[u8], signers: &[CrlSigner]) -> Result<Crl, String> {
     let fields = der::crl_fields(der).ok_or_else(|| "CRL does not parse: not a DER CertificateList".to_owned())?;
     let this_update = der::time(fields.this_update).ok_or_else(|| "CRL thisUpdate does not parse".to_owned())?;
     let next_update = match fields.next_update {
@@ -158,6 +191,7 @@ fn crl_from_der(der: &[u8], signers: &[CrlSigner]) -> Result<Crl, String> {
         this_update,
         next_update,
         grace: 0,
+        source: false,
     })
 }
 
@@ -187,6 +221,7 @@ mod tests {
             this_update,
             next_update,
             grace,
+            source: false,
         };
         let c = crl(100, 200, 0);
         assert!(!c.fresh_at(99) && c.fresh_at(100) && c.fresh_at(200) && !c.fresh_at(201));

@@ -38,6 +38,7 @@ fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
 const BOOLEAN: u8 = 0x01;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
+const OCTET_STRING: u8 = 0x04;
 const OID: u8 = 0x06;
 const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
@@ -101,6 +102,8 @@ pub(super) struct CrlFields<'a> {
     pub next_update: Option<&'a [u8]>,
     /// `None` without a CRLNumber extension, else whether it is marked critical.
     pub crl_number_critical: Option<bool>,
+    /// The CRLNumber INTEGER's contents (two's complement, big-endian), when it reads as one.
+    pub crl_number: Option<&'a [u8]>,
 }
 
 pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
@@ -123,6 +126,7 @@ pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
         rest = t.rest; // revokedCertificates
     }
     let mut crl_number_critical = None;
+    let mut crl_number = None;
     if let Some(t) = tlv(rest).filter(|t| t.tag == EXPLICIT_0) {
         let exts = tlv(t.contents).filter(|t| t.tag == SEQUENCE)?;
         let mut items = exts.contents;
@@ -131,8 +135,12 @@ pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
             items = ext.rest;
             let oid = tlv(ext.contents).filter(|t| t.tag == OID)?;
             if oid.contents == CRL_NUMBER {
-                let critical = tlv(oid.rest).filter(|t| t.tag == BOOLEAN).is_some_and(|b| b.contents != [0]);
+                let flag = tlv(oid.rest).filter(|t| t.tag == BOOLEAN);
+                let critical = flag.as_ref().is_some_and(|b| b.contents != [0]);
                 crl_number_critical = Some(critical);
+                // extnValue OCTET STRING { CRLNumber INTEGER } (RFC 5280 sections 4.1, 5.2.3).
+                let value = tlv(flag.map_or(oid.rest, |b| b.rest)).filter(|t| t.tag == OCTET_STRING);
+                crl_number = value.and_then(|v| tlv(v.contents)).filter(|t| t.tag == INTEGER).map(|t| t.contents);
             }
         }
     }
@@ -142,6 +150,7 @@ pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
         this_update: this_update.whole,
         next_update,
         crl_number_critical,
+        crl_number,
     })
 }
 

@@ -43,9 +43,41 @@ pub struct CertificateRequirements {
     /// from its thisUpdate through its nextUpdate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crls: Option<Vec<String>>,
+    /// CRLs the filter fetches from Envoy clusters and refreshes (docs/policy.md "CRL sources").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_sources: Option<Vec<CrlSource>>,
     /// How CRLs apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<Revocation>,
+}
+
+/// A CRL fetched over HTTP through an Envoy cluster and kept fresh by the filter.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CrlSource {
+    /// Names the source in metrics and logs; by default the cluster and path, with every
+    /// character other than ASCII letters, digits, `-` and `_` as `_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The Envoy cluster that serves the CRL.
+    pub cluster: String,
+    /// The request path, e.g. `/ca.crl`.
+    pub path: String,
+    /// The `:authority` of the request; the cluster name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// How often to fetch, e.g. `5m` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// How long past its nextUpdate the last good CRL still counts as fresh (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stale: Option<String>,
+    /// How long one fetch may take, e.g. `5s` (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// The largest response body accepted, in bytes (default 8 MiB, at most 32 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 /// CRL revocation options.
