@@ -9,11 +9,13 @@ mod waypoint;
 
 use std::sync::Arc;
 
+use crate::alias::{is_trust_domain, TrustDomainAliases};
 use crate::certreq::CompiledRequirements;
 use crate::config::{CertificateRequirements, CertificateRule, DenyResponse, PathNormalization, PolicyDocument, Proxy};
 use crate::engine::{CompiledCertRule, Engine};
 use crate::error::{ConfigError, ConfigErrors};
 use crate::identity::IdentitySource;
+use crate::linkerd::{LinkerdHeaderMode, LinkerdOptions};
 
 /// Policies and rules beyond this many are refused: a decision stays indexed, but compile time
 /// and memory grow with the document, and such a document is almost certainly generated wrongly.
@@ -35,6 +37,9 @@ impl Engine {
             proxy,
             trust_domains,
             identity,
+            trust_domain,
+            trust_domain_aliases,
+            linkerd,
             path_normalization,
             allow_path_parameters,
             certificate,
@@ -48,6 +53,8 @@ impl Engine {
             c.errors.extend(waypoint::errors(doc));
         }
         c.globals(trust_domains.as_deref(), identity, deny_response, identity_header);
+        c.aliases = TrustDomainAliases::compile(trust_domain.as_deref(), trust_domain_aliases.as_deref(), &mut c.errors);
+        let linkerd = c.linkerd(identity, linkerd.as_ref());
         let certificate = c.certificate(certificate.as_ref());
         let cert_rules = c.certificate_rules(certificate_rules);
         c.errors.extend(crate::sources::duplicate_names(certificate.iter().chain(cert_rules.iter().map(|r| &r.require))));
@@ -56,7 +63,7 @@ impl Engine {
             return Err(ConfigErrors(c.errors));
         };
 
-        let Compiler { errors, header_names, reads_paths, enforces_paths, needs_full_certificate, .. } = c;
+        let Compiler { errors, header_names, reads_paths, enforces_paths, needs_full_certificate, aliases, .. } = c;
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -66,6 +73,8 @@ impl Engine {
             proxy: *proxy,
             trust_domains: trust_domains.clone(),
             identity_sources: identity.clone(),
+            aliases,
+            linkerd,
             path_normalization: *path_normalization,
             allow_path_parameters: *allow_path_parameters,
             reads_paths,
@@ -93,6 +102,8 @@ struct Compiler {
     /// Whether the rules being compiled are enforced.
     enforcing: bool,
     needs_full_certificate: bool,
+    /// `trustDomainAliases`: rules that name an alias are compiled to the main trust domain.
+    aliases: Option<TrustDomainAliases>,
     path_normalization: PathNormalization,
     allow_path_parameters: bool,
 }
@@ -103,11 +114,6 @@ fn is_header_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// A SPIFFE trust domain: lower-case letters, digits, `.`, `-` and `_` (SPIFFE ID spec 2.1).
-fn is_trust_domain(td: &str) -> bool {
-    !td.is_empty()
-        && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
-}
 
 impl Compiler {
     fn new(path_normalization: PathNormalization, allow_path_parameters: bool) -> Compiler {
@@ -118,6 +124,7 @@ impl Compiler {
             enforces_paths: false,
             enforcing: true,
             needs_full_certificate: false,
+            aliases: None,
             path_normalization,
             allow_path_parameters,
         }
@@ -174,6 +181,23 @@ impl Compiler {
         if !is_header_name(identity_header) {
             self.error("identityHeader", "must be a lower-case HTTP header name, e.g. x-peerguard-principal");
         }
+    }
+
+    /// `identity: [linkerdHeader]` and its `linkerd` options (docs/policy.md "Behind Linkerd").
+    fn linkerd(&mut self, identity: &[IdentitySource], options: Option<&LinkerdOptions>) -> Option<LinkerdHeaderMode> {
+        let Some(at) = identity.iter().position(|s| *s == IdentitySource::LinkerdHeader) else {
+            if options.is_some() {
+                self.error("linkerd", "applies only with identity: [linkerdHeader]; remove it, or set the identity source");
+            }
+            return None;
+        };
+        if identity.len() > 1 {
+            self.error(
+                format!("identity[{at}]"),
+                "linkerdHeader must be the only identity source: behind Linkerd, Envoy sees no client certificate, and a certificate source beside it would let a client choose which identity counts",
+            );
+        }
+        Some(LinkerdHeaderMode::compile(options, &mut self.errors))
     }
 
     /// The `certificate` block, which applies to every peer leaf certificate.

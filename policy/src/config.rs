@@ -32,6 +32,17 @@ pub struct PolicyDocument {
     /// Where the principal comes from; the first source present decides (default `[spiffe]`).
     #[serde(default = "default_identity")]
     pub identity: Vec<IdentitySource>,
+    /// The main trust domain, as Istio's mesh config `trustDomain` (default `cluster.local`);
+    /// read only with `trustDomainAliases`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
+    /// Trust domains whose identities are matched as the main trust domain's, as Istio's mesh
+    /// config `trustDomainAliases`; `*.suffix` covers every trust domain under `suffix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain_aliases: Option<Vec<String>>,
+    /// Where `identity: [linkerdHeader]` trusts `l5d-client-id` from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linkerd: Option<crate::linkerd::LinkerdOptions>,
     /// How the request path is made the same for matching and for the upstream.
     #[serde(default)]
     pub path_normalization: PathNormalization,

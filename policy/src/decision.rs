@@ -41,6 +41,10 @@ pub enum Peer<'a> {
     Attributes(&'a PeerAttributes),
     /// A full, parsed certificate.
     Certificate(&'a PreparedCert),
+    /// Under `identity: [linkerdHeader]`: every copy of `l5d-client-id` on a request from a
+    /// listed Linkerd proxy (never empty: no header is [`Peer::None`]). The filter passes
+    /// [`Peer::None`] for a request from any other address, whatever it sent.
+    LinkerdClientId(&'a [String]),
 }
 
 /// What happens to the request. Every deny and would-deny carries its reason, so no caller

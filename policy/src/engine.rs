@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use crate::cert::CertFacts;
+use crate::alias::TrustDomainAliases;
 use crate::certreq::CompiledRequirements;
 use crate::config::{Mode, Mtls, PathNormalization, Proxy};
 use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert, Verdict};
 use crate::identity::{self, Identity, IdentitySource};
 use crate::index::PolicySets;
+use crate::linkerd::LinkerdHeaderMode;
 use crate::reason::Reason;
 use crate::request::{CheckedPath, LazyRequest, RequestSource};
 use crate::rule::{CompiledOperation, EvalCtx};
@@ -28,6 +30,10 @@ pub struct Engine {
     pub(crate) proxy: Proxy,
     pub(crate) trust_domains: Option<Vec<String>>,
     pub(crate) identity_sources: Vec<IdentitySource>,
+    /// `trustDomainAliases`: an alias's identities are matched as the main trust domain's.
+    pub(crate) aliases: Option<TrustDomainAliases>,
+    /// `identity: [linkerdHeader]`: the peer is the `l5d-client-id` of a listed proxy.
+    pub(crate) linkerd: Option<LinkerdHeaderMode>,
     pub(crate) path_normalization: PathNormalization,
     pub(crate) allow_path_parameters: bool,
     /// Whether any policy or certificate rule reads the path: then the path is checked (and
@@ -60,6 +66,27 @@ impl Engine {
         self.proxy
     }
 
+    /// Whether the principal comes from Linkerd's `l5d-client-id` (`identity: [linkerdHeader]`):
+    /// then the filter passes [`Peer::LinkerdClientId`] for a request from a listed proxy, and
+    /// removes the header and passes [`Peer::None`] for any other.
+    pub fn linkerd_header(&self) -> bool {
+        self.linkerd.is_some()
+    }
+
+    /// Whether Envoy's `source.address` is one of `linkerd.proxyAddresses` (always false
+    /// without `identity: [linkerdHeader]`).
+    pub fn is_linkerd_proxy(&self, source_address: &str) -> bool {
+        self.linkerd.as_ref().is_some_and(|l| l.is_proxy(source_address))
+    }
+
+    /// The identity as rules match it: an alias's principal in the main trust domain.
+    fn aliased(&self, identity: Arc<Identity>) -> Arc<Identity> {
+        match &self.aliases {
+            Some(a) => a.apply(identity),
+            None => identity,
+        }
+    }
+
     /// The configured deny response.
     pub fn deny_response(&self) -> &crate::config::DenyResponse {
         &self.deny_response
@@ -90,7 +117,7 @@ impl Engine {
     pub fn prepare(&self, facts: CertFacts, presented_chain: &[Vec<u8>], now: i64) -> PreparedCert {
         let identity =
             identity::from_certificate(&self.identity_sources, &facts.uri_sans, &facts.dns_sans, &facts.subject_cn)
-                .map(|i| i.map(Arc::new))
+                .map(|i| i.map(|i| self.aliased(Arc::new(i))))
                 .map_err(|_| Reason::InvalidIdentity);
         let mut verdicts = Vec::with_capacity(1 + self.cert_rules.len());
         // An expired leaf's entry lives until now at least: never born expired, so it is not
@@ -181,6 +208,7 @@ impl Engine {
 
     pub(crate) fn decide_enforced(&self, req: &LazyRequest<'_>, peer: &Peer<'_>, now: i64) -> Decision {
         // Step 1 and the certificate source.
+        let mut linkerd_peer = false;
         let (identity, prepared, attrs) = match peer {
             Peer::None => {
                 if self.mtls == Mtls::Strict {
@@ -193,7 +221,18 @@ impl Engine {
                 if self.needs_full_certificate {
                     return Decision::deny(Reason::CertificateUnavailable);
                 }
-                (Some(self.identity_from_attributes(a).map(|i| i.map(Arc::new))), None, Some(*a))
+                (Some(self.identity_from_attributes(a).map(|i| i.map(|i| self.aliased(Arc::new(i))))), None, Some(*a))
+            }
+            Peer::LinkerdClientId(values) => {
+                // Linkerd verified the client's certificate, but Envoy never sees it.
+                if self.needs_full_certificate {
+                    return Decision::deny(Reason::CertificateUnavailable);
+                }
+                let identity = Identity::from_linkerd_client_id(values)
+                    .map(|i| Some(self.aliased(Arc::new(i))))
+                    .map_err(|_| Reason::InvalidIdentity);
+                linkerd_peer = true;
+                (Some(identity), None, None)
             }
             Peer::Certificate(p) => (Some(p.identity.clone()), Some(*p), None),
         };
@@ -240,7 +279,7 @@ impl Engine {
             None => None,
         };
         if let Some(tds) = &self.trust_domains {
-            if identity.is_some() || prepared.is_some() || attrs.is_some() {
+            if identity.is_some() || prepared.is_some() || attrs.is_some() || linkerd_peer {
                 let ok = identity
                     .as_ref()
                     .and_then(|i| i.trust_domain.as_deref())
@@ -270,7 +309,7 @@ impl Engine {
             }
             let failure = match prepared {
                 // Envoy's attributes only: the rule needs a certificate that is not available.
-                None if attrs.is_some() => Some(Reason::CertificateUnavailable),
+                None if attrs.is_some() || linkerd_peer => Some(Reason::CertificateUnavailable),
                 None => Some(Reason::NoPeerCertificate),
                 Some(p) => match p.verdicts.get(i + 1) {
                     Some(Some(v)) => rule.require.evaluate(&p.facts, v, now),

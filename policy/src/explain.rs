@@ -92,7 +92,7 @@ impl Engine {
         let (cert, attrs) = match peer {
             Peer::Certificate(p) => (Some(&p.facts), None),
             Peer::Attributes(a) => (None, Some(*a)),
-            Peer::None | Peer::Unparseable => (None, None),
+            Peer::None | Peer::Unparseable | Peer::LinkerdClientId(_) => (None, None),
         };
         let ctx = EvalCtx {
             identity: enforced.identity.as_deref(),

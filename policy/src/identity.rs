@@ -1,4 +1,4 @@
-//! Peer identities from a SPIFFE ID, a DNS SAN (Linkerd) or the subject CN, and which source wins.
+//! Peer identities from a SPIFFE ID, a DNS SAN (Linkerd), the subject CN or Linkerd's `l5d-client-id`, and which source wins.
 //!
 //! Identities from different sources must never collide. SPIFFE IDs themselves are validated to
 //! the SPIFFE ID spec in `spiffe`.
@@ -17,6 +17,10 @@ pub enum IdentitySource {
     Dns,
     /// The subject CN.
     Subject,
+    /// Linkerd's `l5d-client-id` header, set by the linkerd-proxy in front of Envoy, trusted
+    /// only from `linkerd.proxyAddresses` (docs/policy.md "Behind Linkerd").
+    #[serde(rename = "linkerdHeader")]
+    LinkerdHeader,
 }
 
 impl fmt::Display for IdentitySource {
@@ -25,6 +29,7 @@ impl fmt::Display for IdentitySource {
             IdentitySource::Spiffe => "spiffe",
             IdentitySource::Dns => "dns",
             IdentitySource::Subject => "subject",
+            IdentitySource::LinkerdHeader => "linkerdHeader",
         })
     }
 }
@@ -43,6 +48,9 @@ pub struct Identity {
     pub namespace: Option<String>,
     /// Which identity source produced it.
     pub source: IdentitySource,
+    /// The principal as the peer stated it, when a trust-domain alias made `principal` the main
+    /// trust domain's (docs/policy.md "Trust-domain aliases"); for logs.
+    pub presented: Option<String>,
 }
 
 /// Why an identity source that is present yields no identity (the deny reason `invalid_identity`).
@@ -58,6 +66,8 @@ pub enum IdentityError {
     DnsName,
     /// Not exactly one CN, or a CN with `/`, a control character or surrounding spaces.
     CommonName,
+    /// `l5d-client-id` sent more than once, empty, or not a Linkerd identity.
+    LinkerdClientId,
 }
 
 impl Identity {
@@ -71,6 +81,7 @@ impl Identity {
             trust_domain: Some(id.trust_domain().to_owned()),
             namespace: id.istio_namespace().map(str::to_owned),
             source: IdentitySource::Spiffe,
+            presented: None,
         })
     }
 
@@ -97,10 +108,25 @@ impl Identity {
                     trust_domain: Some(td.to_owned()),
                     namespace: Some(ns.to_owned()),
                     source: IdentitySource::Dns,
+                    presented: None,
                 });
             }
         }
-        Ok(Identity { principal: lower, trust_domain: None, namespace: None, source: IdentitySource::Dns })
+        Ok(Identity { principal: lower, trust_domain: None, namespace: None, source: IdentitySource::Dns, presented: None })
+    }
+
+    /// The identity in Linkerd's `l5d-client-id` (one copy): a Linkerd DNS identity
+    /// `SA.NS.serviceaccount.identity.CTRL.TD`, mapped as [`Identity::from_dns`] maps it, or a
+    /// SPIFFE ID (Linkerd's mesh expansion gives external workloads one). Anything else, a plain
+    /// DNS name included, is refused: the header never carries one, so it is not Linkerd's.
+    pub fn from_linkerd_client_id(values: &[String]) -> Result<Identity, IdentityError> {
+        let [value] = values else { return Err(IdentityError::LinkerdClientId) };
+        let identity = if is_spiffe_uri(value) {
+            value.parse::<SpiffeId>().map_err(IdentityError::Spiffe).and_then(|id| Identity::from_spiffe(&id))?
+        } else {
+            Identity::from_dns(value).ok().filter(|i| i.trust_domain.is_some()).ok_or(IdentityError::LinkerdClientId)?
+        };
+        Ok(Identity { source: IdentitySource::LinkerdHeader, ..identity })
     }
 
     /// The identity of a subject, for certificates from a private CA: exactly one CN in the
@@ -116,7 +142,13 @@ impl Identity {
         if bad {
             return Err(IdentityError::CommonName);
         }
-        Ok(Identity { principal: cn.clone(), trust_domain: None, namespace: None, source: IdentitySource::Subject })
+        Ok(Identity {
+            principal: cn.clone(),
+            trust_domain: None,
+            namespace: None,
+            source: IdentitySource::Subject,
+            presented: None,
+        })
     }
 }
 
@@ -180,6 +212,8 @@ pub(crate) fn from_certificate(
                 Found::Subject(Some(subject_cns.to_vec()))
             }
         }
+        // Never on a certificate; the engine reads it from the header (`Peer::LinkerdClientId`).
+        IdentitySource::LinkerdHeader => Found::Absent,
     })
 }
 
@@ -199,6 +233,7 @@ pub(crate) fn from_attributes(
             Some(Some(cns)) if cns.is_empty() => Found::Absent,
             Some(cns) => Found::Subject(cns),
         },
+        IdentitySource::LinkerdHeader => Found::Absent,
     })
 }
 
@@ -242,6 +277,30 @@ mod tests {
         let truncated = Identity::from_dns("web.serviceaccount.identity.linkerd").unwrap();
         assert_eq!(truncated.namespace, None);
         assert!(!truncated.principal.contains('/'));
+    }
+
+    #[test]
+    fn linkerd_client_id_is_one_linkerd_identity_or_spiffe_id() {
+        let one = |s: &str| vec![s.to_owned()];
+        let id = Identity::from_linkerd_client_id(&one("web.shop.serviceaccount.identity.linkerd.cluster.local")).unwrap();
+        assert_eq!(id.principal, "cluster.local/ns/shop/sa/web");
+        assert_eq!(id.trust_domain.as_deref(), Some("cluster.local"));
+        assert_eq!(id.source, IdentitySource::LinkerdHeader);
+        let spiffe = Identity::from_linkerd_client_id(&one("spiffe://partner.example/vm/billing")).unwrap();
+        assert_eq!(spiffe.principal, "partner.example/vm/billing");
+        for bad in [
+            vec![],
+            one(""),
+            one("api.example.com"),
+            one("web.shop.serviceaccount.identity.linkerd.cluster.local."),
+            one("web.shop.serviceaccount.identity.linkerd.cluster.local/ns/prod/sa/admin"),
+            one("spiffe://Cluster.local/ns/a/sa/b"),
+            one("spiffe://cluster.local"),
+            one("web.shop.serviceaccount.identity.linkerd.cluster.local\u{fffd}"),
+            vec!["web.shop.serviceaccount.identity.linkerd.cluster.local".to_owned(); 2],
+        ] {
+            assert!(Identity::from_linkerd_client_id(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! then call [`Engine::decide`] per request.
 #![forbid(unsafe_code)]
 
+mod alias;
 mod cache;
 mod cert;
 mod certreq;
@@ -20,6 +21,7 @@ pub mod explain;
 mod fnv;
 mod identity;
 mod index;
+mod linkerd;
 mod namespace;
 mod parse;
 pub mod path;
@@ -45,6 +47,7 @@ pub use duration::Duration;
 pub use engine::Engine;
 pub use error::{ConfigError, ConfigErrors};
 pub use identity::{Identity, IdentityError, IdentitySource};
+pub use linkerd::{LinkerdOptions, CLIENT_ID_HEADER as LINKERD_CLIENT_ID_HEADER};
 pub use path::PathError;
 pub use pattern::{Pattern, PatternError};
 pub use peer::{resolve as resolve_peer, PeerEvidence, ResolvedPeer};

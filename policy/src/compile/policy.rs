@@ -152,6 +152,7 @@ impl Compiler {
                     Values::Ports(self.ports(&Some(ports), &at).unwrap_or_default())
                 }
                 WhenKey::SourceNamespace => Values::Namespaces(NamespaceMatcher::new(self.patterns(v, &at, false))),
+                WhenKey::SourcePrincipal => Values::Strings(self.principals(&Some(v.clone()), &at).unwrap_or_default()),
                 _ => Values::Strings(StringMatcher::new(self.patterns(v, &at, false))),
             })
         };
@@ -195,8 +196,8 @@ impl Compiler {
             }
         }
         let compiled = CompiledSource {
-            principals: self.strings(principals, &format!("{path}.principals"), false),
-            not_principals: self.strings(not_principals, &format!("{path}.notPrincipals"), false),
+            principals: self.principals(principals, &format!("{path}.principals")),
+            not_principals: self.principals(not_principals, &format!("{path}.notPrincipals")),
             namespaces: self.namespaces(namespaces, &format!("{path}.namespaces")),
             not_namespaces: self.namespaces(not_namespaces, &format!("{path}.notNamespaces")),
             trust_domains: self.trust_domain_patterns(trust_domains, &format!("{path}.trustDomains")),

@@ -25,6 +25,23 @@ impl Compiler {
         values.as_ref().map(|v| NamespaceMatcher::new(self.patterns(v, path, false)))
     }
 
+    /// Principal patterns; one that names a trust-domain alias is compiled to the main trust
+    /// domain (docs/policy.md "Trust-domain aliases").
+    pub(super) fn principals(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<StringMatcher> {
+        let mapped = self.aliased(values, crate::alias::TrustDomainAliases::principal_pattern);
+        self.strings(mapped.as_ref().unwrap_or(values), path, false)
+    }
+
+    /// `values` with every entry mapped through `map` when aliases are configured.
+    pub(super) fn aliased(
+        &self,
+        values: &Option<Vec<String>>,
+        map: fn(&crate::alias::TrustDomainAliases, &str) -> String,
+    ) -> Option<Option<Vec<String>>> {
+        let aliases = self.aliases.as_ref()?;
+        Some(values.as_ref().map(|v| v.iter().map(|p| map(aliases, p)).collect()))
+    }
+
     pub(super) fn trust_domain_patterns(&mut self, values: &Option<Vec<String>>, path: &str) -> Option<StringMatcher> {
         for (i, v) in values.iter().flatten().enumerate() {
             let literal = v.trim_start_matches('*').trim_end_matches('*');
@@ -35,7 +52,8 @@ impl Compiler {
                 );
             }
         }
-        self.strings(values, path, false)
+        let mapped = self.aliased(values, crate::alias::TrustDomainAliases::trust_domain_pattern);
+        self.strings(mapped.as_ref().unwrap_or(values), path, false)
     }
 
     /// Path patterns are matched against the normal form (docs/policy.md "Paths"), so one
