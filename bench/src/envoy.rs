@@ -1,35 +1,18 @@
-//! The server-side Envoy under test: bootstrap generation (mTLS listener, direct_response 200),
-//! process start with `--concurrency 1`, readiness, and /proc sampling of CPU time and RSS.
+//! The server-side Envoy under test: its bootstrap (mTLS listener, direct_response 200), its start
+//! through the test kit's launcher, timed to the first response, and /proc sampling of CPU and RSS.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use anyhow::{anyhow, bail, Result};
+use peerguard_e2e::client::{Client, Request, Response};
+use peerguard_e2e::launcher::{self, Launch};
+use rustls::ClientConfig;
 use serde_json::{json, Value};
 
 use crate::certs::Pki;
-
-/// The Envoy binary: `$ENVOY_BIN`, else `<repo>/.tools/envoy/envoy`.
-pub fn envoy_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ENVOY_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Ok(p);
-        }
-        bail!("ENVOY_BIN={} does not exist; run `just envoy`", p.display());
-    }
-    let p = crate::repo_root().join(".tools/envoy/envoy");
-    if p.is_file() {
-        return Ok(p);
-    }
-    bail!("Envoy not found: set ENVOY_BIN or run `just envoy` (looked for {})", p.display())
-}
 
 /// A bootstrap with one mTLS listener whose only route answers 200 "ok" itself, behind `http_filters`.
 pub fn bootstrap(pki: &Pki, http_filters: &[Value]) -> Value {
@@ -76,102 +59,66 @@ pub fn bootstrap(pki: &Pki, http_filters: &[Value]) -> Value {
     })
 }
 
-/// A running Envoy, killed on drop.
+/// The Envoy under test, started by the test kit's launcher (hard timeout, stopped by PID on drop).
 pub struct Envoy {
-    child: Child,
+    process: launcher::Envoy,
+    /// Envoy's own PID (not its `timeout` wrapper's): its /proc entries give CPU time and RSS.
     pub pid: u32,
+    /// The listener's port on 127.0.0.1.
     pub port: u16,
-    pub log_path: PathBuf,
-    /// Spawn until the first 200 on the listener.
+    /// Spawn until the first response on the listener.
     pub start_to_first_200: Duration,
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Result of the first request.
-pub struct FirstResponse {
-    pub status: u16,
-    pub body: String,
 }
 
 impl Envoy {
     /// Starts Envoy with `config` in `dir` and sends requests until the first response arrives.
-    /// Returns the Envoy and that first response (which need not be a 200).
-    pub fn start(config: &Value, dir: &Path, tls: &Arc<ClientConfig>, path: &str) -> Result<(Envoy, FirstResponse)> {
-        let bin = envoy_bin()?;
-        std::fs::create_dir_all(dir)?;
-        let config_path = dir.join("envoy.json");
-        std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)?;
-        let log_path = dir.join("envoy.log");
-        let admin_path = dir.join("admin-address.txt");
-        let _ = std::fs::remove_file(&admin_path);
-        let log = std::fs::File::create(&log_path)?;
-        let spawned = Instant::now();
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&config_path)
-            // wasm at info: peerguard logs VM start and "policy loaded", which time on_configure.
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-                "--component-log-level",
-                "wasm:info",
-            ])
-            .arg("--admin-address-path")
-            .arg(&admin_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let pid = child.id();
-        let mut envoy = Envoy { child, pid, port: 0, log_path, start_to_first_200: Duration::ZERO };
-        let deadline = spawned + Duration::from_secs(90);
-        let mut admin: Option<SocketAddr> = None;
-        let mut last_error = String::from("no listener port yet");
+    /// Returns the Envoy and that first response (which need not be a 200). `timeout` is the
+    /// instance's hard limit: its whole measurement must fit in it.
+    pub fn start(
+        config: &Value,
+        dir: &Path,
+        tls: &Arc<ClientConfig>,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(Envoy, Response)> {
+        // wasm at info: peerguard logs VM start and "policy loaded", which time on_configure.
+        // Readiness is polled every 5 ms: startup time is one of the figures.
+        let process = Launch::new(dir)
+            .log_level("warning")
+            .component_log_level(Some("wasm:info"))
+            .timeout(timeout)
+            .ready_within(STARTUP_LIMIT)
+            .poll_interval(Duration::from_millis(5))
+            .start_bootstrap("envoy.json", &serde_json::to_string_pretty(config)?)?;
+        let pid = process
+            .envoy_pid()
+            .ok_or_else(|| anyhow!("no Envoy process under its timeout wrapper (pid {}) to sample", process.pid()))?;
+        let port = process.port();
+        let mut envoy = Envoy { process, pid, port, start_to_first_200: Duration::ZERO };
+        if port == 0 {
+            bail!("Envoy has no listener; log tail:\n{}", envoy.log_tail());
+        }
+        let client = Client::with_tls_config(tls.clone()).timeout(Duration::from_secs(10));
+        let deadline = envoy.process.spawned_at() + STARTUP_LIMIT;
         loop {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
-                bail!("Envoy exited during startup ({status}); log tail:\n{}", envoy.log_tail());
-            }
-            if Instant::now() > deadline {
-                bail!("Envoy did not serve within 90 s (last error: {last_error}); log tail:\n{}", envoy.log_tail());
-            }
-            if admin.is_none() {
-                admin = std::fs::read_to_string(&admin_path).ok().and_then(|t| t.trim().parse().ok());
-            }
-            if let (Some(a), 0) = (admin, envoy.port) {
-                if let Ok(text) = admin_get(a, "/listeners?format=json") {
-                    if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                        let port = v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"].as_u64();
-                        envoy.port = port.and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
-                    }
+            match client.send(port, &Request::get(path)) {
+                Ok(first) => {
+                    envoy.start_to_first_200 = envoy.process.spawned_at().elapsed();
+                    return Ok((envoy, first));
                 }
+                Err(e) if Instant::now() > deadline => bail!(
+                    "Envoy did not serve within {STARTUP_LIMIT:?} (last error: {e:#}); log tail:\n{}",
+                    envoy.log_tail()
+                ),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
-            if envoy.port != 0 {
-                match one_request(envoy.port, tls, path) {
-                    Ok(first) => {
-                        envoy.start_to_first_200 = spawned.elapsed();
-                        return Ok((envoy, first));
-                    }
-                    Err(e) => last_error = format!("{e:#}"),
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     /// peerguard's on_configure calls so far, from its log lines: (count, total ms). Each VM
     /// (Envoy's main thread and each worker) logs "starting" then "policy loaded".
     pub fn configure_times(&self) -> (usize, f64) {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let text = self.process.log();
         // Default log format: "[2026-11-29 09:28:02.052][pid][level][component] ...".
         let ms = |line: &str| -> Option<f64> {
             let t = line.get(12..24)?;
@@ -194,56 +141,13 @@ impl Envoy {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.process.log_tail(30)
     }
 }
 
-fn admin_get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, body) = out.split_once("\r\n\r\n").ok_or_else(|| anyhow!("bad admin response"))?;
-    if head.get(8..12) != Some(" 200") {
-        bail!("admin {path}: {head}");
-    }
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        return Ok(body.to_string());
-    }
-    let (mut rest, mut out) = (body, String::new());
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)?;
-        if n == 0 {
-            break;
-        }
-        out.push_str(tail.get(..n).ok_or_else(|| anyhow!("truncated chunk"))?);
-        rest = tail.get(n + 2..).unwrap_or("");
-    }
-    Ok(out)
-}
-
-/// One request on a fresh mTLS connection (`connection: close`), returning status and body.
-pub fn one_request(port: u16, tls: &Arc<ClientConfig>, path: &str) -> Result<FirstResponse> {
-    let sock = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(2))?;
-    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let conn = ClientConnection::new(tls.clone(), ServerName::try_from("localhost")?)?;
-    let mut s = StreamOwned::new(conn, sock);
-    write!(s, "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")?;
-    s.flush()?;
-    let mut raw = Vec::new();
-    match s.read_to_end(&mut raw) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-        Err(e) => return Err(e.into()),
-    }
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow!("no response"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok(FirstResponse { status, body })
-}
+/// How long an Envoy may take from spawn to its first response (a 10,000-rule policy or a large
+/// CRL is compiled during startup).
+pub const STARTUP_LIMIT: Duration = Duration::from_secs(90);
 
 /// Clock ticks per second for /proc/<pid>/stat.
 pub fn clock_ticks() -> f64 {

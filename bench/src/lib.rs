@@ -20,14 +20,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use peerguard_e2e::{envoy_bin, repo_root};
+
 use crate::certs::Pki;
 use crate::configs::{Config, Kind};
-
-/// The repository root (the parent of this crate's directory).
-pub fn repo_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
 
 /// `$CARGO_TARGET_DIR/bench`, else `<repo>/target/bench`.
 pub fn default_out_dir() -> PathBuf {
@@ -72,7 +68,7 @@ impl Options {
             scale: vec![10, 1_000, 10_000],
             only: Vec::new(),
             out_dir: default_out_dir(),
-            peerguard_wasm: env_path("PEERGUARD_WASM", dist.join("peerguard.wasm")),
+            peerguard_wasm: peerguard_e2e::repo::wasm_default_path(),
             floor_wasm: env_path("PEERGUARD_FLOOR_WASM", dist.join("floor.wasm")),
             crl_entries: 10_000,
         }
@@ -215,7 +211,7 @@ fn machine_info() -> Value {
         cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let envoy_version = envoy::envoy_bin()
+    let envoy_version = envoy_bin()
         .ok()
         .and_then(|b| std::process::Command::new(b).arg("--version").output().ok())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
@@ -324,12 +320,14 @@ const PATH: &str = "/api/bench";
 
 fn measure(opts: &Options, pki: &Pki, bootstrap: &Value, dir: &Path, round: usize) -> Result<Sample> {
     let tls = pki.client_config()?;
-    let (envoy, first) = envoy::Envoy::start(bootstrap, dir, &tls, PATH)?;
+    // Generous, but a hung Envoy cannot outlive the run: startup, then the measured window.
+    let timeout = envoy::STARTUP_LIMIT + opts.warmup + opts.duration + Duration::from_secs(60);
+    let (envoy, first) = envoy::Envoy::start(bootstrap, dir, &tls, PATH, timeout)?;
     if first.status != 200 {
         bail!(
             "the first request got {} ({:?}), not 200; log tail:\n{}",
             first.status,
-            first.body.trim(),
+            first.body_text().trim(),
             envoy.log_tail()
         );
     }
@@ -392,7 +390,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     if !opts.peerguard_wasm.is_file() {
         bail!("{} is missing: run `just build`", opts.peerguard_wasm.display());
     }
-    envoy::envoy_bin()?;
+    envoy_bin()?;
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("create {}", opts.out_dir.display()))?;
     let work = tempfile::Builder::new().prefix("peerguard-bench-").tempdir()?;
     let pki = Pki::create(work.path())?;

@@ -6,12 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use peerguard_e2e::repo_root;
 use serde_json::Value;
 use tempfile::TempDir;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn peerguard(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap();

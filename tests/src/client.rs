@@ -115,7 +115,12 @@ impl Client {
     }
 
     fn from_config(config: ClientConfig) -> Self {
-        Self { tls: Some(Arc::new(config)), server_name: "localhost".into(), timeout: Duration::from_secs(20) }
+        Self::with_tls_config(Arc::new(config))
+    }
+
+    /// TLS with a ready-made rustls configuration (the bench builds its own, with its client certificate).
+    pub fn with_tls_config(config: Arc<ClientConfig>) -> Self {
+        Self { tls: Some(config), server_name: "localhost".into(), timeout: Duration::from_secs(20) }
     }
 
     /// SNI / verified server name (default `localhost`).

@@ -2,22 +2,19 @@
 //!
 //! The bootstrap is generated from [`EnvoyConfig`]. Listener and admin bind 127.0.0.1 port 0; the
 //! real ports are read back from the admin API, so parallel tests never race for ports. Each
-//! instance has a hard timeout and is killed on drop.
+//! instance is started by [`Launch`]: it has a hard timeout and is killed on drop.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::repo_root;
+// The launcher, the admin client and the repository paths live in their own modules; they are
+// re-exported here because the end-to-end tests import them from `envoy`.
+pub use crate::admin::admin_get;
+pub use crate::launcher::{default_timeout, Envoy, Launch};
+pub use crate::repo::{envoy_bin, wasm_path};
 
 /// `forward_client_cert_details` of the HTTP connection manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,62 +474,16 @@ pub fn rotate_cert_dir(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(Pat
     Ok((cert, key))
 }
 
-fn default_timeout() -> Duration {
-    let secs = std::env::var("PEERGUARD_E2E_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
-    Duration::from_secs(secs)
-}
-
-/// The Envoy binary: `$ENVOY_BIN`, else `<repo>/.tools/envoy/envoy`. Missing is an error.
-pub fn envoy_bin() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ENVOY_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Ok(p);
-        }
-        bail!("Envoy not found: ENVOY_BIN={} does not exist; run `just envoy` or set ENVOY_BIN", p.display());
-    }
-    let p = repo_root().join(".tools/envoy/envoy");
-    if p.is_file() {
-        return Ok(p);
-    }
-    bail!("Envoy not found: run `just envoy` or set ENVOY_BIN (looked for {})", p.display())
-}
-
-/// The filter module: `$PEERGUARD_WASM`, else `<repo>/dist/peerguard.wasm`. Missing is an error.
-pub fn wasm_path() -> Result<PathBuf> {
-    let p = match std::env::var_os("PEERGUARD_WASM").filter(|p| !p.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => repo_root().join("dist/peerguard.wasm"),
-    };
-    if p.is_file() {
-        Ok(p)
-    } else {
-        bail!("peerguard wasm not found at {}: run `just build` (or set PEERGUARD_WASM)", p.display())
-    }
-}
-
-/// A running Envoy. Killed on drop, or when its hard timeout expires.
-pub struct Envoy {
-    child: Arc<Mutex<Child>>,
-    pid: u32,
-    stop_watchdog: Option<mpsc::Sender<()>>,
-    watchdog: Option<JoinHandle<()>>,
-    admin: SocketAddr,
-    listener_port: u16,
-    log_path: PathBuf,
-    config_path: PathBuf,
-}
-
 impl Envoy {
-    /// Writes the bootstrap into `workdir`, starts Envoy and waits until it is ready.
+    /// Writes the bootstrap of `config` into `workdir`, starts Envoy and waits until it is ready.
     pub fn start(config: &EnvoyConfig, workdir: &Path) -> Result<Self> {
         let yaml = config.bootstrap_yaml()?;
         Self::start_yaml(&yaml, workdir, config.timeout, &config.log_level, config.component_log_level.as_deref())
     }
 
-    /// Starts Envoy on any bootstrap (YAML or JSON text), written into `workdir`, with the same
-    /// hard timeout, cleanup by PID and readiness wait as [`Envoy::start`]. Listeners should bind
-    /// port 0; [`Envoy::listener_ports`] reads the real ports back.
+    /// Starts Envoy on any bootstrap (YAML or JSON text), written to `workdir/envoy.yaml`, through
+    /// [`Launch`] (hard timeout, cleanup by PID, readiness wait). Listeners should bind port 0;
+    /// [`Envoy::port`] is the first one's, [`Envoy::listener_ports`] has them all. No listener is an error.
     pub fn start_yaml(
         bootstrap: &str,
         workdir: &Path,
@@ -540,293 +491,16 @@ impl Envoy {
         log_level: &str,
         component_log_level: Option<&str>,
     ) -> Result<Self> {
-        let bin = envoy_bin()?;
-        let config_path = workdir.join("envoy.yaml");
-        std::fs::write(&config_path, bootstrap).with_context(|| format!("write {}", config_path.display()))?;
-        let log_path = workdir.join("envoy.log");
-        let admin_path = workdir.join("admin-address.txt");
-        let _ = std::fs::remove_file(&admin_path);
-        let log = File::create(&log_path).context("create envoy.log")?;
-        // Wrapped in coreutils `timeout` when available, so the hard limit holds even if this
-        // process dies without running Drop. `--foreground` keeps Envoy in our process group, so a
-        // terminal Ctrl-C reaches it too.
-        let mut cmd = match which("timeout") {
-            Some(t) => {
-                let mut c = Command::new(t);
-                c.args(["--foreground", "--kill-after=5", &timeout.as_secs().max(1).to_string()]).arg(&bin);
-                c
-            }
-            None => Command::new(&bin),
-        };
-        cmd.arg("-c")
-            .arg(&config_path)
-            .args(["--concurrency", "1"])
-            // No shared memory: nothing to collide with between parallel instances, nothing leaked.
-            .arg("--disable-hot-restart")
-            .arg("--admin-address-path")
-            .arg(&admin_path)
-            .args(["-l", log_level])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        if let Some(c) = component_log_level {
-            cmd.args(["--component-log-level", c]);
+        let envoy = Launch::new(workdir)
+            .timeout(timeout)
+            .log_level(log_level)
+            .component_log_level(component_log_level)
+            .start_bootstrap("envoy.yaml", bootstrap)?;
+        if envoy.port() == 0 {
+            bail!("Envoy has no listener; config {}; log tail:\n{}", envoy.config_path().display(), envoy.log_tail(40));
         }
-        let child = cmd.spawn().with_context(|| format!("spawn {}", bin.display()))?;
-        let pid = child.id();
-        let child = Arc::new(Mutex::new(child));
-
-        let (tx, rx) = mpsc::channel::<()>();
-        let wd_child = child.clone();
-        let watchdog = std::thread::Builder::new()
-            .name(format!("envoy-watchdog-{pid}"))
-            .spawn(move || {
-                if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(timeout) {
-                    eprintln!("envoy pid {pid}: hard timeout of {timeout:?} reached, killing it");
-                    terminate(&wd_child, pid);
-                }
-            })
-            .context("spawn watchdog")?;
-
-        let mut envoy = Envoy {
-            child,
-            pid,
-            stop_watchdog: Some(tx),
-            watchdog: Some(watchdog),
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            listener_port: 0,
-            log_path,
-            config_path,
-        };
-        envoy.wait_ready(&admin_path, Duration::from_secs(60))?;
         Ok(envoy)
     }
-
-    fn exited(&self) -> Option<String> {
-        let mut c = self.child.lock().ok()?;
-        match c.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            _ => None,
-        }
-    }
-
-    fn fail(&self, what: &str) -> anyhow::Error {
-        anyhow!(
-            "Envoy (pid {}) {what}; config {}; log tail:\n{}",
-            self.pid,
-            self.config_path.display(),
-            self.log_tail(40)
-        )
-    }
-
-    fn wait_ready(&mut self, admin_path: &Path, limit: Duration) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                return Err(self.fail(&format!("exited during startup ({status})")));
-            }
-            if Instant::now() > deadline {
-                return Err(self.fail("was not ready in time"));
-            }
-            if self.admin.port() == 0 {
-                if let Ok(text) = std::fs::read_to_string(admin_path) {
-                    if let Ok(addr) = text.trim().parse::<SocketAddr>() {
-                        self.admin = addr;
-                    }
-                }
-            }
-            if self.admin.port() != 0 {
-                if let Ok((200, body)) = self.admin_get("/ready") {
-                    if body.trim() == "LIVE" {
-                        break;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let (_, listeners) = self.admin_get("/listeners?format=json")?;
-        let v: Value = serde_json::from_str(&listeners).context("parse /listeners")?;
-        let port = v["listener_statuses"]
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|l| l["local_address"]["socket_address"]["port_value"].as_u64())
-            .ok_or_else(|| anyhow!("no listener port in /listeners: {listeners}"))?;
-        self.listener_port = u16::try_from(port)?;
-        Ok(())
-    }
-
-    /// The peerguard listener's port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.listener_port
-    }
-
-    /// Every listener's port on 127.0.0.1, by listener name (from the admin API).
-    pub fn listener_ports(&self) -> Result<std::collections::HashMap<String, u16>> {
-        let (_, listeners) = self.admin_get("/listeners?format=json")?;
-        let v: Value = serde_json::from_str(&listeners).context("parse /listeners")?;
-        let mut out = std::collections::HashMap::new();
-        for l in v["listener_statuses"].as_array().into_iter().flatten() {
-            if let (Some(name), Some(port)) =
-                (l["name"].as_str(), l["local_address"]["socket_address"]["port_value"].as_u64())
-            {
-                out.insert(name.to_owned(), u16::try_from(port)?);
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-    }
-
-    /// PID of the spawned process (the `timeout` wrapper around Envoy when coreutils has one).
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
-    }
-
-    /// Everything Envoy logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        let log = self.log();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// Waits (up to `limit`) for a log line containing `needle`; returns that line.
-    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return Some(line.to_string());
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// GET on the admin API; returns status and body.
-    pub fn admin_get(&self, path: &str) -> Result<(u16, String)> {
-        admin_get(self.admin, path)
-    }
-
-    /// `/stats?filter=REGEX` as text (`name: value` lines).
-    pub fn stats(&self, filter: &str) -> Result<String> {
-        let (status, body) = self.admin_get(&format!("/stats?filter={}", url_escape(filter)))?;
-        if status != 200 {
-            bail!("/stats returned {status}: {body}");
-        }
-        Ok(body)
-    }
-
-    /// The value of one counter or gauge by exact name, if present.
-    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
-        let body = self.stats(&format!("^{}$", regex_escape(name)))?;
-        Ok(body.lines().find_map(|l| {
-            let (n, v) = l.split_once(": ")?;
-            if n == name {
-                v.trim().parse().ok()
-            } else {
-                None
-            }
-        }))
-    }
-
-    /// Stops Envoy now (also done on drop).
-    pub fn stop(&mut self) {
-        if let Some(tx) = self.stop_watchdog.take() {
-            let _ = tx.send(());
-        }
-        terminate(&self.child, self.pid);
-        if let Some(h) = self.watchdog.take() {
-            let _ = h.join();
-        }
-    }
-
-    /// Blocks until Envoy exits on its own (or is killed by its timeout).
-    pub fn wait(&mut self) -> Result<()> {
-        loop {
-            if self.exited().is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// SIGTERM by PID (the `timeout` wrapper forwards it to Envoy), then SIGKILL if still alive after 3 s.
-fn terminate(child: &Mutex<Child>, pid: u32) {
-    let Ok(mut c) = child.lock() else { return };
-    if matches!(c.try_wait(), Ok(Some(_))) {
-        return;
-    }
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if matches!(c.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
-}
-
-fn url_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// GET `path` on an Envoy admin API at `admin`; returns status and body.
-pub fn admin_get(admin: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s =
-        TcpStream::connect_timeout(&admin, Duration::from_secs(5)).with_context(|| format!("connect admin {admin}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let resp = crate::client::parse_response_bytes(&raw)?;
-    Ok((resp.status, resp.body_text()))
 }
 
 #[cfg(test)]

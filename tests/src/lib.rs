@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod demo;
@@ -12,15 +13,11 @@ pub mod diff;
 pub mod envoy;
 pub mod istio_schema;
 pub mod istio_shaped;
+pub mod launcher;
 pub mod mesh;
+pub mod repo;
 pub mod sidecar;
 pub mod standalone;
 pub mod upstream;
 
-use std::path::PathBuf;
-
-/// The repository root (the parent of this crate's directory).
-pub fn repo_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
+pub use repo::{envoy_bin, repo_root, wasm_path};

@@ -55,7 +55,7 @@ fn run() -> Result<bool> {
     let stack = Stack::start(StackOptions { timeout: Some(timeout), ..StackOptions::default() })?;
     println!(
         "    envoy (pid {}) listening on https://127.0.0.1:{} (admin http://{}), files in {}",
-        stack.envoy.pid(),
+        stack.envoy.envoy_pid().unwrap_or(stack.envoy.pid()),
         stack.port(),
         stack.envoy.admin_addr(),
         stack.dir().display()
