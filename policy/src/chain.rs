@@ -236,7 +236,10 @@ impl ChainVerifier {
             } else {
                 leaf_issuer.collect()
             };
-            if issuers.iter().any(|i| (stale_deny && stale_only.contains(i)) || (unknown_deny && unknown_only.contains(i))) {
+            if issuers
+                .iter()
+                .any(|i| (stale_deny && stale_only.contains(i)) || (unknown_deny && unknown_only.contains(i)))
+            {
                 Err(webpki::Error::UnknownRevocationStatus)
             } else {
                 Ok(())
@@ -247,9 +250,7 @@ impl ChainVerifier {
         let verified = ee.verify_for_usage(sigalg::ALL, &anchors, &pool, time, usage, revocation, Some(&check_path));
         match verified {
             // No CRL at all (only CRL sources, none delivered yet): every status is unknown.
-            Ok(_) if no_crls && self.unknown_status == UnknownStatusPolicy::Deny => {
-                fail(Reason::RevocationUnknown)
-            }
+            Ok(_) if no_crls && self.unknown_status == UnknownStatusPolicy::Deny => fail(Reason::RevocationUnknown),
             Ok(path) => {
                 let mut valid_until = leaf.not_after.min(crl_until);
                 for c in path.intermediate_certificates() {

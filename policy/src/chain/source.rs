@@ -211,7 +211,10 @@ pub(super) fn compile(list: &[CrlSource], path: &str, errors: &mut Vec<ConfigErr
         let max_stale_secs = secs("maxStale", &src.max_stale, 0, 0);
         let timeout_secs = secs("timeout", &src.timeout, DEFAULT_TIMEOUT_SECS, 1);
         if src.cluster.is_empty() || src.cluster.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-            errors.push(ConfigError::new(format!("{at}.cluster"), "must be an Envoy cluster name (non-empty, no spaces)"));
+            errors.push(ConfigError::new(
+                format!("{at}.cluster"),
+                "must be an Envoy cluster name (non-empty, no spaces)",
+            ));
         }
         if !src.path.starts_with('/') || src.path.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
             errors.push(ConfigError::new(
