@@ -35,6 +35,9 @@ test: build
     #!/usr/bin/env bash
     set -euo pipefail
     export ENVOY_BIN="$(scripts/ensure-envoy.sh)"
+    export PROMETHEUS_BIN_DIR="$(scripts/ensure-prometheus.sh)"
+    echo "==================== monitoring rules: promtool check + test (deploy/monitoring) ===================="
+    scripts/monitoring-rules.sh
     echo "==================== native tests: cargo test --workspace ===================="
     cargo test --workspace
     echo "==================== conformance: chain verification vs x509-limbo (policy/tests/limbo.rs) ===================="
@@ -73,12 +76,14 @@ peerguard := "cargo run -q -p peerguard-cli --bin peerguard --"
 cli:
     cargo build -q -p peerguard-cli --bin peerguard
 
-# OCI image of dist/peerguard.wasm (Istio compat format) in dist/oci + dist/peerguard-oci.tar; prints the digest and re-renders istio/peerguard/wasmplugin*.yaml
+# OCI image of dist/peerguard.wasm (Istio compat format) in dist/oci + dist/peerguard-oci.tar; prints the digest and re-renders istio/peerguard/trafficextension*.yaml and wasmplugin*.yaml
 oci: build cli
     {{peerguard}} render oci --wasm dist/peerguard.wasm --out dist/oci --tar dist/peerguard-oci.tar
     {{peerguard}} render wasmplugin --policy istio/peerguard/policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --namespace server --selector app=nginx --out istio/peerguard/wasmplugin.yaml
     {{peerguard}} render wasmplugin --policy istio/peerguard/gateway-policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --name peerguard-ingress --namespace istio-ingress --gateway ingress --out istio/peerguard/wasmplugin-gateway.yaml
-    @echo "istio/peerguard/wasmplugin.yaml and wasmplugin-gateway.yaml now point at {{oci_url}} with this image's digest"
+    {{peerguard}} render trafficextension --policy istio/peerguard/policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --namespace server --selector app=nginx --out istio/peerguard/trafficextension.yaml
+    {{peerguard}} render trafficextension --policy istio/peerguard/waypoint-policy.yaml --url {{oci_url}} --wasm dist/peerguard.wasm --name peerguard-waypoint --namespace server --waypoint-service nginx --out istio/peerguard/trafficextension-waypoint.yaml
+    @echo "istio/peerguard/trafficextension*.yaml and wasmplugin*.yaml now point at {{oci_url}} with this image's digest"
 
 # Regenerate the demo PKI in envoy/certs with `peerguard cert`
 envoy-certs: cli

@@ -6,6 +6,7 @@
 
 pub mod oci;
 pub mod rbac;
+pub mod trafficextension;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,9 @@ pub enum RenderCommand {
     /// An Istio WasmPlugin with the policy as pluginConfig and the module's sha256
     #[command(after_help = WASMPLUGIN_HELP)]
     Wasmplugin(WasmPluginArgs),
+    /// An Istio TrafficExtension (Istio 1.30+): the WasmPlugin's settings, for sidecars, gateways or waypoints
+    #[command(after_help = trafficextension::TRAFFICEXTENSION_HELP)]
+    Trafficextension(trafficextension::TrafficExtensionArgs),
     /// A standalone inbound-sidecar Envoy config with the policy embedded as a StringValue
     #[command(after_help = ENVOY_HELP)]
     Envoy(EnvoyArgs),
@@ -213,6 +217,7 @@ pub struct OciArgs {
 pub fn run(cmd: &RenderCommand) -> Result<String, RenderError> {
     match cmd {
         RenderCommand::Wasmplugin(a) => emit(&wasmplugin(a)?, a.out.as_deref()),
+        RenderCommand::Trafficextension(a) => trafficextension::run(a),
         RenderCommand::Envoy(a) => emit(&envoy(a)?, a.out.as_deref()),
         RenderCommand::Oci(a) => oci_cmd(a),
         RenderCommand::Rbac(a) => rbac::run(a),
