@@ -22,6 +22,7 @@
 //!   key (a forged CRL proves nothing, so the chain is not trusted).
 
 mod anchor;
+mod bundle;
 mod crl;
 mod der;
 mod profile;
@@ -59,6 +60,8 @@ const FAILURE_RECHECK_SECS: i64 = 300;
 #[derive(Debug)]
 pub struct ChainVerifier {
     anchors: Vec<Anchor>,
+    /// `trustBundles`: a leaf verifies only against the anchors of its SPIFFE ID's trust domain.
+    by_domain: bool,
     intermediates: Vec<CertificateDer<'static>>,
     /// Newest (latest thisUpdate) first, so that webpki, which takes the first CRL of an issuer,
     /// takes the newest one.
@@ -86,6 +89,7 @@ impl ChainVerifier {
     /// Compiles `trustAnchors`, `intermediates`, `crls` and `revocation`; `None` when none is set.
     pub fn compile(reqs: &CertificateRequirements, path: &str) -> Result<Option<ChainVerifier>, Vec<ConfigError>> {
         if reqs.trust_anchors.is_none()
+            && reqs.trust_bundles.is_none()
             && reqs.crls.is_none()
             && reqs.crl_sources.is_none()
             && reqs.intermediates.is_none()
@@ -95,7 +99,18 @@ impl ChainVerifier {
         }
         let mut errors = Vec::new();
         let mut signers = Vec::new();
-        let anchors = anchor::compile(reqs.trust_anchors.as_deref(), path, &mut signers, &mut errors);
+        let anchors = match &reqs.trust_bundles {
+            Some(bundles) => {
+                if reqs.trust_anchors.is_some() {
+                    errors.push(ConfigError::new(
+                        format!("{path}.trustBundles"),
+                        "trustBundles and trustAnchors exclude each other: with trustBundles each anchor vouches only for its own trust domain, which one trustAnchors pool would undo; move the anchors into the bundle of their trust domain",
+                    ));
+                }
+                bundle::compile(bundles, path, &mut signers, &mut errors)
+            }
+            None => anchor::compile(reqs.trust_anchors.as_deref(), path, &mut signers, &mut errors),
+        };
         let mut intermediates = Vec::new();
         if reqs.intermediates.as_ref().is_some_and(Vec::is_empty) {
             errors.push(ConfigError::new(
@@ -141,6 +156,7 @@ impl ChainVerifier {
         }
         Ok(Some(ChainVerifier {
             anchors,
+            by_domain: reqs.trust_bundles.is_some(),
             intermediates,
             crls,
             sources,
@@ -197,7 +213,16 @@ impl ChainVerifier {
         pool.extend(self.intermediates.iter().map(|c| CertificateDer::from(c.as_ref())));
 
         // An anchor past its notAfter, or one that breaks the profile, verifies nothing.
-        let anchors = anchor::usable(&self.anchors, now, server_auth);
+        // With trustBundles, only the bundle of the leaf's own trust domain (docs/policy.md
+        // "Trust bundles"); a leaf without one SPIFFE ID has no bundle.
+        let domain = match self.by_domain {
+            true => match bundle::leaf_trust_domain(leaf) {
+                Some(td) => Some(td),
+                None => return fail(Reason::UntrustedChain),
+            },
+            false => None,
+        };
+        let anchors = anchor::usable(&self.anchors, now, server_auth, domain.as_deref());
         if anchors.is_empty() {
             return fail(Reason::UntrustedChain);
         }

@@ -7,7 +7,7 @@ mod certificate;
 use serde::{Deserialize, Serialize};
 
 pub use self::certificate::{
-    CertificateRequirements, CertificateRule, CrlSource, Revocation, RevocationDepth, UnknownStatus,
+    CertificateRequirements, CertificateRule, CrlSource, Revocation, RevocationDepth, TrustBundleEntry, UnknownStatus,
 };
 use crate::identity::IdentitySource;
 

@@ -25,6 +25,9 @@ pub(super) struct Anchor {
     subject: String,
     /// Why the anchor breaks the RFC 5280 profile, if it does: it then anchors no path.
     violation: Option<String>,
+    /// The trust domain whose `trustBundles` entry holds the anchor: it then anchors only leaves
+    /// with a SPIFFE ID in that trust domain. `None` for `trustAnchors`.
+    domain: Option<String>,
     /// Why the anchor breaks the CA/Browser Forum rules for TLS server roots, if it does: it then
     /// anchors no serverAuth path (conformance only; client paths are not held to those rules).
     server_violation: Option<String>,
@@ -42,7 +45,7 @@ pub(super) fn compile(
     match list {
         None => errors.push(ConfigError::new(
             format!("{path}.trustAnchors"),
-            "intermediates, crls and revocation need trustAnchors: chain verification and CRL checks run on a path that verifies to a trust anchor",
+            "intermediates, crls and revocation need trustAnchors or trustBundles: chain verification and CRL checks run on a path that verifies to a trust anchor",
         )),
         Some([]) => errors.push(ConfigError::new(
             format!("{path}.trustAnchors"),
@@ -53,7 +56,7 @@ pub(super) fn compile(
                 let at = format!("{path}.trustAnchors[{i}]");
                 for der in pem_der_list(pem, &at, errors) {
                     signers.extend(CrlSigner::from_der(&der));
-                    match anchor_from_der(der, &at) {
+                    match anchor_from_der(der, &at, None) {
                         Ok(a) => anchors.push(a),
                         Err(msg) => errors.push(ConfigError::new(at.clone(), msg)),
                     }
@@ -65,11 +68,18 @@ pub(super) fn compile(
 }
 
 /// The anchors a path may end in at `now`: not past their notAfter (inclusive, as for every
-/// certificate; webpki itself never looks at an anchor's validity) and conforming.
-pub(super) fn usable(anchors: &[Anchor], now: i64, server_auth: bool) -> Vec<TrustAnchor<'_>> {
+/// certificate; webpki itself never looks at an anchor's validity), conforming, and, when
+/// `domain` is given (`trustBundles`), from that trust domain's bundle.
+pub(super) fn usable<'a>(
+    anchors: &'a [Anchor],
+    now: i64,
+    server_auth: bool,
+    domain: Option<&str>,
+) -> Vec<TrustAnchor<'a>> {
     anchors
         .iter()
         .filter(|a| now <= a.not_after && a.violation.is_none() && !(server_auth && a.server_violation.is_some()))
+        .filter(|a| domain.is_none_or(|d| a.domain.as_deref() == Some(d)))
         .map(|a| TrustAnchor {
             subject: Der::from(a.anchor.subject.as_ref()),
             subject_public_key_info: Der::from(a.anchor.subject_public_key_info.as_ref()),
@@ -118,7 +128,8 @@ impl Anchor {
     }
 }
 
-fn anchor_from_der(der: Vec<u8>, at: &str) -> Result<Anchor, String> {
+/// An anchor from one configured certificate at `at`, of `domain`'s bundle if given.
+pub(super) fn anchor_from_der(der: Vec<u8>, at: &str, domain: Option<&str>) -> Result<Anchor, String> {
     let Some(not_after) = not_after(&der) else {
         return Err("not an X.509 certificate".to_owned());
     };
@@ -132,7 +143,15 @@ fn anchor_from_der(der: Vec<u8>, at: &str) -> Result<Anchor, String> {
     let cert = CertificateDer::from(der);
     let anchor =
         webpki::anchor_from_trusted_cert(&cert).map_err(|e| format!("not usable as a trust anchor: {e:?}"))?.to_owned();
-    Ok(Anchor { anchor, not_after, path: at.to_owned(), subject, violation, server_violation })
+    Ok(Anchor {
+        anchor,
+        not_after,
+        path: at.to_owned(),
+        subject,
+        violation,
+        domain: domain.map(str::to_owned),
+        server_violation,
+    })
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (no clock or time crate needed, so it runs in wasm).

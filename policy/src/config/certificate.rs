@@ -1,5 +1,7 @@
 //! The document's certificate requirements: the `certificate` block, `certificateRules`, and CRL revocation options.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::RuleTo;
@@ -36,6 +38,11 @@ pub struct CertificateRequirements {
     /// PEM trust anchors; the chain must verify to one of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_anchors: Option<Vec<String>>,
+    /// Trust anchors per SPIFFE trust domain: a leaf verifies only against the anchors of its
+    /// SPIFFE ID's trust domain. Each entry is PEM or a SPIFFE bundle (JWKS). Exclusive with
+    /// `trustAnchors`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_bundles: Option<BTreeMap<String, Vec<TrustBundleEntry>>>,
     /// PEM intermediates offered for chain building.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediates: Option<Vec<String>>,
@@ -78,6 +85,17 @@ pub struct CrlSource {
     /// The largest response body accepted, in bytes (default 8 MiB, at most 32 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+}
+
+/// One `trustBundles` entry: PEM certificates, or a SPIFFE bundle (a JWK Set whose
+/// `x509-svid` keys carry the CA certificates), as text or as a mapping.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum TrustBundleEntry {
+    /// PEM, or the SPIFFE bundle's JSON text.
+    Text(String),
+    /// The SPIFFE bundle document itself.
+    Document(serde_json::Map<String, serde_json::Value>),
 }
 
 /// CRL revocation options.
