@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
+use peerguard_filter::envoy_config::{stats_tags, WasmFilter, DEFAULT_NAME};
 use peerguard_policy::{ConfigErrors, Engine};
 use serde_json::{json, Value};
 
@@ -361,6 +362,8 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
     let policy_json = serde_json::to_string(&policy).map_err(|e| RenderError::Usage(e.to_string()))?;
     Ok(json!({
         "admin": {"address": socket(&a.admin, "--admin")?},
+        // The reason and policy in peerguard's counter names become Prometheus labels.
+        "stats_config": {"stats_tags": stats_tags()},
         "static_resources": {
             "listeners": [{
                 "name": "inbound",
@@ -401,26 +404,7 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
                                     "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]
                             },
                             "http_filters": [
-                                {
-                                    "name": "peerguard",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                                        "config": {
-                                            "name": a.plugin_name,
-                                            "root_id": a.plugin_name,
-                                            "vm_config": {
-                                                "vm_id": a.plugin_name,
-                                                "runtime": "envoy.wasm.runtime.v8",
-                                                "code": {"local": {"filename": a.wasm}}
-                                            },
-                                            "configuration": {
-                                                "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                                "value": policy_json
-                                            },
-                                            "fail_open": false
-                                        }
-                                    }
-                                },
+                                WasmFilter::new(&a.wasm, &policy_json).named(&a.plugin_name).http_filter(DEFAULT_NAME),
                                 {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
                             ]
                         }

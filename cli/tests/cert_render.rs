@@ -391,6 +391,24 @@ fn render_envoy_normalizes_paths_in_envoy_as_a_second_layer() {
     assert_eq!(vc["trust_chain_verification"], "VERIFY_TRUST_CHAIN", "{vc}");
 }
 
+#[test]
+fn render_envoy_names_the_plugin_fails_closed_and_turns_counter_names_into_labels() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = policy_file(d.path());
+    let out = ok(&["render", "envoy", "--policy", s(&policy), "--plugin-name", "pg-inbound"]);
+    let doc = parse_yaml_docs(&out).unwrap().remove(0);
+    let filter = &rendered_hcm(&doc)["http_filters"][0];
+    assert_eq!(filter["name"], "peerguard", "{filter}");
+    let conf = &filter["typed_config"]["config"];
+    assert_eq!((&conf["name"], &conf["root_id"]), (&serde_json::json!("pg-inbound"), &serde_json::json!("pg-inbound")), "{conf}");
+    assert_eq!(conf["vm_config"]["vm_id"], "pg-inbound", "{conf}");
+    assert_eq!(conf["fail_open"], false, "{conf}");
+    // Without the extractors the reason and policy stay in the counter names, unlabelled.
+    assert_eq!(doc["stats_config"]["stats_tags"], peerguard_filter::envoy_config::stats_tags());
+    let reason = &doc["stats_config"]["stats_tags"][0];
+    assert_eq!(reason["tag_name"], "reason", "{reason}");
+}
+
 /// A policy whose `certificate` block is `certificate_yaml` (indented under `certificate:`).
 fn policy_with_certificate(dir: &Path, name: &str, certificate_yaml: &str) -> PathBuf {
     let p = dir.join(name);
