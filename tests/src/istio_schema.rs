@@ -163,6 +163,26 @@ fn cel_equivalents(kind: &str, doc: &Value) -> Vec<String> {
             errors.push("/spec/url: url must have schema one of [http, https, file, oci]".into());
         }
     }
+    if kind == "TrafficExtension" {
+        if spec.get("selector").is_some() && spec.get("targetRefs").is_some() {
+            errors.push("/spec: only one of targetRefs or selector can be set".into());
+        }
+        if spec.get("wasm").is_some() == spec.get("lua").is_some() {
+            errors.push("/spec: exactly one of wasm or lua must be set".into());
+        }
+        if let Some(url) = spec["wasm"]["url"].as_str() {
+            if !["oci://", "http://", "https://", "file://"].iter().any(|p| url.starts_with(p)) {
+                errors.push("/spec/wasm/url: url must have schema one of [http, https, file, oci]".into());
+            }
+        }
+        for (i, t) in spec["targetRefs"].as_array().into_iter().flatten().enumerate() {
+            if t["namespace"].as_str().is_some_and(|n| !n.is_empty()) {
+                errors.push(format!(
+                    "/spec/targetRefs/{i}/namespace: cross namespace referencing is not currently supported"
+                ));
+            }
+        }
+    }
     if kind == "PeerAuthentication"
         && spec.get("portLevelMtls").is_some()
         && spec["selector"]["matchLabels"].as_object().is_none_or(|m| m.is_empty())
