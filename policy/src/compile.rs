@@ -47,6 +47,7 @@ impl Engine {
             policies,
             deny_response,
             identity_header,
+            metrics,
         } = doc;
         let mut c = Compiler::new(*path_normalization, *allow_path_parameters);
         if *proxy == Proxy::Waypoint {
@@ -57,6 +58,7 @@ impl Engine {
         let linkerd = c.linkerd(identity, linkerd.as_ref());
         let certificate = c.certificate(certificate.as_ref());
         let cert_rules = c.certificate_rules(certificate_rules);
+        let peer_cert_expiry = crate::config::PeerCertExpiry::compile(metrics.as_ref(), &mut c.errors);
         c.errors.extend(crate::sources::duplicate_names(certificate.iter().chain(cert_rules.iter().map(|r| &r.require))));
         let mut policy_names: Vec<Arc<str>> = cert_rules.iter().map(|r| r.name.clone()).collect();
         let Some(sets) = c.policies(policies, &mut policy_names) else {
@@ -86,6 +88,7 @@ impl Engine {
             header_names,
             deny_response: deny_response.clone(),
             identity_header: identity_header.clone(),
+            peer_cert_expiry,
             policy_names,
         })
     }

@@ -3,12 +3,14 @@
 //! Nothing here is evaluated; `compile` turns a [`PolicyDocument`] into an `Engine`.
 
 mod certificate;
+mod metrics;
 
 use serde::{Deserialize, Serialize};
 
 pub use self::certificate::{
     CertificateRequirements, CertificateRule, CrlSource, Revocation, RevocationDepth, TrustBundleEntry, UnknownStatus,
 };
+pub use self::metrics::{MetricsOptions, PeerCertExpiry, PeerCertExpiryOptions, MAX_EXPIRY_IDENTITIES};
 use crate::identity::IdentitySource;
 
 /// The whole policy document, as `WasmPlugin.spec.pluginConfig` or a file holds it.
@@ -65,6 +67,9 @@ pub struct PolicyDocument {
     /// The header that carries the verified principal to the application.
     #[serde(default = "default_identity_header")]
     pub identity_header: String,
+    /// What the filter reports beyond its counters (per-identity certificate expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsOptions>,
 }
 
 fn default_identity() -> Vec<IdentitySource> {

@@ -52,6 +52,7 @@ pub struct Engine {
     pub(crate) deny_response: crate::config::DenyResponse,
     pub(crate) identity_header: String,
     pub(crate) policy_names: Vec<Arc<str>>,
+    pub(crate) peer_cert_expiry: crate::config::PeerCertExpiry,
 }
 
 impl Engine {
@@ -105,6 +106,11 @@ impl Engine {
             out.extend(rule.require.anchor_warnings(now));
         }
         out
+    }
+
+    /// `metrics.peerCertExpiry`: how many identities get an expiry gauge, seen how recently.
+    pub fn peer_cert_expiry(&self) -> crate::config::PeerCertExpiry {
+        self.peer_cert_expiry
     }
 
     /// Names of every policy and certificate rule, for metrics.
