@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use peerguard_policy::{
     path, resolve_peer, CertCache, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PeerEvidence, PreparedCert,
-    Proxy, Reason, RequestSource, ResolvedPeer, Verdict as Outcome,
+    Proxy, Reason, RequestSource, ResolvedPeer, Verdict as Outcome, LINKERD_CLIENT_ID_HEADER,
 };
 
 use crate::audit::{audit_line, suppressed_line, AuditLimiter, AuditRequest};
@@ -86,6 +86,27 @@ fn waypoint_peer(host: &dyn Host) -> PeerLookup {
     }
 }
 
+/// Behind Linkerd (docs/policy.md "Behind Linkerd"): `l5d-client-id` is the peer only on a
+/// connection from a listed linkerd-proxy. From anywhere else the header is removed, so that the
+/// upstream never sees a client's own copy either, and the request has no principal. The
+/// connection's certificate attributes are never read: Envoy's downstream is the proxy.
+fn linkerd_peer(engine: &Engine, host: &dyn Host) -> PeerLookup {
+    let from_proxy = text(host.property(&["source", "address"])).is_some_and(|a| engine.is_linkerd_proxy(&a));
+    let values: Vec<String> =
+        host.request_header_values(LINKERD_CLIENT_ID_HEADER).into_iter().filter_map(|v| text(Some(v))).collect();
+    if !from_proxy {
+        if !values.is_empty() {
+            host.set_request_header(LINKERD_CLIENT_ID_HEADER, None);
+        }
+        return PeerLookup::None;
+    }
+    if values.is_empty() {
+        PeerLookup::None
+    } else {
+        PeerLookup::LinkerdClientId(values)
+    }
+}
+
 fn port_property(bytes: Option<Vec<u8>>) -> Option<u32> {
     let b = bytes?;
     let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
@@ -107,6 +128,8 @@ enum PeerLookup {
     Unparseable,
     Attributes(PeerAttributes),
     Certificate(Rc<PreparedCert>),
+    /// `identity: [linkerdHeader]`: every copy of `l5d-client-id`, from a listed proxy.
+    LinkerdClientId(Vec<String>),
 }
 
 impl Worker {
@@ -133,6 +156,7 @@ impl Worker {
             PeerLookup::Unparseable => engine.decide(&req, &Peer::Unparseable, now),
             PeerLookup::Attributes(a) => engine.decide(&req, &Peer::Attributes(a), now),
             PeerLookup::Certificate(p) => engine.decide(&req, &Peer::Certificate(p), now),
+            PeerLookup::LinkerdClientId(v) => engine.decide(&req, &Peer::LinkerdClientId(v), now),
         };
         let cert = match &peer {
             PeerLookup::Certificate(p) => Some(p.as_ref()),
@@ -178,6 +202,9 @@ impl Worker {
     fn lookup_peer(&self, engine: &Engine, host: &dyn Host, now: i64) -> PeerLookup {
         if engine.proxy() == Proxy::Waypoint {
             return waypoint_peer(host);
+        }
+        if engine.linkerd_header() {
+            return linkerd_peer(engine, host);
         }
         let digest = match text(host.property(&["connection", "sha256_peer_certificate_digest"])) {
             // Envoy gives lower-case hex; only a differently written digest pays for a copy.
@@ -396,6 +423,35 @@ mod tests {
             let host = request().with_property(fs, v);
             assert_eq!(w.on_request_headers(&host), Verdict::Replied, "{v:?}");
         }
+    }
+
+    #[test]
+    fn linkerd_client_id_counts_only_from_a_listed_proxy_and_is_removed_otherwise() {
+        let w = worker(
+            r#"{"identity":["linkerdHeader"],"mtls":"permissive","denyResponse":{"exposeReason":true},"policies":[{"name":"p","rules":[{"from":[{"source":{"principals":["cluster.local/ns/a/sa/b"]}}]}]}]}"#,
+        );
+        let id = "b.a.serviceaccount.identity.linkerd.cluster.local";
+        let from = |addr: &str| request().with_header("l5d-client-id", id).with_property("source.address", addr.as_bytes());
+        let host = from("127.0.0.1:50123");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(host.request_header("x-peerguard-principal").as_deref(), Some(&b"cluster.local/ns/a/sa/b"[..]));
+        assert_eq!(host.request_header("l5d-client-id").as_deref(), Some(id.as_bytes()), "the proxy's header stays");
+        // Another address, an address from x-forwarded-for (port 0), or none at all.
+        for addr in [Some("127.0.0.2:50123"), Some("127.0.0.1:0"), Some("10.0.0.1:4143"), None] {
+            let host = match addr {
+                Some(a) => from(a),
+                None => request().with_header("l5d-client-id", id),
+            };
+            assert_eq!(w.on_request_headers(&host), Verdict::Replied, "{addr:?}");
+            assert!(host.reply.borrow().as_ref().unwrap().2.contains("no_matching_allow"), "{addr:?}");
+            assert!(host.request_header("l5d-client-id").is_none(), "{addr:?}: the forged header is removed");
+        }
+        // A certificate on the connection is not the peer in this mode.
+        let host = request()
+            .with_property("source.address", b"10.0.0.1:4143")
+            .with_property("connection.sha256_peer_certificate_digest", b"abcd")
+            .with_property("connection.uri_san_peer_certificate", b"spiffe://cluster.local/ns/a/sa/b");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
     }
 
     #[test]
