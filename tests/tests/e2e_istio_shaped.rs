@@ -236,3 +236,65 @@ fn xfcc_only_path_without_cert_in_xfcc_fails_closed() {
     assert_eq!(r.status, 403, "{}", r.body_text());
     assert_eq!(s.upstream.count(), 0);
 }
+
+/// The policy as `peerguard render` puts it into a WasmPlugin and into a TrafficExtension.
+fn rendered_plugin_configs(policy_json: &str) -> (Value, Value) {
+    use peerguard_cli::render::trafficextension::{trafficextension_value, TrafficExtensionArgs};
+    use peerguard_cli::render::{wasmplugin_value, WasmPluginArgs};
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, policy_json).unwrap();
+    let plugin = || WasmPluginArgs {
+        policy: policy.clone(),
+        url: "oci://ghcr.io/example/peerguard:0.1.0".into(),
+        wasm: Some(wasm_path().unwrap()),
+        sha256: None,
+        name: "peerguard".into(),
+        namespace: Some("backend".into()),
+        plugin_name: "peerguard".into(),
+        selector: vec!["app=api".into()],
+        gateway: None,
+        out: None,
+    };
+    let wp = wasmplugin_value(&plugin()).unwrap();
+    let te = trafficextension_value(&TrafficExtensionArgs { plugin: plugin(), waypoint_service: None }).unwrap();
+    // Placement and module are the same resource's; only the layout differs.
+    assert_eq!(te["spec"]["selector"], wp["spec"]["selector"]);
+    assert_eq!(te["spec"]["wasm"]["sha256"], wp["spec"]["sha256"]);
+    assert_eq!(te["spec"]["wasm"]["pluginName"], wp["spec"]["pluginName"]);
+    (wp["spec"]["pluginConfig"].clone(), te["spec"]["wasm"]["pluginConfig"].clone())
+}
+
+#[test]
+fn trafficextension_and_wasmplugin_plugin_configs_decide_alike() {
+    // Istio 1.30 turns a WasmPlugin into a TrafficExtension and renders either as the same Wasm
+    // filter: NAMESPACE.NAME, root_id = pluginName, the pluginConfig as a JSON StringValue. Each
+    // resource's pluginConfig runs in its own Istio-shaped sidecar; every answer must match.
+    let (wp_config, te_config) = rendered_plugin_configs(DEMO_POLICY);
+    let wp = IstioStack::start(&wp_config.to_string(), None, Xfcc { cert: false });
+    let te = IstioStack::start(&te_config.to_string(), None, Xfcc { cert: false });
+    let mut statuses = std::collections::BTreeSet::new();
+    let mut compared = 0;
+    for c in cases().iter().filter(|c| c.identity.is_some()) {
+        let a = wp.send(c.identity, &c.request()).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
+        let b = te.send(c.identity, &c.request()).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
+        assert_eq!(
+            outcome(&a),
+            outcome(&b),
+            "case {:?}: WasmPlugin vs TrafficExtension\nTrafficExtension log:\n{}",
+            c.name,
+            te.envoy.log_tail(30)
+        );
+        if a.status == 200 {
+            assert_eq!(a.echo().unwrap().header(IDENTITY_HEADER), b.echo().unwrap().header(IDENTITY_HEADER));
+        }
+        statuses.insert(a.status);
+        compared += 1;
+    }
+    assert!(compared >= 4 && statuses.contains(&200) && statuses.contains(&403), "{compared} cases, {statuses:?}");
+    // The shipped manifests embed the same policy document in both layouts.
+    let load = |f: &str| peerguard_e2e::istio_schema::load_yaml_docs(&peerguard_e2e::repo_root().join(f)).unwrap();
+    let shipped_te = load("istio/peerguard/trafficextension.yaml").remove(0);
+    let shipped_wp = load("istio/peerguard/wasmplugin.yaml").remove(0);
+    assert_eq!(shipped_te["spec"]["wasm"]["pluginConfig"], shipped_wp["spec"]["pluginConfig"]);
+}
