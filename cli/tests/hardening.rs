@@ -3,7 +3,6 @@
 //! with certificates made by `peerguard cert` and the shipped example policies where a row used one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use peerguard_e2e::repo_root;
