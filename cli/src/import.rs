@@ -5,11 +5,12 @@
 //! is the Kubernetes envelope: the name, the namespace, the workload selector and the dry-run
 //! annotation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use peerguard_policy::{Engine, PolicyDocument};
+use peerguard_cli::policy_file::PolicyFile;
+use peerguard_policy::ConfigError;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
@@ -96,10 +97,11 @@ pub(crate) fn run(args: &ImportArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn compile(doc: &Value) -> Result<(), Vec<peerguard_policy::ConfigError>> {
-    let json = serde_json::to_string(doc)
-        .map_err(|e| vec![peerguard_policy::ConfigError::new(".", format!("cannot convert to JSON: {e}"))])?;
-    PolicyDocument::from_json(&json).and_then(|d| Engine::compile(&d)).map(|_| ()).map_err(|e| e.0)
+/// Compiles an imported document with the loader every command uses.
+fn compile(doc: &Value) -> Result<(), Vec<ConfigError>> {
+    let value =
+        serde_json::to_value(doc).map_err(|e| vec![ConfigError::new(".", format!("cannot convert to JSON: {e}"))])?;
+    PolicyFile::from_value(Path::new("imported"), value).map(|_| ()).map_err(|e| e.into_config_errors().0)
 }
 
 /// Flattens `kind: List` (what `kubectl get -o yaml` prints) into its items; drops empty documents.

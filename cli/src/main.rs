@@ -1,4 +1,4 @@
-//! The `peerguard` command line: evaluate one request, validate a policy, import Istio policies.
+//! The `peerguard` command line: evaluate one request, validate, import, render and live-reload policies.
 //!
 //! It runs the same engine as the filter, so `peerguard check` answers exactly as Envoy would.
 //! Exit codes are a scripting contract (PRODUCT.md, "The peerguard CLI"): 0 allow / valid,
@@ -12,10 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use peerguard_policy::{
-    pem_certificates, resolve_peer, ConfigErrors, Decision, Engine, Peer, PeerEvidence, PolicyDocument, Request,
-    ResolvedPeer,
-};
+use peerguard_cli::policy_file::{LoadError, PolicyFile};
+use peerguard_policy::{pem_certificates, resolve_peer, Decision, Peer, PeerEvidence, Request, ResolvedPeer};
 use serde::Serialize;
 
 /// Exit code for a deny.
@@ -28,7 +26,7 @@ const EXIT_INVALID: u8 = 2;
     name = "peerguard",
     version,
     about = "mTLS peer authorization for Envoy: check requests, validate and import policies",
-    after_help = "Examples:\n  peerguard validate policy.yaml\n  peerguard check --policy policy.yaml --cert client.pem --method GET --path /api/items\n  peerguard import istio-authz.yaml > policy.yaml\n\nExit codes: 0 allow (or valid), 1 deny, 2 invalid input."
+    after_help = "Examples:\n  peerguard validate policy.yaml\n  peerguard check --policy policy.yaml --cert client.pem --method GET --path /api/items\n  peerguard import istio-authz.yaml > policy.yaml\n  peerguard live reload policy.yaml\n\nExit codes: 0 allow (or valid), 1 deny, 2 invalid input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +53,9 @@ enum Command {
     /// Run policy test files (YAML cases with expected decisions); --init writes a starter file
     #[command(after_help = testing::TEST_HELP)]
     Test(testing::TestArgs),
+    /// Swap the policy or the server certificate of a running Envoy (ECDS and SDS files it watches)
+    #[command(subcommand)]
+    Live(peerguard_cli::live::LiveCommand),
 }
 
 const CHECK_HELP: &str = "\
@@ -69,7 +70,10 @@ Examples:
   # With intermediates (as XFCC Chain= would carry them), at a fixed time:
   peerguard check --policy policy.yaml --cert leaf.pem --chain chain.pem --at 2026-01-01T12:00:00Z
   # A plaintext request (no --cert) with a header and a port:
-  peerguard check --policy policy.yaml --method POST --path /admin --port 8080 --header 'x-env: prod'";
+  peerguard check --policy policy.yaml --method POST --path /admin --port 8080 --header 'x-env: prod'
+  # Behind Linkerd (identity: [linkerdHeader]), from the proxy and from elsewhere:
+  peerguard check --policy policy.yaml --l5d-client-id web.shop.serviceaccount.identity.linkerd.cluster.local
+  peerguard check --policy policy.yaml --l5d-client-id web.shop.serviceaccount.identity.linkerd.cluster.local --source-address 10.0.0.7:41000";
 
 const VALIDATE_HELP: &str = "\
 Exit codes: 0 valid, 2 invalid (every error is printed with its JSON path).
@@ -121,6 +125,13 @@ struct CheckArgs {
     /// Evaluate at this time (RFC 3339, e.g. 2026-01-01T12:00:00Z) instead of now
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
     at: Option<i64>,
+    /// Under identity: [linkerdHeader]: a copy of l5d-client-id the request carries (repeatable)
+    #[arg(long = "l5d-client-id", value_name = "IDENTITY", conflicts_with = "cert")]
+    l5d_client_ids: Vec<String>,
+    /// Under identity: [linkerdHeader]: Envoy's source.address (IP:PORT); l5d-client-id counts
+    /// only from linkerd.proxyAddresses
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:50000")]
+    source_address: String,
 }
 
 #[derive(Args)]
@@ -156,6 +167,7 @@ fn main() -> ExitCode {
         ),
         Command::Render(cmd) => shipping(peerguard_cli::render::run(&cmd)),
         Command::Test(args) => testing::run(&args),
+        Command::Live(cmd) => shipping(peerguard_cli::live::run(&cmd)),
     };
     match result {
         Ok(code) => code,
@@ -168,7 +180,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cert` and `render` print their output and exit 0, or fail with exit code 2.
+/// `cert`, `render` and `live` print their output and exit 0, or fail with exit code 2.
 fn shipping<E: std::fmt::Display>(r: Result<String, E>) -> Result<ExitCode, Failure> {
     let out = r.map_err(|e| Failure(e.to_string()))?;
     print!("{out}");
@@ -179,50 +191,36 @@ fn shipping<E: std::fmt::Display>(r: Result<String, E>) -> Result<ExitCode, Fail
 pub(crate) struct Failure(pub String);
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
-    if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| Failure(format!("cannot read stdin: {e}")))?;
-        return Ok(buf);
-    }
-    std::fs::read(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
+    peerguard_cli::policy_file::read_input(path).map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))
 }
 
 pub(crate) fn read_text(path: &Path) -> Result<String, Failure> {
     String::from_utf8(read_file(path)?).map_err(|_| Failure(format!("{} is not UTF-8 text", path.display())))
 }
 
-/// Parses a policy file: `.json` as JSON, `.yaml`/`.yml` as YAML, anything else as JSON when it
-/// looks like a JSON object and as YAML otherwise, so that errors come from the right parser.
-fn parse_policy(path: &Path, text: &str) -> Result<PolicyDocument, ConfigErrors> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("json") => PolicyDocument::from_json(text),
-        Some("yaml" | "yml") => PolicyDocument::from_yaml(text),
-        _ if text.trim_start().starts_with('{') => PolicyDocument::from_json(text),
-        _ => PolicyDocument::from_yaml(text),
-    }
+/// Loads a policy with the one loader every command uses; prints its load warnings, or every
+/// error with its path (exit code 2).
+pub(crate) fn load_policy(path: &Path) -> Result<PolicyFile, Failure> {
+    report_load(PolicyFile::load(path))
 }
 
-fn print_errors(file: &Path, errors: &ConfigErrors) {
-    for e in errors.iter() {
-        eprintln!("{}: {}: {}", file.display(), e.path, e.message);
+/// Prints a loaded policy's warnings, or every error with its path; a read error is the message.
+pub(crate) fn report_load(loaded: Result<PolicyFile, LoadError>) -> Result<PolicyFile, Failure> {
+    match loaded {
+        Ok(policy) => {
+            policy.print_warnings();
+            Ok(policy)
+        }
+        Err(e @ LoadError::Invalid { .. }) => {
+            eprintln!("{e}");
+            Err(Failure(String::new()))
+        }
+        Err(e) => Err(Failure(e.to_string())),
     }
-    let n = errors.0.len();
-    eprintln!("{}: invalid: {n} error{}", file.display(), if n == 1 { "" } else { "s" });
-}
-
-fn load_engine(path: &Path) -> Result<(PolicyDocument, Engine), Failure> {
-    let text = read_text(path)?;
-    let compiled = parse_policy(path, &text).and_then(|doc| Engine::compile(&doc).map(|e| (doc, e)));
-    compiled.map_err(|errors| {
-        print_errors(path, &errors);
-        Failure(String::new())
-    })
 }
 
 fn validate(args: &ValidateArgs) -> Result<ExitCode, Failure> {
-    let (doc, _engine) = load_engine(&args.file)?;
+    let doc = load_policy(&args.file)?.document;
     let rules: usize = doc.policies.iter().map(|p| p.rules.as_ref().map_or(0, Vec::len)).sum();
     let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     println!(
@@ -284,7 +282,7 @@ impl<'a> CheckOutput<'a> {
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
-    let (_doc, engine) = load_engine(&args.policy)?;
+    let engine = load_policy(&args.policy)?.engine;
     let now = match args.at {
         Some(t) => t,
         None => std::time::SystemTime::now()
@@ -305,6 +303,14 @@ fn check(args: &CheckArgs) -> Result<ExitCode, Failure> {
     };
 
     let decision = match &args.cert {
+        // As the filter does behind Linkerd (docs/policy.md "Behind Linkerd").
+        _ if engine.linkerd_header() => {
+            if args.l5d_client_ids.is_empty() || !engine.is_linkerd_proxy(&args.source_address) {
+                engine.decide(&req, &Peer::None, now)
+            } else {
+                engine.decide(&req, &Peer::LinkerdClientId(&args.l5d_client_ids), now)
+            }
+        }
         None => engine.decide(&req, &Peer::None, now),
         Some(cert_path) => {
             // A certificate the filter cannot parse is denied there as invalid_certificate, so

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use peerguard_filter::envoy_config::{stats_tags, WasmFilter, DEFAULT_NAME};
-use peerguard_policy::{ConfigErrors, Engine};
+use peerguard_policy::ConfigErrors;
 use serde_json::{json, Value};
+
+use crate::policy_file::{describe_errors, LoadError, PolicyFile};
 
 /// Errors of `peerguard render`.
 #[derive(Debug)]
@@ -38,7 +40,7 @@ pub enum RenderError {
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RenderError::Policy { path, errors } => write!(f, "{}: invalid policy:\n{errors}", path.display()),
+            RenderError::Policy { path, errors } => f.write_str(&describe_errors(path, errors)),
             RenderError::Usage(m) | RenderError::Unsafe(m) => write!(f, "{m}"),
             RenderError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
@@ -46,6 +48,15 @@ impl fmt::Display for RenderError {
 }
 
 impl std::error::Error for RenderError {}
+
+impl From<LoadError> for RenderError {
+    fn from(e: LoadError) -> RenderError {
+        match e {
+            LoadError::Read { file, source } => RenderError::Io { path: file, source },
+            LoadError::Invalid { file, errors } => RenderError::Policy { path: file, errors },
+        }
+    }
+}
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RenderError + '_ {
     move |source| RenderError::Io { path: path.to_path_buf(), source }
@@ -235,16 +246,12 @@ fn emit(text: &str, out: Option<&Path>) -> Result<String, RenderError> {
     }
 }
 
-/// Reads a policy file (YAML or JSON), validates it with the engine and returns it as JSON.
+/// Reads a policy file with the loader every command uses ([`PolicyFile`]) and returns it as the
+/// JSON the filter receives; only a policy the filter accepts is rendered. Load warnings go to stderr.
 pub fn load_policy(path: &Path) -> Result<Value, RenderError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let bad = |errors| RenderError::Policy { path: path.to_path_buf(), errors };
-    // Validate the document exactly as the filter will receive it: as JSON.
-    let value: Value =
-        serde_yaml::from_str(&text).map_err(|e| bad(ConfigErrors::one(".", format!("not YAML or JSON: {e}"))))?;
-    let json = serde_json::to_string(&value).map_err(|e| bad(ConfigErrors::one(".", e.to_string())))?;
-    Engine::from_json(&json).map_err(bad)?;
-    Ok(value)
+    let policy = PolicyFile::load(path)?;
+    policy.print_warnings();
+    Ok(policy.value)
 }
 
 fn yaml(v: &Value) -> Result<String, RenderError> {

@@ -16,9 +16,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
+use peerguard_cli::policy_file::{LoadError, PolicyFile, Syntax};
 use peerguard_policy::explain::RuleRef;
 use peerguard_policy::{
-    pem_certificates, resolve_peer, Decision, Engine, Peer, PeerEvidence, PolicyDocument, Reason, Request, ResolvedPeer,
+    pem_certificates, resolve_peer, Decision, Engine, Peer, PeerEvidence, Reason, Request, ResolvedPeer,
 };
 use serde::Deserialize;
 
@@ -278,15 +279,14 @@ impl Loader {
                 if let Some(engine) = self.engines.get(&canonical) {
                     return Ok((canonical.display().to_string(), path.display().to_string(), engine.clone()));
                 }
-                let text = crate::read_text(&path).map_err(|Failure(m)| format!("policy: {m}"))?;
-                let engine = compile(&path, crate::parse_policy(&path, &text))?;
+                let engine = compile(&path, PolicyFile::load(&path))?;
                 self.engines.insert(canonical.clone(), engine.clone());
                 Ok((canonical.display().to_string(), path.display().to_string(), engine))
             }
             serde_yaml::Value::Mapping(_) => {
                 let text = serde_yaml::to_string(v).map_err(|e| format!("policy: {e}"))?;
                 let label = PathBuf::from(format!("{} (inline policy)", file.display()));
-                let engine = compile(&label, PolicyDocument::from_yaml(&text))?;
+                let engine = compile(&label, PolicyFile::from_text(&label, &text, Syntax::Yaml))?;
                 let key = format!("{} (inline policy)", file.display());
                 Ok((key.clone(), key, engine))
             }
@@ -376,14 +376,11 @@ impl Loader {
     }
 }
 
-fn compile(
-    label: &Path,
-    parsed: Result<PolicyDocument, peerguard_policy::ConfigErrors>,
-) -> Result<Arc<Engine>, String> {
-    let compiled = parsed.and_then(|doc| Engine::compile(&doc));
-    compiled.map(Arc::new).map_err(|errors| {
-        crate::print_errors(label, &errors);
-        format!("policy {} is invalid", label.display())
+/// The engine of a loaded policy (its load warnings, or every error with its path, on stderr).
+fn compile(label: &Path, loaded: Result<PolicyFile, LoadError>) -> Result<Arc<Engine>, String> {
+    crate::report_load(loaded).map(|policy| Arc::new(policy.engine)).map_err(|Failure(m)| match m.is_empty() {
+        true => format!("policy {} is invalid", label.display()),
+        false => format!("policy: {m}"),
     })
 }
 

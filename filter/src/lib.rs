@@ -5,10 +5,13 @@
 //! "absent", and absent facts lead the engine to deny.
 
 pub mod audit;
+pub mod crl_fetch;
 pub mod envoy_config;
+pub mod expiry;
 pub mod host;
 pub mod metrics;
 pub mod request;
+pub mod stats;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -18,6 +21,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::audit::AuditLimiter;
+use crate::crl_fetch::{CrlFetcher, HostCaller, Response};
+use crate::expiry::ExpiryTracker;
+use crate::host::Host as _;
+use crate::stats::HostStats;
 use crate::host::ProxyWasmHost;
 use crate::metrics::Counters;
 use crate::request::{Verdict, Worker, CERT_CACHE_CAPACITY};
@@ -52,7 +59,15 @@ pub struct PeerguardRoot {
     options: VmOptions,
     counters: Rc<Counters>,
     audit: Rc<RefCell<AuditLimiter>>,
+    /// CRL sources of the current policy (docs/policy.md "CRL sources").
+    crls: CrlFetcher,
+    /// Per-identity expiry gauges; kept across reloads, as the gauges themselves are.
+    expiry: Rc<RefCell<ExpiryTracker>>,
 }
+
+/// How often the root context ticks: CRL sources are due on whole seconds of their `refresh`,
+/// and the expiry gauges follow within a second.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl PeerguardRoot {
     fn new() -> PeerguardRoot {
@@ -64,12 +79,35 @@ impl PeerguardRoot {
             counters: counters.clone(),
             audit: audit.clone(),
             ignore_peer_certificate_attribute: false,
+            expiry: Rc::default(),
         });
-        PeerguardRoot { worker, options: VmOptions::default(), counters, audit }
+        PeerguardRoot {
+            worker,
+            options: VmOptions::default(),
+            counters,
+            audit,
+            crls: CrlFetcher::default(),
+            expiry: Rc::default(),
+        }
     }
 }
 
-impl Context for PeerguardRoot {}
+impl Context for PeerguardRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Ok(engine) = &self.worker.engine else {
+            return;
+        };
+        let headers = proxy_wasm::hostcalls::get_map(proxy_wasm::types::MapType::HttpCallResponseHeaders)
+            .unwrap_or_default();
+        let read_body = |n: usize| {
+            proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, n).ok().flatten()
+        };
+        if self.crls.on_response(token_id, engine, Response { headers, body_size, read_body: &read_body }, &HostStats) {
+            // Cached verdicts may rest on the replaced CRL (docs/policy.md "CRL sources").
+            *self.worker.cache.borrow_mut() = CertCache::new(CERT_CACHE_CAPACITY);
+        }
+    }
+}
 
 impl RootContext for PeerguardRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -128,10 +166,26 @@ impl RootContext for PeerguardRoot {
             counters: self.counters.clone(),
             audit: self.audit.clone(),
             ignore_peer_certificate_attribute: self.options.emulate_envoy_without_peer_certificate,
+            expiry: self.expiry.clone(),
         });
+        let now = ProxyWasmHost.now_unix();
+        self.crls = CrlFetcher::for_engine(self.worker.engine.as_ref().ok(), std::mem::take(&mut self.crls), now);
+        if let Err(e) = proxy_wasm::hostcalls::set_tick_period(TICK) {
+            log::error!("peerguard: cannot set the tick period ({e:?}): CRL sources and expiry gauges stay as they are");
+        }
         // Returning true keeps the plugin loaded, so the 503 answer does not depend on
         // Envoy's fail_open setting.
         true
+    }
+
+    fn on_tick(&mut self) {
+        let Ok(engine) = &self.worker.engine else {
+            return;
+        };
+        let now = ProxyWasmHost.now_unix();
+        self.crls.tick(engine, &HostCaller, &HostStats, now);
+        let opts = engine.peer_cert_expiry();
+        self.expiry.borrow_mut().update(&HostStats, opts.max_identities, opts.window_secs, now);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -8,15 +8,14 @@
 //! the `when` conditions last. What RBAC cannot express (certificate checks, `cert.*` keys,
 //! `mtls: strict`, peerguard's own top-level settings) is reported as [`Unsupported`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
-use peerguard_policy::{
-    Action, AuthorizationPolicy, Condition, ConfigErrors, Operation, PolicyDocument, PortValue, Rule, Source,
-};
+use peerguard_policy::{Action, AuthorizationPolicy, Condition, ConfigErrors, Operation, PortValue, Rule, Source};
 use serde_json::{json, Map, Value};
 
 use super::{emit, load_policy, RenderError};
+use crate::policy_file::{LoadError, PolicyFile};
 
 /// `peerguard render rbac`
 #[derive(Debug, Args)]
@@ -116,12 +115,11 @@ pub fn run(a: &RbacArgs) -> Result<String, RenderError> {
     emit(&text, a.out.as_deref())
 }
 
-/// Renders a policy document (as JSON). The document is validated with the engine first, so
-/// only a policy the filter would accept is rendered.
+/// Renders a policy document (as JSON). The document is loaded as every command loads a policy
+/// ([`PolicyFile`]), so only a policy the filter would accept is rendered.
 pub fn render_value(doc: &Value) -> Result<RbacRender, ConfigErrors> {
-    let json = serde_json::to_string(doc).map_err(|e| ConfigErrors::one(".", e.to_string()))?;
-    peerguard_policy::Engine::from_json(&json)?;
-    let parsed = PolicyDocument::from_json(&json)?;
+    let parsed =
+        PolicyFile::from_value(Path::new("policy"), doc.clone()).map_err(LoadError::into_config_errors)?.document;
     let mut unsupported = top_level_unsupported(doc);
     let all_dry_run = doc.get("mode").and_then(Value::as_str) == Some("dryRun");
 

@@ -79,7 +79,8 @@ struct Generator<'a> {
 
 /// Writes the starter file and returns its path.
 pub(crate) fn write(policy: &Path, out: Option<&Path>, force: bool) -> Result<PathBuf, Failure> {
-    let (doc, engine) = crate::load_engine(policy)?;
+    let loaded = crate::load_policy(policy)?;
+    let (doc, engine) = (loaded.document, loaded.engine);
     let out = match out {
         Some(o) => o.to_path_buf(),
         None => default_out(policy),
