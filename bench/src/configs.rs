@@ -3,6 +3,7 @@
 //! Every policy allows one principal per rule on paths under `/api/`, and the client matches only
 //! the LAST rule: a linear scan pays for every rule, an index does not.
 
+use peerguard_filter::envoy_config::WasmFilter;
 use serde_json::{json, Value};
 
 use crate::certs::CLIENT_SPIFFE;
@@ -140,22 +141,8 @@ end
     })
 }
 
-/// A proxy-wasm filter on V8 with `configuration` as its plugin configuration.
+/// A proxy-wasm filter on V8 with `configuration` as its plugin configuration: peerguard's own
+/// filter JSON (the wasm floor runs in the same shape, so that only the module differs).
 pub fn wasm_filter(name: &str, wasm: &str, configuration: &str) -> Value {
-    json!({
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": name,
-                "root_id": name,
-                "vm_config": {
-                    "vm_id": name,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": wasm}}
-                },
-                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": configuration}
-            }
-        }
-    })
+    WasmFilter::new(wasm, configuration).named(name).http_filter("envoy.filters.http.wasm")
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use peerguard_filter::envoy_config::{stats_tags, WasmFilter, WASM_TYPE_URL};
 use serde_json::{json, Value};
 
 // The launcher, the admin client and the repository paths live in their own modules; they are
@@ -289,7 +290,7 @@ impl EnvoyConfig {
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             // xDS from files (ECDS, SDS) requires a node id and cluster.
             "node": {"id": "peerguard-e2e", "cluster": "peerguard-e2e"},
-            "stats_config": {"stats_tags": peerguard_stats_tags()},
+            "stats_config": {"stats_tags": stats_tags()},
             "static_resources": {
                 "listeners": [{
                     "name": "peerguard",
@@ -350,8 +351,6 @@ impl EnvoyConfig {
     }
 }
 
-/// Type URL of Envoy's wasm HTTP filter config.
-pub const WASM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 /// Name of the ECDS resource (and of the HTTP filter) that carries peerguard's config.
 pub const ECDS_RESOURCE: &str = "peerguard";
 /// File in [`EnvoyConfig::ecds_dir`] holding the ECDS discovery response.
@@ -361,17 +360,6 @@ pub const SDS_FILE: &str = "server.yaml";
 /// Name of the SDS secret for the listener's certificate.
 pub const SDS_SERVER_SECRET: &str = "server";
 
-/// peerguard's tag extractors, from `peerguard_filter::metrics::STATS_TAGS`: the reason and
-/// policy that the filter encodes in its counter names become Prometheus labels.
-pub fn peerguard_stats_tags() -> Value {
-    Value::Array(
-        peerguard_filter::metrics::STATS_TAGS
-            .iter()
-            .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
-            .collect(),
-    )
-}
-
 /// A `ConfigSource` reading `file`, reloaded whenever a file is moved into `dir`.
 fn watched_file_source(file: &Path, dir: &Path) -> Value {
     json!({"path_config_source": {
@@ -380,21 +368,10 @@ fn watched_file_source(file: &Path, dir: &Path) -> Value {
     }})
 }
 
-/// The body of the wasm HTTP filter config that runs peerguard with `policy` (a JSON string).
+/// The body of the wasm HTTP filter config that runs peerguard with `policy` (a JSON string): the
+/// filter's own [`WasmFilter`], which `peerguard render envoy` and the bench use too.
 pub fn wasm_filter_config(wasm: &Path, policy: &str) -> Value {
-    json!({
-        "@type": WASM_TYPE_URL,
-        "config": {
-            "name": "peerguard",
-            "root_id": "peerguard",
-            "vm_config": {
-                "vm_id": "peerguard",
-                "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": wasm.display().to_string()}}
-            },
-            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": policy}
-        }
-    })
+    WasmFilter::new(&wasm.display().to_string(), policy).typed_config()
 }
 
 /// Writes `contents` to `path` atomically: a temp file in the same directory, then rename. A

@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use peerguard_filter::envoy_config::WasmFilter;
 use serde_json::{json, Value};
 
 /// A WasmPlugin as istiod would deliver it to this proxy.
@@ -31,32 +32,21 @@ pub struct WasmPlugin {
 }
 
 impl WasmPlugin {
-    /// The HTTP filter, as istiod renders it into the inbound chain (phase AUTHZ, FAIL_CLOSE).
+    /// The HTTP filter, as istiod renders it into the inbound chain (phase AUTHZ, FAIL_CLOSE):
+    /// named `NAMESPACE.NAME`, no VM id, built by the filter's own [`WasmFilter`].
     pub fn http_filter(&self) -> Value {
         let name = format!("{}.{}", self.namespace, self.name);
-        let mut vm = json!({
-            "runtime": "envoy.wasm.runtime.v8",
-            "code": {"local": {"filename": self.wasm.display().to_string()}}
-        });
-        if let Some(c) = &self.vm_configuration {
-            vm["configuration"] = json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": c});
-        }
-        json!({
-            "name": name,
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": name,
-                    "root_id": self.plugin_name,
-                    "vm_config": vm,
-                    "configuration": {
-                        "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": self.plugin_config.to_string()
-                    },
-                    "fail_open": false
-                }
-            }
-        })
+        let wasm = self.wasm.display().to_string();
+        let config = self.plugin_config.to_string();
+        let filter = WasmFilter {
+            name: &name,
+            root_id: &self.plugin_name,
+            vm_id: None,
+            wasm: &wasm,
+            configuration: &config,
+            vm_configuration: self.vm_configuration.as_deref(),
+        };
+        filter.http_filter(&name)
     }
 }
 

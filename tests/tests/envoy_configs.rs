@@ -95,7 +95,7 @@ fn find_stats_tags(v: &Value, out: &mut Vec<Value>) {
 #[test]
 fn every_shipped_stats_tags_block_equals_the_filters_extractors() {
     // The regexes are copied into Envoy and Istio configs; they must stay the filter's own.
-    let want = peerguard_e2e::envoy::peerguard_stats_tags();
+    let want = peerguard_filter::envoy_config::stats_tags();
     let mut found = 0;
     for dir in ["envoy", "istio"] {
         for f in yaml_files(&repo_root().join(dir)).unwrap() {
