@@ -371,6 +371,7 @@ mod tests {
             counters: Rc::new(Counters::default()),
             audit: Rc::new(RefCell::new(AuditLimiter::default())),
             ignore_peer_certificate_attribute: false,
+            expiry: Rc::default(),
         }
     }
 

@@ -19,5 +19,6 @@ pub mod repo;
 pub mod sidecar;
 pub mod standalone;
 pub mod upstream;
+pub mod waypoint;
 
 pub use repo::{envoy_bin, repo_root, wasm_path};
