@@ -34,6 +34,8 @@ pub struct Worker {
     pub audit: Rc<RefCell<AuditLimiter>>,
     /// Ignore `connection.peer_certificate`, as an Envoy older than 1.38 would (VM option).
     pub ignore_peer_certificate_attribute: bool,
+    /// Per-identity peer certificate expiry (shared with the root context, which reports it).
+    pub expiry: Rc<RefCell<crate::expiry::ExpiryTracker>>,
 }
 
 /// The request as Envoy holds it; the engine asks for each attribute only when a rule reads it.
@@ -163,6 +165,12 @@ impl Worker {
             _ => None,
         };
         self.observe(host, &decision, cert, now);
+        // The expiry gauges report the clients this service serves: not the ones it refuses.
+        if let (Some(p), Some(principal)) = (cert, decision.principal()) {
+            if decision.allowed() || matches!(decision.verdict, Outcome::WouldDeny(_)) {
+                self.expiry.borrow_mut().observe(principal, p.facts.not_after, now);
+            }
+        }
 
         let reason = match decision.verdict {
             Outcome::Deny(reason) => reason,
@@ -232,6 +240,7 @@ impl Worker {
         match resolve_peer(evidence) {
             ResolvedPeer::Certificate { facts, chain } => {
                 let prepared = engine.prepare(*facts, &chain, now);
+                self.expiry.borrow_mut().certificate_seen(prepared.facts.not_after, now);
                 PeerLookup::Certificate(self.cache.borrow_mut().insert(digest, prepared))
             }
             ResolvedPeer::AttributesOnly => PeerLookup::Attributes(PeerAttributes {
