@@ -83,7 +83,10 @@ impl Admin {
 
     /// The value of one counter or gauge by exact name, if present.
     pub fn stat(&self, name: &str) -> Result<Option<u64>> {
-        let body = self.stats(&format!("^{}$", regex_escape(name)))?;
+        // The regex only narrows what Envoy sends; the exact comparison below decides. Each
+        // character but ASCII letters and digits becomes `.`, so no name is read as regex syntax.
+        let pattern: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '.' }).collect();
+        let body = self.stats(&format!("^{pattern}$"))?;
         Ok(body.lines().find_map(|l| {
             let (n, v) = l.split_once(": ")?;
             if n == name {
@@ -113,17 +116,6 @@ fn url_escape(s: &str) -> String {
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
-    }
-    out
-}
-
-fn regex_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
     }
     out
 }
@@ -191,12 +183,13 @@ mod tests {
 
     #[test]
     fn stat_matches_the_exact_name_only() {
-        let body = "a.b.c: 5\na.b.c.d: 7\n";
+        // What the loose filter lets through (`a-b-c`, a longer name) must not be taken for it.
+        let body = "a-b-c: 9\na.b.c.d: 7\na.b.c: 5\n";
         let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes();
         let (addr, server) = serve_once(resp);
         assert_eq!(Admin::new(addr).stat("a.b.c").unwrap(), Some(5));
-        // The filter sent is the anchored, escaped name.
-        assert_eq!(server.join().unwrap(), "GET /stats?filter=%5Ea%5C.b%5C.c%24 HTTP/1.1");
+        // The filter sent is the anchored name, its dots matching any character.
+        assert_eq!(server.join().unwrap(), "GET /stats?filter=%5Ea.b.c%24 HTTP/1.1");
     }
 
     #[test]
