@@ -73,9 +73,16 @@ pub mod names {
 /// (Envoy's `TagSpecifier` convention). The single source: [`crate::envoy_config::stats_tags`]
 /// renders them for `peerguard render envoy`, the e2e launcher and the bench, and a test checks
 /// the copies in `envoy/*.yaml` and `istio/` against them.
-pub const STATS_TAGS: [(&str, &str); 2] = [
+///
+/// `source` labels the CRL source metrics (`peerguard.crl_source.<name>.<what>`, see
+/// [`crate::stats::names`]); `principal` labels the expiry gauges
+/// (`peerguard.peer_cert_expiry.<principal>.seconds`, the principal percent-encoded by
+/// [`crate::expiry::encode_principal`], whose output is exactly the characters of the class).
+pub const STATS_TAGS: [(&str, &str); 4] = [
     ("reason", r"^wasmcustom\.peerguard\.(?:denied|would_deny)\.reason(\.(\w+))$"),
     ("policy", r"^wasmcustom\.peerguard\.policy(\.([\w-]+))\.matched$"),
+    ("source", r"^wasmcustom\.peerguard\.crl_source(\.([\w-]+))\.\w+$"),
+    ("principal", r"^wasmcustom\.peerguard\.peer_cert_expiry(\.([\w.%/-]+))\.seconds$"),
 ];
 
 impl Counters {
