@@ -137,6 +137,10 @@ pub struct CaArgs {
     /// Also write Istio's plug-in CA files and the `cacerts` Secret (cacerts.yaml); needs --issuer
     #[arg(long, requires = "issuer")]
     pub istio_cacerts: bool,
+    /// The SPIFFE trust domain this CA issues for: adds the URI SAN spiffe://TRUST_DOMAIN and
+    /// writes <NAME>-bundle.json, its SPIFFE bundle (JWKS) for certificate.trustBundles
+    #[arg(long, value_name = "TRUST_DOMAIN")]
+    pub trust_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +299,22 @@ fn ca(a: &CaArgs) -> Result<Summary, CertCommandError> {
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     p.use_authority_key_identifier_extension = a.issuer.is_some();
+    let mut sans = Vec::new();
+    if let Some(td) = &a.trust_domain {
+        // A SPIFFE CA names its trust domain with a path-less SPIFFE ID (SPIFFE Trust Domain and
+        // Bundle, appendix A).
+        let valid = !td.is_empty()
+            && td.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
+        if !valid {
+            return Err(CertCommandError::Usage(format!(
+                "--trust-domain {td:?} is not a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')"
+            )));
+        }
+        let uri = format!("spiffe://{td}");
+        let ia5 = uri.as_str().try_into().map_err(generate("the CA's SPIFFE ID"))?;
+        p.subject_alt_names.push(SanType::URI(ia5));
+        sans.push(format!("URI:{uri}"));
+    }
     let (not_before, not_after) = (p.not_before, p.not_after);
     let (cert, root_pem) = match (&a.issuer, &a.issuer_key) {
         (Some(ic), Some(ik)) => {
@@ -308,6 +328,14 @@ fn ca(a: &CaArgs) -> Result<Summary, CertCommandError> {
     write(&cert_path, &cert.pem())?;
     write_key(&key_path, &key.serialize_pem())?;
     let mut extra_files = Vec::new();
+    if a.trust_domain.is_some() {
+        let path = a.out_dir.join(format!("{}-bundle.json", a.name));
+        let bundle = spiffe_bundle(cert.der(), &key.public_key_raw(), a.key_type);
+        let text = serde_json::to_string_pretty(&bundle)
+            .map_err(|e| CertCommandError::Usage(format!("cannot write the SPIFFE bundle: {e}")))?;
+        write(&path, &format!("{text}\n"))?;
+        extra_files.push(path);
+    }
     if a.istio_cacerts {
         // The plug-in CA layout: the intermediate istiod signs with, its key, the root, and the
         // chain from the intermediate up to the root.
@@ -349,12 +377,32 @@ fn ca(a: &CaArgs) -> Result<Summary, CertCommandError> {
                 .filter(|(_, v)| !v.is_empty())
                 .collect::<Vec<_>>(),
         ),
-        sans: Vec::new(),
+        sans,
         not_before: rfc3339(not_before),
         not_after: rfc3339(not_after),
         key_type: a.key_type,
         extra_files,
     })
+}
+
+/// A SPIFFE bundle (a JWK Set, SPIFFE Trust Domain and Bundle section 4) with the CA as its one
+/// `x509-svid` key: `x5c` holds the certificate, and the key parameters are those of its public
+/// key (RFC 7518 section 6.2 for EC, RFC 8037 for Ed25519), from rcgen's raw public key.
+fn spiffe_bundle(der: &[u8], raw_public_key: &[u8], key_type: KeyType) -> serde_json::Value {
+    use base64::Engine as _;
+    let url = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let mut key = match key_type {
+        // The uncompressed point 04 || X || Y.
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 => {
+            let (crv, n) = if key_type == KeyType::EcdsaP256 { ("P-256", 32) } else { ("P-384", 48) };
+            let (x, y) = raw_public_key.get(1..).unwrap_or_default().split_at(n.min(raw_public_key.len().saturating_sub(1)));
+            serde_json::json!({"kty": "EC", "crv": crv, "x": url(x), "y": url(y)})
+        }
+        KeyType::Ed25519 => serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": url(raw_public_key)}),
+    };
+    key["use"] = "x509-svid".into();
+    key["x5c"] = serde_json::json!([base64::engine::general_purpose::STANDARD.encode(der)]);
+    serde_json::json!({"spiffe_sequence": 1, "keys": [key]})
 }
 
 fn yaml(v: &serde_json::Value) -> Result<String, CertCommandError> {
