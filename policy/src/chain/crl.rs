@@ -144,12 +144,6 @@ pub(super) fn for_verification<'a>(crls: &[&'a Crl], now: i64) -> ForVerificatio
     out
 }
 
-/// How many revoked certificates a CRL lists (0 when x509-parser cannot read it).
-pub(super) fn entries(der: &[u8]) -> usize {
-    x509_parser::revocation_list::CertificateRevocationList::from_der(der)
-        .map(|(_, crl)| crl.iter_revoked_certificates().count())
-        .unwrap_or(0)
-}
 
 /// Parses one CRL and refuses what RFC 5280 section 5 says a conforming issuer never produces.
 pub(super) fn crl_from_der(der: &[u8], signers: &[CrlSigner]) -> Result<Crl, String> {

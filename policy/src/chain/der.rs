@@ -104,6 +104,8 @@ pub(super) struct CrlFields<'a> {
     pub crl_number_critical: Option<bool>,
     /// The CRLNumber INTEGER's contents (two's complement, big-endian), when it reads as one.
     pub crl_number: Option<&'a [u8]>,
+    /// How many entries `revokedCertificates` lists.
+    pub revoked: usize,
 }
 
 pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
@@ -122,8 +124,14 @@ pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
         next_update = Some(t.whole);
         rest = t.rest;
     }
+    let mut revoked = 0;
     if let Some(t) = tlv(rest).filter(|t| t.tag == SEQUENCE) {
         rest = t.rest; // revokedCertificates
+        let mut entries = t.contents;
+        while let Some(e) = tlv(entries) {
+            revoked += 1;
+            entries = e.rest;
+        }
     }
     let mut crl_number_critical = None;
     let mut crl_number = None;
@@ -151,6 +159,7 @@ pub(super) fn crl_fields(der: &[u8]) -> Option<CrlFields<'_>> {
         next_update,
         crl_number_critical,
         crl_number,
+        revoked,
     })
 }
 

@@ -130,7 +130,7 @@ impl SourceSlot {
             number: decimal(&number),
             this_update: crl.this_update,
             next_update: crl.next_update,
-            entries: crl::entries(&der),
+            entries: fields.revoked,
         };
         let mut slot = self.lock();
         if let Some(old) = slot.as_ref() {
