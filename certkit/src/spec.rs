@@ -33,9 +33,9 @@ pub fn spiffe_id(ns: &str, sa: &str) -> String {
 /// engine renders the certificate's DN back exactly as written. Escapes and multi-valued RDNs
 /// are refused rather than guessed at.
 pub fn parse_dn(s: &str) -> Result<Subject, Error> {
-    let bad = |m: String| Error::Invalid(format!("DN {s:?}: {m}"));
+    let bad = |m: String| Error::Invalid(format!("{s:?}: {m}"));
     if s.contains('\\') || s.contains('+') {
-        return Err(bad("escapes and multi-valued RDNs are not supported here".to_owned()));
+        return Err(bad("escapes and multi-valued RDNs are not supported here; use a certificate file".to_owned()));
     }
     let mut rdns = Vec::new();
     for part in s.split(',') {
@@ -330,7 +330,7 @@ impl PrincipalLeaf<'_> {
 
     /// The issuing CA, named by [`PrincipalLeaf::issuer`].
     pub fn ca(&self) -> Result<CaSpec, Error> {
-        CaSpec::named(self.issuer)
+        CaSpec::named(self.issuer).map_err(|e| Error::Invalid(format!("issuer {e}")))
     }
 }
 

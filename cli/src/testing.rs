@@ -6,7 +6,6 @@
 //! Every case goes through `resolve_peer`, `Engine::prepare` and `Engine::decide`, as
 //! `peerguard check` and the filter do, so a passing case is what Envoy will answer.
 
-mod certs;
 mod init;
 
 use std::collections::{BTreeSet, HashMap};
@@ -24,7 +23,7 @@ use peerguard_policy::{
 use serde::Deserialize;
 
 use crate::{Failure, EXIT_DENY};
-use certs::{CertFactory, LeafSpec, DEFAULT_ISSUER, DEFAULT_LIFETIME_SECS};
+use peerguard_certkit::{CertFactory, PrincipalLeaf, DEFAULT_ISSUER, DEFAULT_LIFETIME_SECS};
 
 pub(crate) const TEST_HELP: &str = "\
 A test file (NAME.test.yaml) names a policy and lists cases:
@@ -323,13 +322,13 @@ impl Loader {
         let peer = if let Some(principal) = &rc.principal {
             let lifetime =
                 rc.lifetime.as_deref().map(lifetime_secs).transpose().map_err(|e| format!("lifetime: {e}"))?;
-            let spec = LeafSpec {
+            let spec = PrincipalLeaf {
                 principal,
                 issuer: rc.issuer.as_deref().unwrap_or(DEFAULT_ISSUER),
                 lifetime_secs: lifetime.unwrap_or(DEFAULT_LIFETIME_SECS),
                 at,
             };
-            let pem = self.certs.leaf(&spec).map_err(|e| format!("principal: {e}"))?;
+            let pem = self.certs.leaf_pem(&spec).map_err(|e| format!("principal: {e}"))?;
             PeerSpec::Pem { leaf: pem.into_bytes(), chain: Vec::new(), label: format!("principal {principal}") }
         } else if let Some(cert) = &rc.cert {
             let path = dir.join(cert);

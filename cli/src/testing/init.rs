@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use peerguard_policy::{Action, AuthorizationPolicy, Engine, IdentitySource, PolicyDocument, PortValue, Rule};
 
-use super::certs::{parse_dn, CertFactory, LeafSpec, DEFAULT_ISSUER, DEFAULT_LIFETIME_SECS};
 use super::{decide, Case, Expect, Outcome, PeerSpec, Verdict};
 use crate::Failure;
+use peerguard_certkit::{parse_dn, CertFactory, PrincipalLeaf, DEFAULT_ISSUER, DEFAULT_LIFETIME_SECS};
 
 /// One request the generator proposes.
 #[derive(Clone)]
@@ -318,13 +318,13 @@ impl<'a> Generator<'a> {
                     Some(l) => super::lifetime_secs(l).map_err(Failure)?,
                     None => DEFAULT_LIFETIME_SECS,
                 };
-                let spec = LeafSpec {
+                let spec = PrincipalLeaf {
                     principal: p,
                     issuer: self.issuer.as_deref().unwrap_or(DEFAULT_ISSUER),
                     lifetime_secs: lifetime,
                     at: self.now,
                 };
-                let pem = self.certs.leaf(&spec).map_err(Failure)?;
+                let pem = self.certs.leaf_pem(&spec).map_err(|e| Failure(e.to_string()))?;
                 PeerSpec::Pem { leaf: pem.into_bytes(), chain: Vec::new(), label: format!("principal {p}") }
             }
         };
