@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod certs;
 pub mod client;
+pub mod crl_server;
 pub mod demo;
 pub mod diff;
 pub mod envoy;
