@@ -99,17 +99,14 @@ mesh: build cli
 
 # --- operations (issue 5): live policy reload and certificate rotation (envoy/live-reload.yaml) ---
 
-# Prepare .run/live for envoy/live-reload.yaml: the ECDS file with POLICY, the server certificate from envoy/certs
+# Prepare .run/live for envoy/live-reload.yaml (`peerguard live init`): the ECDS file with POLICY (validated), the server certificate from envoy/certs
 live-init POLICY="envoy/policy.yaml":
-    cargo run -q -p peerguard-e2e --bin live -- init --policy {{POLICY}}
+    {{peerguard}} live init --policy {{POLICY}}
 
-# Swap the policy of a running envoy/live-reload.yaml: validated first, then one atomic rename. FORCE=1 skips the check
+# Swap the policy of a running envoy/live-reload.yaml (`peerguard live reload`): validated first, then one atomic rename. FORCE=1 writes an invalid one anyway
 reload POLICY:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    if [[ "${FORCE:-}" != 1 ]]; then cargo run -q -p peerguard-cli --bin peerguard -- validate {{POLICY}}; fi
-    cargo run -q -p peerguard-e2e --bin live -- reload {{POLICY}}
+    {{peerguard}} live reload {{POLICY}} {{ if env_var_or_default("FORCE", "") == "1" { "--force" } else { "" } }}
 
-# Swap the server certificate and key of a running envoy/live-reload.yaml together (one atomic `..data` rename)
+# Swap the server certificate and key of a running envoy/live-reload.yaml together (`peerguard live rotate`: the pair checked, then one atomic `..data` rename)
 rotate CERT KEY:
-    cargo run -q -p peerguard-e2e --bin live -- rotate {{CERT}} {{KEY}}
+    {{peerguard}} live rotate {{CERT}} {{KEY}}

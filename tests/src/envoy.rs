@@ -7,8 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use peerguard_filter::envoy_config::{stats_tags, WasmFilter, WASM_TYPE_URL};
+// The ECDS/SDS files and their names are `peerguard live`'s: the tests swap policies and
+// certificates the way users do.
+use peerguard_cli::live::{
+    write_ecds, write_server_sds, ECDS_FILE, ECDS_RESOURCE, SDS_FILE, SDS_SERVER_SECRET,
+};
 use serde_json::{json, Value};
 
 // The launcher, the admin client and the repository paths live in their own modules; they are
@@ -89,7 +94,7 @@ pub struct EnvoyConfig {
     /// instead of inline, so [`write_ecds`] can swap the policy while Envoy runs.
     pub ecds_dir: Option<PathBuf>,
     /// Deliver the server certificate by SDS from `<dir>/server.yaml`; the certificate and key
-    /// files are then watched through their parent directory, so [`rotate_cert_dir`] can swap
+    /// files are then watched through their parent directory, so [`peerguard_cli::live::rotate_cert_dir`] can swap
     /// them while Envoy runs.
     pub sds_dir: Option<PathBuf>,
     /// `trust_chain_verification: ACCEPT_UNTRUSTED` on the listener: Envoy completes the handshake
@@ -351,15 +356,6 @@ impl EnvoyConfig {
     }
 }
 
-/// Name of the ECDS resource (and of the HTTP filter) that carries peerguard's config.
-pub const ECDS_RESOURCE: &str = "peerguard";
-/// File in [`EnvoyConfig::ecds_dir`] holding the ECDS discovery response.
-pub const ECDS_FILE: &str = "peerguard.yaml";
-/// File in [`EnvoyConfig::sds_dir`] holding the server certificate secret.
-pub const SDS_FILE: &str = "server.yaml";
-/// Name of the SDS secret for the listener's certificate.
-pub const SDS_SERVER_SECRET: &str = "server";
-
 /// A `ConfigSource` reading `file`, reloaded whenever a file is moved into `dir`.
 fn watched_file_source(file: &Path, dir: &Path) -> Value {
     json!({"path_config_source": {
@@ -372,83 +368,6 @@ fn watched_file_source(file: &Path, dir: &Path) -> Value {
 /// filter's own [`WasmFilter`], which `peerguard render envoy` and the bench use too.
 pub fn wasm_filter_config(wasm: &Path, policy: &str) -> Value {
     WasmFilter::new(&wasm.display().to_string(), policy).typed_config()
-}
-
-/// Writes `contents` to `path` atomically: a temp file in the same directory, then rename. A
-/// watched directory therefore sees one move event and never a half-written file.
-pub fn atomic_write(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, contents).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
-}
-
-/// Writes (atomically) the ECDS discovery response that gives the `peerguard` filter this policy.
-/// Envoy watching the directory applies it to new streams; streams already running finish under
-/// the policy they started with.
-pub fn write_ecds(path: &Path, policy_json: &str, wasm: &Path) -> Result<()> {
-    let typed = wasm_filter_config(wasm, policy_json);
-    let doc = json!({
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": ECDS_RESOURCE,
-            "typed_config": typed
-        }]
-    });
-    atomic_write(path, serde_json::to_string_pretty(&doc)?.as_bytes())
-}
-
-/// Writes (atomically) the SDS secret for the listener certificate. `cert` and `key` should be
-/// symlinks through a `..data` link in their directory (see [`rotate_cert_dir`]): Envoy watches that
-/// directory and reloads both files together when the link moves.
-pub fn write_server_sds(path: &Path, cert: &Path, key: &Path) -> Result<()> {
-    let watched = cert.parent().ok_or_else(|| anyhow!("{} has no parent directory", cert.display()))?;
-    let doc = json!({
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
-            "name": SDS_SERVER_SECRET,
-            "tls_certificate": {
-                "certificate_chain": {"filename": cert.display().to_string()},
-                "private_key": {"filename": key.display().to_string()},
-                "watched_directory": {"path": watched.display().to_string()}
-            }
-        }]
-    });
-    atomic_write(path, serde_json::to_string_pretty(&doc)?.as_bytes())
-}
-
-/// Installs a certificate and key into `dir` the way Kubernetes updates a mounted Secret:
-/// `dir/cert.pem -> ..data/cert.pem`, `dir/key.pem -> ..data/key.pem`, and `..data` points to a
-/// fresh `..gen-N` directory. The switch is one atomic rename of the `..data` link, so a reader
-/// never sees a new certificate with the old key. Returns the paths of `cert.pem` and `key.pem`.
-pub fn rotate_cert_dir(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let generation = 1 + std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("..gen-")?.parse::<u32>().ok())
-        .max()
-        .unwrap_or(0);
-    let gen_name = format!("..gen-{generation}");
-    let gen_dir = dir.join(&gen_name);
-    std::fs::create_dir(&gen_dir).with_context(|| format!("create {}", gen_dir.display()))?;
-    std::fs::write(gen_dir.join("cert.pem"), cert_pem)?;
-    std::fs::write(gen_dir.join("key.pem"), key_pem)?;
-    let tmp_link = dir.join("..data_tmp");
-    let _ = std::fs::remove_file(&tmp_link);
-    std::os::unix::fs::symlink(&gen_name, &tmp_link).context("symlink ..data_tmp")?;
-    std::fs::rename(&tmp_link, dir.join("..data")).context("rename ..data_tmp to ..data")?;
-    // Keep the previous generation (a reader may still be opening it), drop older ones.
-    for old in 1..generation.saturating_sub(1) {
-        let _ = std::fs::remove_dir_all(dir.join(format!("..gen-{old}")));
-    }
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    for (link, target) in [(&cert, "..data/cert.pem"), (&key, "..data/key.pem")] {
-        if std::fs::symlink_metadata(link).is_err() {
-            std::os::unix::fs::symlink(target, link).with_context(|| format!("symlink {}", link.display()))?;
-        }
-    }
-    Ok((cert, key))
 }
 
 impl Envoy {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use peerguard_e2e::certs::{DemoCa, Issued, LeafSpec};
 use peerguard_e2e::client::{Client, Request, Response};
-use peerguard_e2e::envoy::{self, Envoy, EnvoyConfig, ListenerTls};
+use peerguard_cli::live::{rotate_cert_dir, LiveError, ReloadArgs, RotateArgs, ECDS_FILE};
+use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
 use peerguard_e2e::upstream::EchoServer;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -63,7 +64,7 @@ impl Live {
         }
         let server = ca.issue("server-gen1", &LeafSpec::server()).unwrap();
         let certs_dir = dir.path().join("server-certs");
-        let (cert, key) = envoy::rotate_cert_dir(&certs_dir, &server.cert_pem, &server.key_pem).unwrap();
+        let (cert, key) = rotate_cert_dir(&certs_dir, &server.cert_pem, &server.key_pem).unwrap();
         let upstream = EchoServer::start().unwrap();
         let tls = ListenerTls {
             server_cert: cert,
@@ -96,11 +97,19 @@ impl Live {
         self.client(identity).send(self.envoy.port(), req).unwrap()
     }
 
-    /// Swaps the policy the way `just reload` does: one atomic rename of the ECDS file.
-    fn reload(&self, policy: &str) {
-        let dir = self.cfg.ecds_dir.as_ref().unwrap();
-        let wasm = self.cfg.wasm.clone().unwrap_or_else(|| envoy::wasm_path().unwrap());
-        envoy::write_ecds(&dir.join(envoy::ECDS_FILE), policy, &wasm).unwrap();
+    /// Swaps the policy as `peerguard live reload` (and `just reload`) does: the policy from a
+    /// file, checked, then one atomic rename of the ECDS file. `force` writes a policy the filter
+    /// will refuse (`FORCE=1 just reload`).
+    fn reload(&self, policy: &str, force: bool) -> Result<String, LiveError> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let file = self.dir.path().join(format!("policy-{}.json", N.fetch_add(1, Ordering::SeqCst)));
+        std::fs::write(&file, policy).unwrap();
+        peerguard_cli::live::reload(&ReloadArgs { policy: file, dir: self.dir.path().to_path_buf(), wasm: None, force })
+    }
+
+    /// The ECDS file Envoy watches, as it is now.
+    fn ecds_file(&self) -> Vec<u8> {
+        std::fs::read(self.cfg.ecds_dir.as_ref().unwrap().join(ECDS_FILE)).unwrap()
     }
 
     /// Every JSON object Envoy logged after `peerguard audit: `.
@@ -546,7 +555,7 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
     for (i, policy) in phases.iter().enumerate() {
         if i > 0 {
             phase.store(i, Ordering::SeqCst);
-            live.reload(policy);
+            live.reload(policy, *policy == POLICY_INVALID).unwrap();
         }
         // Wait (bounded) until the new policy answers, then let the load run under it a while.
         let want = phase_answer(policy, "frontend");
@@ -585,6 +594,66 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
     // Counted once per Envoy thread that loads the bad policy (main and worker), so at least once.
     assert!(stats["wasmcustom.peerguard.config_errors"] >= 1, "{stats:#?}");
     assert_eq!(live.upstream.seen().iter().filter(|e| e.header(IDENTITY_HEADER).is_none()).count(), 0);
+}
+
+/// Waits (bounded) until `identity` gets `want` for GET /api/items.
+fn wait_answer(live: &Live, identity: &str, want: (u16, Option<&str>)) {
+    let client = live.client(Some(identity));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client.get(live.envoy.port(), "/api/items").unwrap();
+        if (r.status, r.reason().as_deref()) == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{identity} never got {want:?}:\n{}", live.envoy.log_tail(30));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn live_reload_and_rotate_refuse_what_envoy_cannot_use_and_write_nothing() {
+    let live = Live::start(POLICY_A);
+    wait_answer(&live, "frontend", (200, None));
+    let ecds_before = live.ecds_file();
+
+    // An invalid policy: a clear error that names the file and the path, and not a byte written.
+    let err = live.reload(POLICY_INVALID, false).unwrap_err();
+    assert!(matches!(err, LiveError::Policy(_)), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("policy-") && msg.contains(": policies[0].rulez: "), "{msg}");
+    assert!(msg.contains("nothing written"), "{msg}");
+    // A policy that parses but does not compile, and one that is not even JSON.
+    for bad in [r#"{"policies":[{"name":"a"},{"name":"a"}]}"#, r#"{"policies": ["#] {
+        let err = live.reload(bad, false).unwrap_err();
+        assert!(matches!(err, LiveError::Policy(_)), "{bad}: {err}");
+    }
+    assert_eq!(live.ecds_file(), ecds_before, "a refused policy changed the ECDS file");
+
+    // A server key that is not the certificate's: refused, the ..data link does not move.
+    let data_before = std::fs::read_link(live.certs_dir.join("..data")).unwrap();
+    let serial_before = server_serials(&live.envoy);
+    let new_server = live.ca.issue("server-gen2", &LeafSpec::server()).unwrap();
+    let frontend_key = live.dir.path().join("frontend-key.pem");
+    let err = peerguard_cli::live::rotate(&RotateArgs {
+        cert: new_server.cert_path.clone(),
+        key: frontend_key,
+        dir: live.dir.path().to_path_buf(),
+    })
+    .unwrap_err();
+    assert!(matches!(err, LiveError::Certificate(_)), "{err}");
+    assert!(err.to_string().contains("is not the private key of"), "{err}");
+    assert_eq!(std::fs::read_link(live.certs_dir.join("..data")).unwrap(), data_before);
+
+    // A valid policy after them goes live: the watch works, so the refused ones would have been
+    // seen had they been written. Envoy never loaded an invalid policy.
+    live.reload(POLICY_B, false).unwrap();
+    wait_answer(&live, "frontend", (403, Some("no_matching_allow")));
+    wait_answer(&live, "other", (200, None));
+    assert!(!live.envoy.log().contains("invalid policy at"), "{}", live.envoy.log_tail(30));
+    let stats = live.peerguard_stats();
+    assert_eq!(stats.get("wasmcustom.peerguard.config_errors").copied().unwrap_or(0), 0, "{stats:#?}");
+    assert_eq!(stats.get("wasmcustom.peerguard.denied.reason.config_invalid").copied().unwrap_or(0), 0, "{stats:#?}");
+    assert_eq!(server_serials(&live.envoy), serial_before, "the refused certificate reached Envoy");
 }
 
 /// Reads the serial numbers of the listener certificates from the admin `/certs` endpoint.
@@ -662,7 +731,7 @@ fn certificate_rotation_under_load_loses_no_request_and_the_filter_sees_the_new_
     for generation in 2..=3u32 {
         // Server: a new certificate and key, swapped in one rename; Envoy reloads it over SDS.
         let server = ca.issue(&format!("server-gen{generation}"), &LeafSpec::server()).unwrap();
-        envoy::rotate_cert_dir(&live.certs_dir, &server.cert_pem, &server.key_pem).unwrap();
+        rotate_cert_dir(&live.certs_dir, &server.cert_pem, &server.key_pem).unwrap();
         let want = serial(&server);
         let deadline = Instant::now() + Duration::from_secs(30);
         while !server_serials(&live.envoy).contains(&want) {

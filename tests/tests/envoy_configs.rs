@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use peerguard_e2e::envoy::{rotate_cert_dir, wasm_path, write_ecds, write_server_sds};
+use peerguard_cli::live::InitArgs;
+use peerguard_e2e::envoy::wasm_path;
 use peerguard_e2e::istio_schema::{load_yaml_docs, yaml_files};
 use peerguard_e2e::repo_root;
 use peerguard_e2e::sidecar::validate;
@@ -58,14 +59,14 @@ fn scratch_root() -> tempfile::TempDir {
     for dir in ["envoy", "istio", "dist"] {
         std::os::unix::fs::symlink(root.join(dir), d.path().join(dir)).unwrap();
     }
-    let live = d.path().join(".run/live");
-    let policy: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root.join("envoy/policy.yaml")).unwrap()).unwrap();
-    write_ecds(&live.join("ecds/peerguard.yaml"), &policy.to_string(), &wasm_path().unwrap()).unwrap();
-    let read = |f: &str| std::fs::read_to_string(root.join("envoy/certs").join(f)).unwrap();
-    let (cert, key) =
-        rotate_cert_dir(&live.join("server-certs"), &read("server.pem"), &read("server-key.pem")).unwrap();
-    write_server_sds(&live.join("sds/server.yaml"), &cert, &key).unwrap();
+    peerguard_cli::live::init(&InitArgs {
+        dir: d.path().join(".run/live"),
+        policy: root.join("envoy/policy.yaml"),
+        cert: root.join("envoy/certs/server.pem"),
+        key: root.join("envoy/certs/server-key.pem"),
+        wasm: wasm_path().unwrap().display().to_string(),
+    })
+    .unwrap();
     d
 }
 
