@@ -99,6 +99,9 @@ pub fn audit_line(
         "policy": policy,
         "principal": ident.map(|i| i.principal.as_str()),
         "trustDomain": ident.and_then(|i| i.trust_domain.as_deref()),
+        // The principal as the peer stated it, when a trust-domain alias matched it as the main
+        // trust domain's (docs/policy.md "Trust-domain aliases").
+        "presentedPrincipal": ident.and_then(|i| i.presented.as_deref()),
         "method": req.method,
         "path": req.path,
         "host": req.host,
