@@ -1,0 +1,347 @@
+//! CRL sources and per-identity expiry gauges in a real Envoy (docs/policy.md "CRL sources" and
+//! "Metrics"): a loopback CRL server is an Envoy cluster, the filter fetches from it on its tick;
+//! a client certificate revoked by changing the served file is refused within one refresh while
+//! other clients keep being served; with the server stopped the last good CRL holds until
+//! nextUpdate + maxStale, then unknownStatus decides. Fails (never skips) without Envoy or the wasm.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peerguard_e2e::client::{Client, Request};
+use peerguard_e2e::crl_server::CrlServer;
+use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
+use peerguard_e2e::upstream::EchoServer;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SanType, SerialNumber,
+};
+use serde_json::json;
+use time::OffsetDateTime;
+
+/// The refresh of every source here: a new CRL must be in force within about this long.
+const REFRESH_SECS: u64 = 1;
+/// The Envoy cluster of the CRL server: `with_route("crl", ...)` names it `route-crl`.
+const CRL_CLUSTER: &str = "route-crl";
+
+struct Pki {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "cluster.local");
+        dn.push(DnType::CommonName, "crl source e2e CA");
+        p.distinguished_name = dn;
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - Duration::from_secs(86_400);
+        p.not_after = now + Duration::from_secs(365 * 86_400);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_pem = p.self_signed(&key).unwrap().pem();
+        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        let pki = Pki { _tmp: tmp, dir, ca_pem, issuer: Issuer::new(p, key) };
+        pki.leaf("server", 1, 3600, true);
+        pki
+    }
+
+    /// Writes `<name>.pem` and `<name>-key.pem`, valid from an hour ago for `remaining` seconds.
+    fn leaf(&self, name: &str, serial: u64, remaining: i64, server: bool) -> i64 {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, if server { "localhost" } else { name });
+        p.distinguished_name = dn;
+        p.serial_number = Some(SerialNumber::from(serial));
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        p.not_before = now - time::Duration::hours(1);
+        p.not_after = now + time::Duration::seconds(remaining);
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.use_authority_key_identifier_extension = true;
+        if server {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            p.subject_alt_names.push(SanType::DnsName("localhost".try_into().unwrap()));
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let uri = format!("spiffe://cluster.local/ns/default/sa/{name}");
+            p.subject_alt_names.push(SanType::URI(uri.as_str().try_into().unwrap()));
+        }
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(self.dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(self.dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+        p.not_after.unix_timestamp()
+    }
+
+    /// A PEM CRL numbered `number`, revoking `revoked`, from an hour ago to `next_update_in` seconds from now.
+    fn crl(&self, number: u64, revoked: &[u64], next_update_in: i64) -> Vec<u8> {
+        let now = OffsetDateTime::now_utc();
+        CertificateRevocationListParams {
+            this_update: now - Duration::from_secs(3600),
+            next_update: now + time::Duration::seconds(next_update_in),
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: now - Duration::from_secs(60),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .unwrap()
+        .pem()
+        .unwrap()
+        .into_bytes()
+    }
+
+    fn client(&self, name: &str) -> Client {
+        let d = &self.dir;
+        Client::mtls(&d.join("ca.pem"), &d.join(format!("{name}.pem")), &d.join(format!("{name}-key.pem")))
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+    }
+
+    fn envoy(&self, policy: serde_json::Value, crl_port: u16, upstream: &EchoServer) -> Envoy {
+        let tls = ListenerTls {
+            server_cert: self.dir.join("server.pem"),
+            server_key: self.dir.join("server-key.pem"),
+            trusted_ca: self.dir.join("ca.pem"),
+            require_client_certificate: true,
+        };
+        // The extra route's cluster is the CRL server; the route itself is never used here.
+        let config = EnvoyConfig::new(upstream.port(), Some(tls))
+            .with_route("crl", "/__crl-server-not-routed", crl_port)
+            .with_policy(&policy.to_string());
+        Envoy::start(&config, &self.dir).unwrap()
+    }
+}
+
+fn source(max_stale: &str) -> serde_json::Value {
+    json!({"name": "ca-crl", "cluster": CRL_CLUSTER, "path": "/ca.crl", "refresh": format!("{REFRESH_SECS}s"),
+           "maxStale": max_stale, "timeout": "1s"})
+}
+
+/// (status, reason header) of one GET.
+fn call(client: &Client, envoy: &Envoy) -> (u16, Option<String>) {
+    match client.send(envoy.port(), &Request::get("/api")) {
+        Ok(r) => (r.status, r.reason()),
+        Err(e) => (0, Some(format!("transport error: {e}"))),
+    }
+}
+
+/// Polls until `call` gives `want`; returns how long it took.
+fn wait_for(client: &Client, envoy: &Envoy, want: (u16, Option<&str>), limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, reason) = call(client, envoy);
+        if (status, reason.as_deref()) == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no {want:?} within {limit:?}; last ({status}, {reason:?}); envoy log tail:\n{}",
+            envoy.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn metric(envoy: &Envoy, name: &str) -> u64 {
+    envoy.stat(name).unwrap().unwrap_or(0)
+}
+
+#[test]
+fn a_revoked_client_is_refused_within_one_refresh_under_load_and_no_other_request_fails() {
+    let pki = Pki::new();
+    pki.leaf("victim", 0x20, 3600, false);
+    for i in 0..4 {
+        pki.leaf(&format!("good{i}"), 0x30 + i, 3600, false);
+    }
+    let mut server = CrlServer::start(&pki.crl(1, &[], 3600)).unwrap();
+    let upstream = EchoServer::start().unwrap();
+    let policy = json!({
+        "certificate": {"trustAnchors": [pki.ca_pem], "crlSources": [source("0s")],
+                        "revocation": {"unknownStatus": "deny"}},
+        "denyResponse": {"exposeReason": true},
+    });
+    let envoy = pki.envoy(policy, server.port(), &upstream);
+    let victim = pki.client("victim");
+    wait_for(&victim, &envoy, (200, None), Duration::from_secs(10));
+
+    // Load: four clients whose certificates stay good, each sending back to back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let port = envoy.port();
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let (client, stop, failures) = (pki.client(&format!("good{i}")), stop.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    match client.send(port, &Request::get("/api")) {
+                        Ok(r) if r.status == 200 => {}
+                        Ok(r) => failures.lock().unwrap().push(format!("good{i}: {} {:?}", r.status, r.reason())),
+                        Err(e) => failures.lock().unwrap().push(format!("good{i}: {e}")),
+                    }
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(call(&victim, &envoy), (200, None), "not revoked yet");
+
+    // Revoke by changing the served file.
+    server.serve(&pki.crl(2, &[0x20], 3600));
+    let took = wait_for(&victim, &envoy, (403, Some("revoked")), Duration::from_secs(10));
+    // One refresh, plus the tick that notices it is due and the fetch itself.
+    assert!(took <= Duration::from_secs(REFRESH_SECS + 1), "revoked only after {took:?}; refresh is {REFRESH_SECS}s");
+    eprintln!("revocation in force after {took:?} (refresh {REFRESH_SECS}s)");
+    // It stays revoked: no request of the victim gets through once the CRL is in force.
+    for _ in 0..20 {
+        assert_eq!(call(&victim, &envoy), (403, Some("revoked".to_owned())));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    let sent: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} other requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(sent > 50, "only {sent} requests of load");
+    eprintln!("{sent} requests of load, none failed");
+
+    // Conditional requests: the unchanged file was answered 304 between the changes.
+    assert!(server.conditional_requests() > 0 && server.not_modified() > 0, "no conditional fetch");
+    assert!(
+        metric(&envoy, "wasmcustom.peerguard.crl_source.ca-crl.fetch_ok") >= 2,
+        "{}",
+        envoy.stats("crl_source").unwrap()
+    );
+    let (_, prom) = envoy.admin_get("/stats/prometheus").unwrap();
+    assert!(prom.contains("peerguard_crl_source_fetch_ok{source=\"ca-crl\"}"), "no source label:\n{prom}");
+    assert!(prom.contains("peerguard_crl_source_entries{source=\"ca-crl\"} 1"), "{prom}");
+    server.stop();
+}
+
+#[test]
+fn before_the_first_good_crl_and_past_max_stale_unknown_status_decides() {
+    let pki = Pki::new();
+    pki.leaf("client", 0x40, 3600, false);
+    let mut server = CrlServer::start(b"not a CRL").unwrap();
+    let upstream = EchoServer::start().unwrap();
+    let policy = |unknown: &str| {
+        json!({
+            "certificate": {"trustAnchors": [pki.ca_pem], "crlSources": [source("3s")],
+                            "revocation": {"unknownStatus": unknown}},
+            "denyResponse": {"exposeReason": true},
+        })
+    };
+    let deny = pki.envoy(policy("deny"), server.port(), &upstream);
+    let client = pki.client("client");
+    // Nothing good fetched yet: the status is unknown and unknownStatus deny refuses.
+    assert_eq!(call(&client, &deny), (403, Some("revocation_unknown".to_owned())));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(call(&client, &deny), (403, Some("revocation_unknown".to_owned())));
+    assert!(
+        metric(&deny, "wasmcustom.peerguard.crl_source.ca-crl.rejected") >= 1,
+        "{}",
+        deny.stats("crl_source").unwrap()
+    );
+
+    // A good CRL whose nextUpdate is 4 s away; maxStale adds 3 s.
+    server.serve(&pki.crl(1, &[], 4));
+    let next_update = Instant::now() + Duration::from_secs(4);
+    wait_for(&client, &deny, (200, None), Duration::from_secs(5));
+    let allow = pki.envoy(policy("allow"), server.port(), &upstream);
+    wait_for(&client, &allow, (200, None), Duration::from_secs(5));
+
+    // The server goes away: failed fetches keep the last good CRL until nextUpdate + maxStale.
+    server.stop();
+    let failed_before = metric(&deny, "wasmcustom.peerguard.crl_source.ca-crl.fetch_failed");
+    while Instant::now() + Duration::from_millis(700) < next_update + Duration::from_secs(3) {
+        assert_eq!(call(&client, &deny), (200, None), "within maxStale the last good CRL holds");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = wait_for(&client, &deny, (403, Some("revocation_unknown")), Duration::from_secs(5));
+    eprintln!("unknown {took:?} after the last moment of maxStale was near");
+    assert!(metric(&deny, "wasmcustom.peerguard.crl_source.ca-crl.fetch_failed") > failed_before);
+    // The same state under unknownStatus allow lets the client through.
+    assert_eq!(call(&client, &allow), (200, None));
+    assert!(deny.log().contains("fetch failed"), "no failure logged");
+}
+
+/// A sample `name{label="value"} number` line of `/stats/prometheus`.
+fn prom_value(prom: &str, name: &str, label: &str) -> Option<u64> {
+    let prefix = format!("{name}{{{label}}} ");
+    prom.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as u64)
+}
+
+#[test]
+fn expiry_gauges_report_the_n_identities_closest_to_expiry_with_principal_labels() {
+    let pki = Pki::new();
+    let not_after: Vec<i64> = [("soon", 3600), ("later", 7200), ("latest", 10_800)]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, remaining))| pki.leaf(name, 0x50 + i as u64, *remaining, false))
+        .collect();
+    let server = CrlServer::start(b"").unwrap();
+    let upstream = EchoServer::start().unwrap();
+    let policy = json!({"metrics": {"peerCertExpiry": {"maxIdentities": 2, "window": "1h"}}});
+    let envoy = pki.envoy(policy, server.port(), &upstream);
+    for name in ["latest", "later", "soon"] {
+        assert_eq!(call(&pki.client(name), &envoy), (200, None), "{name}");
+    }
+    // The gauges follow on the next tick.
+    let start = Instant::now();
+    let prom = loop {
+        let (_, prom) = envoy.admin_get("/stats/prometheus").unwrap();
+        // Histograms reach the admin output on Envoy's stats flush (every 5 s by default).
+        let ready = prom.contains("peerguard_peer_cert_expiry_identities{} 2")
+            && prom.contains("peerguard_peer_cert_remaining_seconds_count{} 3");
+        if ready || start.elapsed() > Duration::from_secs(12) {
+            break prom;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let gauge = |sa: &str| {
+        prom_value(
+            &prom,
+            "peerguard_peer_cert_expiry_seconds",
+            &format!("principal=\"cluster.local/ns/default/sa/{sa}\""),
+        )
+    };
+    assert_eq!(gauge("soon"), Some(not_after[0] as u64), "{prom}");
+    assert_eq!(gauge("later"), Some(not_after[1] as u64), "{prom}");
+    assert_eq!(gauge("latest"), None, "the third is over maxIdentities 2:\n{prom}");
+    assert!(prom.contains("peerguard_peer_cert_expiry_left_out{} 1"), "{prom}");
+    assert!(prom.contains("peerguard_peer_cert_expiry_identities{} 2"), "{prom}");
+    // The histogram of remaining lifetimes saw all three certificates.
+    assert!(prom.contains("peerguard_peer_cert_remaining_seconds_count{} 3"), "{prom}");
+    // The raw stat name carries the principal; the tag regex took it out of the name.
+    assert!(envoy
+        .stats("peer_cert_expiry")
+        .unwrap()
+        .contains("wasmcustom.peerguard.peer_cert_expiry.cluster.local/ns/default/sa/soon.seconds"));
+    drop(server);
+}
