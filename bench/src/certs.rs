@@ -6,11 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
-    SerialNumber,
-};
+use peerguard_certkit::{Ca, CaSpec, DnType, Leaf, SerialNumber};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
@@ -18,7 +14,7 @@ use time::OffsetDateTime;
 
 /// The client's SPIFFE ID, and so the principal the last rule of every policy names.
 pub const CLIENT_SPIFFE: &str = "spiffe://cluster.local/ns/bench/sa/client";
-/// The CA's subject as Envoy renders it (RFC 4514).
+/// The CA's common name.
 pub const CA_CN: &str = "peerguard bench CA";
 
 /// Files and facts the configurations need.
@@ -30,81 +26,43 @@ pub struct Pki {
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
     pub client_der: Vec<u8>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+    ca: Ca,
 }
 
 impl Pki {
+    /// The CA (valid for 30 days) and 24 h leaves, as a mesh CA issues them, from the
+    /// certificate factory.
     pub fn create(dir: &Path) -> Result<Pki> {
-        let now = OffsetDateTime::now_utc();
-        let ca_key = KeyPair::generate().context("CA key")?;
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, CA_CN);
-        dn.push(DnType::OrganizationName, "cluster.local");
-        p.distinguished_name = dn;
-        p.not_before = now - Duration::from_secs(3600);
-        p.not_after = now + Duration::from_secs(30 * 24 * 3600);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let ca = p.self_signed(&ca_key).context("self-sign CA")?;
-        let ca_pem = ca.pem();
-        let ca_path = dir.join("ca.pem");
-        write(&ca_path, &ca_pem)?;
-        let issuer = Issuer::new(p, ca_key);
-
-        let leaf = |name: &str, san: SanType, eku: ExtendedKeyUsagePurpose| -> Result<(PathBuf, PathBuf, Vec<u8>)> {
-            let key = KeyPair::generate().context("leaf key")?;
-            let mut p = CertificateParams::default();
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CommonName, name);
-            p.distinguished_name = dn;
-            p.subject_alt_names = vec![san];
-            // A 24 h certificate, as a mesh CA issues them.
-            p.not_before = now - Duration::from_secs(3600);
-            p.not_after = now + Duration::from_secs(23 * 3600);
-            p.is_ca = IsCa::ExplicitNoCa;
-            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-            p.extended_key_usages = vec![eku];
-            p.use_authority_key_identifier_extension = true;
-            let cert = p.signed_by(&key, &issuer).with_context(|| format!("sign {name}"))?;
-            let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
-            write(&c, &cert.pem())?;
-            write(&k, &key.serialize_pem())?;
-            Ok((c, k, cert.der().to_vec()))
-        };
-        let (server_cert, server_key, _) =
-            leaf("server", SanType::DnsName("localhost".try_into()?), ExtendedKeyUsagePurpose::ServerAuth)?;
-        let (client_cert, client_key, client_der) =
-            leaf("client", SanType::URI(CLIENT_SPIFFE.try_into()?), ExtendedKeyUsagePurpose::ClientAuth)?;
-        Ok(Pki { ca_pem, ca_path, server_cert, server_key, client_cert, client_key, client_der, issuer })
+        let hour = Duration::from_secs(3600);
+        let subject =
+            vec![(DnType::OrganizationName, "cluster.local".to_owned()), (DnType::CommonName, CA_CN.to_owned())];
+        let ca = Ca::self_signed(&CaSpec::around_now(subject, hour, 30 * 24 * hour)).context("CA")?;
+        let (ca_path, _) = ca.write(dir, "ca")?;
+        let server = ca.issue(&Leaf::server().valid_around_now(hour, 23 * hour)).context("server certificate")?;
+        let (server_cert, server_key) = server.write(dir, "server")?;
+        let client = Leaf::client().cn("client").uri(CLIENT_SPIFFE).valid_around_now(hour, 23 * hour);
+        let client = ca.issue(&client).context("client certificate")?;
+        let (client_cert, client_key) = client.write(dir, "client")?;
+        Ok(Pki {
+            ca_pem: ca.cert_pem().to_owned(),
+            ca_path,
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+            client_der: client.cert_der,
+            ca,
+        })
     }
 
     /// A CRL from the CA revoking `entries` serial numbers, none of which is the client's.
     pub fn crl_pem(&self, entries: usize) -> Result<String> {
         let now = OffsetDateTime::now_utc();
-        let revoked = (0..entries)
-            .map(|i| RevokedCertParams {
-                // Serials the bench never issues: 0x7e prefix plus a counter.
-                serial_number: SerialNumber::from_slice(&[&[0x7e][..], &(i as u64).to_be_bytes()[..]].concat()),
-                revocation_time: now - Duration::from_secs(60),
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect();
-        let params = CertificateRevocationListParams {
-            this_update: now - Duration::from_secs(60),
-            next_update: now + Duration::from_secs(7 * 24 * 3600),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: revoked,
-            key_identifier_method: KeyIdMethod::Sha256,
-        };
-        let crl = params.signed_by(&self.issuer).context("sign CRL")?;
-        crl.pem().context("CRL PEM")
+        // Serials the bench never issues: 0x7e prefix plus a counter.
+        let serials =
+            (0..entries).map(|i| SerialNumber::from_slice(&[&[0x7e][..], &(i as u64).to_be_bytes()[..]].concat()));
+        let minute = Duration::from_secs(60);
+        Ok(self.ca.crl(serials, now - minute, now + 7 * 24 * 60 * minute).context("CRL")?)
     }
 
     /// A rustls client config trusting the CA and presenting the client certificate.

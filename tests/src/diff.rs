@@ -912,7 +912,7 @@ impl Clients {
                 spec = spec.cn(cn);
             }
             for u in p.uris {
-                spec = spec.spiffe(u);
+                spec = spec.uri(u);
             }
             for d in p.dns {
                 spec = spec.dns(d);
@@ -1488,9 +1488,8 @@ impl fmt::Display for Report {
 /// The work list: random documents, or the one from the file.
 fn documents(cfg: &Config) -> Result<(Vec<Prepared>, Vec<Value>, bool)> {
     if let Some(path) = &cfg.file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let doc: Value =
-            serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML or JSON", path.display()))?;
+        // Loaded as every `peerguard` command loads a policy: an invalid one fails here, with its paths.
+        let doc = peerguard_cli::policy_file::PolicyFile::load(path)?.value;
         let (prepared, strict) = prepare_file(&doc).with_context(|| format!("{}", path.display()))?;
         return Ok((vec![prepared], vec![doc], strict));
     }

@@ -35,7 +35,7 @@ impl IstioStack {
         let dir = tempfile::Builder::new().prefix("peerguard-istio-").tempdir().unwrap();
         let ca = DemoCa::create(dir.path()).unwrap();
         let server =
-            ca.issue("server", &LeafSpec::server().spiffe("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
+            ca.issue("server", &LeafSpec::server().uri("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
         let mut ids = BTreeMap::new();
         for (name, ns, sa) in IDENTITIES {
             // Istio-like lifetimes: well under a day.

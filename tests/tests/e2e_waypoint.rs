@@ -45,7 +45,7 @@ impl WaypointStack {
         let dir = tempfile::Builder::new().prefix("peerguard-waypoint-").tempdir().unwrap();
         let ca = DemoCa::create(dir.path()).unwrap();
         let wp_cert =
-            ca.issue("waypoint", &LeafSpec::server().spiffe("spiffe://cluster.local/ns/backend/sa/waypoint")).unwrap();
+            ca.issue("waypoint", &LeafSpec::server().uri("spiffe://cluster.local/ns/backend/sa/waypoint")).unwrap();
         let mut clients = Vec::new();
         for (name, ns, sa) in CLIENTS {
             let i = ca.issue(name, &LeafSpec::workload(ns, sa).valid_around_now(H, 12 * H)).unwrap();
