@@ -395,7 +395,8 @@ fn spiffe_bundle(der: &[u8], raw_public_key: &[u8], key_type: KeyType) -> serde_
         // The uncompressed point 04 || X || Y.
         KeyType::EcdsaP256 | KeyType::EcdsaP384 => {
             let (crv, n) = if key_type == KeyType::EcdsaP256 { ("P-256", 32) } else { ("P-384", 48) };
-            let (x, y) = raw_public_key.get(1..).unwrap_or_default().split_at(n.min(raw_public_key.len().saturating_sub(1)));
+            let (x, y) =
+                raw_public_key.get(1..).unwrap_or_default().split_at(n.min(raw_public_key.len().saturating_sub(1)));
             serde_json::json!({"kty": "EC", "crv": crv, "x": url(x), "y": url(y)})
         }
         KeyType::Ed25519 => serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": url(raw_public_key)}),

@@ -53,18 +53,45 @@ fn a_second_trust_domain_ca_its_bundle_and_the_cross_domain_mint_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(&["cert", "ca", "--out-dir", s(d), "--name", "local-ca", "--trust-domain", "cluster.local"]);
-    let partner = ok(&["cert", "ca", "--out-dir", s(d), "--name", "partner-ca", "--org", "partner.example", "--trust-domain", "partner.example"]);
+    let partner = ok(&[
+        "cert",
+        "ca",
+        "--out-dir",
+        s(d),
+        "--name",
+        "partner-ca",
+        "--org",
+        "partner.example",
+        "--trust-domain",
+        "partner.example",
+    ]);
     assert!(partner.stdout.contains("spiffe://partner.example"), "{}", partner.stdout);
     let bundle: Value = serde_json::from_str(&read(d, "partner-ca-bundle.json")).unwrap();
     let key = &bundle["keys"][0];
-    assert_eq!((key["use"].as_str(), key["kty"].as_str(), key["crv"].as_str()), (Some("x509-svid"), Some("EC"), Some("P-256")));
+    assert_eq!(
+        (key["use"].as_str(), key["kty"].as_str(), key["crv"].as_str()),
+        (Some("x509-svid"), Some("EC"), Some("P-256"))
+    );
     assert_eq!(key["x5c"].as_array().unwrap().len(), 1);
     assert_eq!(key["x"].as_str().unwrap().len(), 43, "32 bytes, base64url without padding");
 
     let (partner_ca, partner_key) = (d.join("partner-ca.pem"), d.join("partner-ca-key.pem"));
     let (local_ca, local_key) = (d.join("local-ca.pem"), d.join("local-ca-key.pem"));
     let issue = |ca: &Path, key: &Path, name: &str, spiffe: &str| {
-        ok(&["cert", "issue", "--ca", s(ca), "--ca-key", s(key), "--out-dir", s(d), "--name", name, "--spiffe", spiffe]);
+        ok(&[
+            "cert",
+            "issue",
+            "--ca",
+            s(ca),
+            "--ca-key",
+            s(key),
+            "--out-dir",
+            s(d),
+            "--name",
+            name,
+            "--spiffe",
+            spiffe,
+        ]);
         d.join(format!("{name}.pem"))
     };
     let billing = issue(&partner_ca, &partner_key, "billing", "spiffe://partner.example/ns/billing/sa/api");
@@ -104,9 +131,29 @@ fn an_alias_is_allowed_what_its_main_domain_is_and_a_lookalike_is_not() {
         "policies": [{"name": "billing", "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/billing/sa/api"]}}]}]}],
         "denyResponse": {"exposeReason": true},
     });
-    for (td, allowed) in [("cluster.local", true), ("eu.partner.example", true), ("evil-partner.example", false), ("partner.example", false)] {
+    for (td, allowed) in [
+        ("cluster.local", true),
+        ("eu.partner.example", true),
+        ("evil-partner.example", false),
+        ("partner.example", false),
+    ] {
         let name = td.replace('.', "-");
-        ok(&["cert", "issue", "--ca", s(&d.join("ca.pem")), "--ca-key", s(&d.join("ca-key.pem")), "--out-dir", s(d), "--name", &name, "--trust-domain", td, "--workload", "billing/api"]);
+        ok(&[
+            "cert",
+            "issue",
+            "--ca",
+            s(&d.join("ca.pem")),
+            "--ca-key",
+            s(&d.join("ca-key.pem")),
+            "--out-dir",
+            s(d),
+            "--name",
+            &name,
+            "--trust-domain",
+            td,
+            "--workload",
+            "billing/api",
+        ]);
         let (code, v) = check(d, &policy, &["--cert", s(&d.join(format!("{name}.pem")))]);
         assert_eq!(code == 0, allowed, "{td}: {v}");
         if allowed {

@@ -441,7 +441,8 @@ mod tests {
             r#"{"identity":["linkerdHeader"],"mtls":"permissive","denyResponse":{"exposeReason":true},"policies":[{"name":"p","rules":[{"from":[{"source":{"principals":["cluster.local/ns/a/sa/b"]}}]}]}]}"#,
         );
         let id = "b.a.serviceaccount.identity.linkerd.cluster.local";
-        let from = |addr: &str| request().with_header("l5d-client-id", id).with_property("source.address", addr.as_bytes());
+        let from =
+            |addr: &str| request().with_header("l5d-client-id", id).with_property("source.address", addr.as_bytes());
         let host = from("127.0.0.1:50123");
         assert_eq!(w.on_request_headers(&host), Verdict::Continue);
         assert_eq!(host.request_header("x-peerguard-principal").as_deref(), Some(&b"cluster.local/ns/a/sa/b"[..]));

@@ -47,7 +47,8 @@ impl TrustDomainAliases {
         }
         let aliases = aliases?;
         if aliases.is_empty() {
-            errors.push(ConfigError::new("trustDomainAliases", "empty list; remove the field when there are no aliases"));
+            errors
+                .push(ConfigError::new("trustDomainAliases", "empty list; remove the field when there are no aliases"));
         }
         let mut out = TrustDomainAliases { main: main.to_owned(), ..TrustDomainAliases::default() };
         for (i, alias) in aliases.iter().enumerate() {
@@ -149,7 +150,15 @@ mod tests {
         assert_eq!(a.main_for("old.local"), Some("cluster.local"));
         assert_eq!(a.main_for("eu.partner.example"), Some("cluster.local"));
         assert_eq!(a.main_for("a.b.partner.example"), Some("cluster.local"));
-        for not_alias in ["partner.example", "evil-partner.example", "xpartner.example", ".partner.example", "cluster.local", "old.local.evil", "evil.old.local"] {
+        for not_alias in [
+            "partner.example",
+            "evil-partner.example",
+            "xpartner.example",
+            ".partner.example",
+            "cluster.local",
+            "old.local.evil",
+            "evil.old.local",
+        ] {
             assert_eq!(a.main_for(not_alias), None, "{not_alias}");
         }
     }
@@ -168,14 +177,23 @@ mod tests {
 
     #[test]
     fn bad_aliases_are_errors_with_their_path() {
-        let list: Vec<String> =
-            ["*.", "Old.local", "cluster.local", "a.*", "*partner.example", "x.local", "x.local"].iter().map(|s| (*s).to_owned()).collect();
+        let list: Vec<String> = ["*.", "Old.local", "cluster.local", "a.*", "*partner.example", "x.local", "x.local"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         let mut errors = Vec::new();
         TrustDomainAliases::compile(None, Some(&list), &mut errors);
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["trustDomainAliases[0]", "trustDomainAliases[1]", "trustDomainAliases[2]", "trustDomainAliases[3]", "trustDomainAliases[4]", "trustDomainAliases[6]"]
+            [
+                "trustDomainAliases[0]",
+                "trustDomainAliases[1]",
+                "trustDomainAliases[2]",
+                "trustDomainAliases[3]",
+                "trustDomainAliases[4]",
+                "trustDomainAliases[6]"
+            ]
         );
         let mut errors = Vec::new();
         TrustDomainAliases::compile(Some("Bad"), Some(&[]), &mut errors);

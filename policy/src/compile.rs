@@ -54,12 +54,14 @@ impl Engine {
             c.errors.extend(waypoint::errors(doc));
         }
         c.globals(trust_domains.as_deref(), identity, deny_response, identity_header);
-        c.aliases = TrustDomainAliases::compile(trust_domain.as_deref(), trust_domain_aliases.as_deref(), &mut c.errors);
+        c.aliases =
+            TrustDomainAliases::compile(trust_domain.as_deref(), trust_domain_aliases.as_deref(), &mut c.errors);
         let linkerd = c.linkerd(identity, linkerd.as_ref());
         let certificate = c.certificate(certificate.as_ref());
         let cert_rules = c.certificate_rules(certificate_rules);
         let peer_cert_expiry = crate::config::PeerCertExpiry::compile(metrics.as_ref(), &mut c.errors);
-        c.errors.extend(crate::sources::duplicate_names(certificate.iter().chain(cert_rules.iter().map(|r| &r.require))));
+        c.errors
+            .extend(crate::sources::duplicate_names(certificate.iter().chain(cert_rules.iter().map(|r| &r.require))));
         let mut policy_names: Vec<Arc<str>> = cert_rules.iter().map(|r| r.name.clone()).collect();
         let Some(sets) = c.policies(policies, &mut policy_names) else {
             return Err(ConfigErrors(c.errors));
@@ -116,7 +118,6 @@ fn is_header_name(s: &str) -> bool {
         && !s.starts_with(':')
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
-
 
 impl Compiler {
     fn new(path_normalization: PathNormalization, allow_path_parameters: bool) -> Compiler {
@@ -190,7 +191,10 @@ impl Compiler {
     fn linkerd(&mut self, identity: &[IdentitySource], options: Option<&LinkerdOptions>) -> Option<LinkerdHeaderMode> {
         let Some(at) = identity.iter().position(|s| *s == IdentitySource::LinkerdHeader) else {
             if options.is_some() {
-                self.error("linkerd", "applies only with identity: [linkerdHeader]; remove it, or set the identity source");
+                self.error(
+                    "linkerd",
+                    "applies only with identity: [linkerdHeader]; remove it, or set the identity source",
+                );
             }
             return None;
         };

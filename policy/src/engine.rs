@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::cert::CertFacts;
 use crate::alias::TrustDomainAliases;
+use crate::cert::CertFacts;
 use crate::certreq::CompiledRequirements;
 use crate::config::{Mode, Mtls, PathNormalization, Proxy};
 use crate::decision::{Decision, Peer, PeerAttributes, PreparedCert, Verdict};

@@ -112,7 +112,13 @@ impl Identity {
                 });
             }
         }
-        Ok(Identity { principal: lower, trust_domain: None, namespace: None, source: IdentitySource::Dns, presented: None })
+        Ok(Identity {
+            principal: lower,
+            trust_domain: None,
+            namespace: None,
+            source: IdentitySource::Dns,
+            presented: None,
+        })
     }
 
     /// The identity in Linkerd's `l5d-client-id` (one copy): a Linkerd DNS identity
@@ -282,7 +288,8 @@ mod tests {
     #[test]
     fn linkerd_client_id_is_one_linkerd_identity_or_spiffe_id() {
         let one = |s: &str| vec![s.to_owned()];
-        let id = Identity::from_linkerd_client_id(&one("web.shop.serviceaccount.identity.linkerd.cluster.local")).unwrap();
+        let id =
+            Identity::from_linkerd_client_id(&one("web.shop.serviceaccount.identity.linkerd.cluster.local")).unwrap();
         assert_eq!(id.principal, "cluster.local/ns/shop/sa/web");
         assert_eq!(id.trust_domain.as_deref(), Some("cluster.local"));
         assert_eq!(id.source, IdentitySource::LinkerdHeader);

@@ -136,7 +136,16 @@ mod tests {
         assert!(m.is_proxy("127.0.0.1:41234"));
         assert!(m.is_proxy("[::1]:41234"));
         assert!(m.is_proxy("[::ffff:127.0.0.1]:41234"));
-        for other in ["127.0.0.2:41234", "10.0.0.1:41234", "[::2]:1", "127.0.0.1:0", "127.0.0.1", "", "localhost:80", "127.0.0.1:99999"] {
+        for other in [
+            "127.0.0.2:41234",
+            "10.0.0.1:41234",
+            "[::2]:1",
+            "127.0.0.1:0",
+            "127.0.0.1",
+            "",
+            "localhost:80",
+            "127.0.0.1:99999",
+        ] {
             assert!(!m.is_proxy(other), "{other}");
         }
     }
@@ -160,7 +169,13 @@ mod tests {
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["linkerd.proxyAddresses[0]", "linkerd.proxyAddresses[1]", "linkerd.proxyAddresses[2]", "linkerd.proxyAddresses[3]", "linkerd.proxyAddresses[4]"]
+            [
+                "linkerd.proxyAddresses[0]",
+                "linkerd.proxyAddresses[1]",
+                "linkerd.proxyAddresses[2]",
+                "linkerd.proxyAddresses[3]",
+                "linkerd.proxyAddresses[4]"
+            ]
         );
         let (_, errors) = mode(Some(&[]));
         assert_eq!(errors[0].path, "linkerd.proxyAddresses");

@@ -45,7 +45,14 @@ fn der(pem: &str) -> Vec<u8> {
 static NO_HEADERS: Vec<(String, String)> = Vec::new();
 
 fn get() -> Request<'static> {
-    Request { method: "GET", path: "/api/items", host: "api.example", port: Some(8443), sni: None, headers: &NO_HEADERS }
+    Request {
+        method: "GET",
+        path: "/api/items",
+        host: "api.example",
+        port: Some(8443),
+        sni: None,
+        headers: &NO_HEADERS,
+    }
 }
 
 /// `leaf` presented with `chain`, as a full certificate.
@@ -84,7 +91,8 @@ fn a_partner_ca_minting_a_local_identity_is_untrusted_chain() {
     assert_eq!(d.reason(), None);
     assert_eq!(d.principal(), Some("cluster.local/ns/default/sa/healthy"));
     // And the local CA cannot mint the partner's identities either.
-    let swapped = engine(json!({"certificate": {"trustBundles": {"cluster.local": [PARTNER_CA], "partner.example": [ROOT]}}}));
+    let swapped =
+        engine(json!({"certificate": {"trustBundles": {"cluster.local": [PARTNER_CA], "partner.example": [ROOT]}}}));
     assert_eq!(decide(&swapped, HEALTHY, &[INTERMEDIATE]).reason(), Some(Reason::UntrustedChain));
     assert_eq!(decide(&swapped, PARTNER, &[]).reason(), Some(Reason::UntrustedChain));
 }
@@ -112,21 +120,54 @@ fn a_spiffe_bundle_loads_as_text_or_as_a_document_and_its_jwt_key_is_ignored() {
 #[test]
 fn trust_bundle_errors_name_their_path() {
     let both = errors(json!({"certificate": {"trustAnchors": [ROOT], "trustBundles": {"cluster.local": [ROOT]}}}));
-    assert!(both.iter().any(|e| e.starts_with("certificate.trustBundles: trustBundles and trustAnchors exclude each other")), "{both:?}");
-    let in_rule = errors(json!({"certificateRules": [{"name": "r", "require": {"trustAnchors": [ROOT], "trustBundles": {"cluster.local": [ROOT]}}}]}));
+    assert!(
+        both.iter()
+            .any(|e| e.starts_with("certificate.trustBundles: trustBundles and trustAnchors exclude each other")),
+        "{both:?}"
+    );
+    let in_rule = errors(
+        json!({"certificateRules": [{"name": "r", "require": {"trustAnchors": [ROOT], "trustBundles": {"cluster.local": [ROOT]}}}]}),
+    );
     assert!(in_rule.iter().any(|e| e.starts_with("certificateRules[0].require.trustBundles: ")), "{in_rule:?}");
     let cases = [
         (json!({}), "certificate.trustBundles: empty map"),
-        (json!({"Cluster.local": [ROOT]}), r#"certificate.trustBundles["Cluster.local"]: "Cluster.local" is not a SPIFFE trust domain"#),
+        (
+            json!({"Cluster.local": [ROOT]}),
+            r#"certificate.trustBundles["Cluster.local"]: "Cluster.local" is not a SPIFFE trust domain"#,
+        ),
         (json!({"cluster.local": []}), r#"certificate.trustBundles["cluster.local"]: empty list"#),
-        (json!({"cluster.local": ["not pem"]}), r#"certificate.trustBundles["cluster.local"][0]: expected a PEM certificate"#),
-        (json!({"cluster.local": ["{not json"]}), r#"certificate.trustBundles["cluster.local"][0]: not a SPIFFE bundle (JSON)"#),
-        (json!({"cluster.local": [{"spiffe_sequence": 1}]}), r#"certificate.trustBundles["cluster.local"][0].keys: a SPIFFE bundle needs a keys array"#),
-        (json!({"cluster.local": [{"keys": [{"use": "jwt-svid", "kty": "EC"}]}]}), r#"certificate.trustBundles["cluster.local"][0].keys: no x509-svid key"#),
-        (json!({"cluster.local": [{"keys": [{"kty": "EC", "x5c": ["AA=="]}]}]}), r#"certificate.trustBundles["cluster.local"][0].keys[0]: a SPIFFE bundle key needs"#),
-        (json!({"cluster.local": [{"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["AA==", "AA=="]}]}]}), r#"certificate.trustBundles["cluster.local"][0].keys[0].x5c: an x509-svid key carries exactly one certificate"#),
-        (json!({"cluster.local": [{"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["%%%"]}]}]}), r#"certificate.trustBundles["cluster.local"][0].keys[0].x5c[0]: not base64"#),
-        (json!({"cluster.local": [{"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["AAAA"]}]}]}), r#"certificate.trustBundles["cluster.local"][0]: not an X.509 certificate"#),
+        (
+            json!({"cluster.local": ["not pem"]}),
+            r#"certificate.trustBundles["cluster.local"][0]: expected a PEM certificate"#,
+        ),
+        (
+            json!({"cluster.local": ["{not json"]}),
+            r#"certificate.trustBundles["cluster.local"][0]: not a SPIFFE bundle (JSON)"#,
+        ),
+        (
+            json!({"cluster.local": [{"spiffe_sequence": 1}]}),
+            r#"certificate.trustBundles["cluster.local"][0].keys: a SPIFFE bundle needs a keys array"#,
+        ),
+        (
+            json!({"cluster.local": [{"keys": [{"use": "jwt-svid", "kty": "EC"}]}]}),
+            r#"certificate.trustBundles["cluster.local"][0].keys: no x509-svid key"#,
+        ),
+        (
+            json!({"cluster.local": [{"keys": [{"kty": "EC", "x5c": ["AA=="]}]}]}),
+            r#"certificate.trustBundles["cluster.local"][0].keys[0]: a SPIFFE bundle key needs"#,
+        ),
+        (
+            json!({"cluster.local": [{"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["AA==", "AA=="]}]}]}),
+            r#"certificate.trustBundles["cluster.local"][0].keys[0].x5c: an x509-svid key carries exactly one certificate"#,
+        ),
+        (
+            json!({"cluster.local": [{"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["%%%"]}]}]}),
+            r#"certificate.trustBundles["cluster.local"][0].keys[0].x5c[0]: not base64"#,
+        ),
+        (
+            json!({"cluster.local": [{"keys": [{"use": "x509-svid", "kty": "EC", "x5c": ["AAAA"]}]}]}),
+            r#"certificate.trustBundles["cluster.local"][0]: not an X.509 certificate"#,
+        ),
     ];
     for (bundles, want) in cases {
         let got = errors(json!({"certificate": {"trustBundles": bundles}}));
@@ -142,7 +183,8 @@ fn trust_bundle_errors_name_their_path() {
 
 #[test]
 fn intermediates_and_crls_work_with_trust_bundles() {
-    let e = engine(json!({"certificate": {"trustBundles": {"cluster.local": [ROOT]}, "intermediates": [INTERMEDIATE]}}));
+    let e =
+        engine(json!({"certificate": {"trustBundles": {"cluster.local": [ROOT]}, "intermediates": [INTERMEDIATE]}}));
     assert_eq!(decide(&e, HEALTHY, &[]).reason(), None);
     let errs = errors(json!({"certificate": {"intermediates": [INTERMEDIATE]}}));
     assert!(errs.iter().any(|e| e.contains("need trustAnchors or trustBundles")), "{errs:?}");
@@ -223,7 +265,9 @@ fn an_alias_counts_as_the_main_domain_for_top_level_trust_domains() {
     let e = engine(json!({"trustDomains": ["cluster.local"], "trustDomainAliases": ["old.local"]}));
     assert!(decide_attrs(&e, "spiffe://old.local/ns/a/sa/b").allowed());
     assert_eq!(decide_attrs(&e, "spiffe://partner.example/ns/a/sa/b").reason(), Some(Reason::UntrustedTrustDomain));
-    let main = engine(json!({"trustDomain": "new.local", "trustDomainAliases": ["cluster.local"], "trustDomains": ["new.local"]}));
+    let main = engine(
+        json!({"trustDomain": "new.local", "trustDomainAliases": ["cluster.local"], "trustDomains": ["new.local"]}),
+    );
     assert_eq!(decide_attrs(&main, "spiffe://cluster.local/ns/a/sa/b").principal(), Some("new.local/ns/a/sa/b"));
 }
 
@@ -316,12 +360,16 @@ fn no_trusted_header_is_no_principal() {
 fn certificate_checks_behind_linkerd_are_certificate_unavailable() {
     let e = linkerd(json!({"certificate": {"maxLifetime": "24h"}}));
     assert_eq!(client_id(&e, &[BILLING_API]).reason(), Some(Reason::CertificateUnavailable));
-    let rule = linkerd(json!({"certificateRules": [{"name": "admin", "to": [{"operation": {"paths": ["/admin"]}}], "require": {"maxLifetime": "1h"}}]}));
+    let rule = linkerd(
+        json!({"certificateRules": [{"name": "admin", "to": [{"operation": {"paths": ["/admin"]}}], "require": {"maxLifetime": "1h"}}]}),
+    );
     assert_eq!(client_id(&rule, &[BILLING_API]).reason(), None, "the rule's route is not this one");
     let values = vec![BILLING_API.to_owned()];
     let admin = Request { path: "/admin", ..get() };
     assert_eq!(rule.decide(&admin, &Peer::LinkerdClientId(&values), T).reason(), Some(Reason::CertificateUnavailable));
-    let when = linkerd(json!({"policies": [{"name": "p", "rules": [{"when": [{"key": "cert.issuer.cn", "values": ["x"]}]}]}]}));
+    let when = linkerd(
+        json!({"policies": [{"name": "p", "rules": [{"when": [{"key": "cert.issuer.cn", "values": ["x"]}]}]}]}),
+    );
     assert_eq!(client_id(&when, &[BILLING_API]).reason(), Some(Reason::CertificateUnavailable));
 }
 
@@ -338,7 +386,10 @@ fn trust_domains_and_aliases_apply_to_linkerd_identities() {
 #[test]
 fn linkerd_header_config_errors_name_their_path() {
     let mixed = errors(json!({"identity": ["spiffe", "linkerdHeader"]}));
-    assert!(mixed.iter().any(|e| e.starts_with("identity[1]: linkerdHeader must be the only identity source")), "{mixed:?}");
+    assert!(
+        mixed.iter().any(|e| e.starts_with("identity[1]: linkerdHeader must be the only identity source")),
+        "{mixed:?}"
+    );
     let orphan = errors(json!({"linkerd": {"proxyAddresses": ["127.0.0.1/32"]}}));
     assert!(orphan.iter().any(|e| e.starts_with("linkerd: applies only with identity: [linkerdHeader]")), "{orphan:?}");
     let bad = errors(json!({"identity": ["linkerdHeader"], "linkerd": {"proxyAddresses": ["127.0.0.1/40"]}}));

@@ -34,7 +34,7 @@ fn shipped_envoy_configs() -> Vec<PathBuf> {
 fn every_shipped_envoy_config_passes_envoy_validate() {
     let configs = shipped_envoy_configs();
     let names: Vec<String> = configs.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for want in ["inbound-sidecar.yaml", "outbound-sidecar.yaml", "front-proxy.yaml"] {
+    for want in ["inbound-sidecar.yaml", "outbound-sidecar.yaml", "front-proxy.yaml", "linkerd-ingress.yaml"] {
         assert!(names.iter().any(|n| n == want), "{want} not found among {names:?}");
     }
     let scratch = scratch_root();
@@ -162,6 +162,7 @@ fn embedded_policies_equal_their_documented_files_and_compile() {
     for (config, policy) in [
         ("envoy/inbound-sidecar.yaml", "envoy/policy.yaml"),
         ("envoy/front-proxy.yaml", "envoy/front-proxy-policy.yaml"),
+        ("envoy/linkerd-ingress.yaml", "envoy/linkerd-ingress-policy.yaml"),
     ] {
         let embedded = embedded_policy(config);
         let file: Value = serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(policy)).unwrap()).unwrap();

@@ -48,7 +48,8 @@ pub(super) fn compile(
             ));
         }
         if entries.is_empty() {
-            errors.push(ConfigError::new(at.clone(), "empty list trusts nothing for this trust domain; remove the key"));
+            errors
+                .push(ConfigError::new(at.clone(), "empty list trusts nothing for this trust domain; remove the key"));
         }
         for (i, entry) in entries.iter().enumerate() {
             let at = format!("{at}[{i}]");
@@ -111,7 +112,9 @@ fn jwks_certificates(doc: &Map<String, Value>, at: &str, errors: &mut Vec<Config
         };
         match base64::engine::general_purpose::STANDARD.decode(b64) {
             Ok(der) => out.push(der),
-            Err(_) => errors.push(ConfigError::new(format!("{key_at}.x5c[0]"), "not base64 (RFC 7517 x5c: base64 DER)")),
+            Err(_) => {
+                errors.push(ConfigError::new(format!("{key_at}.x5c[0]"), "not base64 (RFC 7517 x5c: base64 DER)"))
+            }
         }
     }
     if out.is_empty() && keys.iter().all(|k| k.get("use").and_then(Value::as_str) != Some("x509-svid")) {
