@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod crl;
 pub mod live;
 pub mod policy_file;
 pub mod render;

@@ -47,6 +47,9 @@ enum Command {
     /// Generate a CA and workload certificates (SPIFFE, DNS or CN), PEM and Kubernetes Secrets
     #[command(subcommand)]
     Cert(peerguard_cli::cert::CertCommand),
+    /// Make a CRL from a CA and serials, or show what a CRL holds
+    #[command(subcommand)]
+    Crl(peerguard_cli::crl::CrlCommand),
     /// Embed a policy into a WasmPlugin or an Envoy config; build the OCI image
     #[command(subcommand)]
     Render(peerguard_cli::render::RenderCommand),
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
             peerguard_cli::cert::run(&cmd)
                 .map(|s| serde_json::to_string_pretty(&s).map(|j| j + "\n").unwrap_or_default()),
         ),
+        Command::Crl(cmd) => shipping(peerguard_cli::crl::run(&cmd)),
         Command::Render(cmd) => shipping(peerguard_cli::render::run(&cmd)),
         Command::Test(args) => testing::run(&args),
         Command::Live(cmd) => shipping(peerguard_cli::live::run(&cmd)),
