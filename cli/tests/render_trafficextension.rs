@@ -1,0 +1,131 @@
+//! `peerguard render trafficextension`, run as the real binary: the manifest validates against
+//! the vendored TrafficExtension CRD in every placement, carries the same module digest and
+//! policy as `render wasmplugin`, and the waypoint placement refuses policies that could not work
+//! there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use peerguard_e2e::istio_schema::{parse_yaml_docs, Schemas};
+use serde_json::{json, Value};
+
+fn pg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> Value {
+    let out = pg(args);
+    assert!(out.status.success(), "peerguard {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let doc = parse_yaml_docs(&text).unwrap().remove(0);
+    Schemas::load().unwrap().validate(&doc).unwrap_or_else(|e| panic!("{}\n{text}", e.join("\n")));
+    doc
+}
+
+/// Exit code 2 and stderr.
+fn refused(args: &[&str]) -> String {
+    let out = pg(args);
+    assert_eq!(out.status.code(), Some(2), "peerguard {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const SIDECAR: &str = "mtls: strict\npolicies:\n- name: a\n  rules:\n  - from: [{source: {principals: [\"cluster.local/ns/client/sa/curl\"]}}]\n";
+const WAYPOINT: &str = "proxy: waypoint\nmtls: strict\npolicies:\n- name: a\n  rules:\n  - from: [{source: {principals: [\"cluster.local/ns/client/sa/curl\"]}}]\n";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn sidecar_trafficextension_has_the_wasmplugins_digest_and_policy_under_wasm() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = write(d.path(), "p.yaml", SIDECAR);
+    let wasm = write(d.path(), "m.wasm", "\0asm\x01\0\0\0");
+    let common = [
+        "--policy",
+        s(&policy),
+        "--url",
+        "oci://r.example/peerguard:1",
+        "--wasm",
+        s(&wasm),
+        "--namespace",
+        "server",
+        "--selector",
+        "app=nginx",
+    ];
+    let te = ok(&[&["render", "trafficextension"], &common[..]].concat());
+    let wp = ok(&[&["render", "wasmplugin"], &common[..]].concat());
+    assert_eq!(te["kind"], "TrafficExtension");
+    let (t, w) = (&te["spec"], &wp["spec"]);
+    assert_eq!(t["selector"], json!({"matchLabels": {"app": "nginx"}}));
+    assert_eq!(t["match"], json!([{"mode": "SERVER"}]));
+    assert_eq!(t["phase"], "AUTHZ");
+    for k in ["url", "sha256", "failStrategy", "pluginName", "pluginConfig", "imagePullPolicy"] {
+        assert_eq!(t["wasm"][k], w[k], "{k}");
+    }
+    assert_eq!(t["wasm"]["failStrategy"], "FAIL_CLOSE");
+    assert!(t["wasm"]["sha256"].as_str().is_some_and(|h| h.len() == 64));
+    // Nothing of the WasmPlugin's flat layout is left at the top.
+    assert!(t.get("url").is_none() && t.get("pluginConfig").is_none(), "{t}");
+    // --out writes the same document.
+    let out = d.path().join("te.yaml");
+    let o = pg(&[&["render", "trafficextension", "--out", s(&out)], &common[..]].concat());
+    assert!(o.status.success() && o.stdout.is_empty());
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("# Rendered by `peerguard render trafficextension`"), "{text}");
+    assert_eq!(parse_yaml_docs(&text).unwrap().remove(0), te);
+}
+
+#[test]
+fn waypoint_trafficextension_targets_the_service_and_refuses_what_a_waypoint_cannot_do() {
+    let d = tempfile::tempdir().unwrap();
+    let waypoint = write(d.path(), "w.yaml", WAYPOINT);
+    let sidecar = write(d.path(), "s.yaml", SIDECAR);
+    let with_cert = write(d.path(), "c.yaml", &format!("{WAYPOINT}certificate: {{maxLifetime: 24h}}\n"));
+    let url = "oci://r.example/peerguard:1";
+    let te = ok(&["render", "trafficextension", "--policy", s(&waypoint), "--url", url, "--waypoint-service", "nginx"]);
+    assert_eq!(te["spec"]["targetRefs"], json!([{"kind": "Service", "group": "", "name": "nginx"}]));
+    assert!(te["spec"].get("selector").is_none() && te["spec"].get("match").is_none(), "{}", te["spec"]);
+    assert_eq!(te["spec"]["wasm"]["pluginConfig"]["proxy"], "waypoint");
+    // A sidecar policy at a waypoint would deny everything: refused, saying why.
+    let e =
+        refused(&["render", "trafficextension", "--policy", s(&sidecar), "--url", url, "--waypoint-service", "nginx"]);
+    assert!(e.contains("proxy: waypoint") && e.contains("no_peer_certificate"), "{e}");
+    // A waypoint policy attached by selector would never run at the waypoint.
+    let e = refused(&["render", "trafficextension", "--policy", s(&waypoint), "--url", url, "--selector", "app=nginx"]);
+    assert!(e.contains("ignores `selector`"), "{e}");
+    // A selector and a waypoint at once: a usage error.
+    let e = refused(&[
+        "render",
+        "trafficextension",
+        "--policy",
+        s(&waypoint),
+        "--url",
+        url,
+        "--selector",
+        "app=x",
+        "--waypoint-service",
+        "nginx",
+    ]);
+    assert!(e.contains("cannot be used with"), "{e}");
+    // Certificate checks at a waypoint: the policy does not compile; the path is named.
+    let e = refused(&[
+        "render",
+        "trafficextension",
+        "--policy",
+        s(&with_cert),
+        "--url",
+        url,
+        "--waypoint-service",
+        "nginx",
+    ]);
+    assert!(e.contains("certificate") && e.contains("never sees the client's certificate"), "{e}");
+}
