@@ -126,11 +126,11 @@ pub fn make_certs(peerguard: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The peerguard policy (pluginConfig) of a service, from `envoy/mesh/<name>.yaml`.
+/// The peerguard policy (pluginConfig) of a service, from `envoy/mesh/<name>.yaml`, loaded as
+/// every `peerguard` command loads a policy (so an invalid one stops the mesh with its paths).
 pub fn policy(name: &str) -> Result<Value> {
     let path = repo_root().join(format!("envoy/mesh/{name}.yaml"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-    Ok(serde_yaml::from_str(&text)?)
+    Ok(peerguard_cli::policy_file::PolicyFile::load(&path)?.value)
 }
 
 /// Where the services of one run listen: the apps and the inbound sidecars (chosen before any
