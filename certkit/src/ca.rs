@@ -13,7 +13,7 @@ use crate::Error;
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
-    key_pem: String,
+    cert_der: Vec<u8>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -38,25 +38,27 @@ impl Ca {
     /// A self-signed root.
     pub fn self_signed(spec: &CaSpec) -> Result<Ca, Error> {
         let key = KeyPair::generate_for(spec.alg).map_err(generate("the CA key"))?;
-        let params = spec.params(false);
+        let params = spec.params(false)?;
         let cert = params.self_signed(&key).map_err(generate("the CA"))?;
-        Ok(Ca { cert_pem: cert.pem(), key_pem: key.serialize_pem(), issuer: Issuer::new(params, key) })
+        Ok(Ca { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), issuer: Issuer::new(params, key) })
     }
 
     /// An intermediate CA signed by this one.
     pub fn intermediate(&self, spec: &CaSpec) -> Result<Ca, Error> {
         let key = KeyPair::generate_for(spec.alg).map_err(generate("the intermediate CA key"))?;
-        let params = spec.params(true);
+        let params = spec.params(true)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(generate("the intermediate CA"))?;
-        Ok(Ca { cert_pem: cert.pem(), key_pem: key.serialize_pem(), issuer: Issuer::new(params, key) })
+        Ok(Ca { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), issuer: Issuer::new(params, key) })
     }
 
     /// A CA from its PEM certificate and key, as `peerguard cert issue --ca --ca-key` reads them.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, Error> {
+        use rustls_pki_types::pem::PemObject as _;
         let key = KeyPair::from_pem(key_pem).map_err(generate("the issuer key"))?;
-        let key_pem = key.serialize_pem();
-        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(generate("the issuer from its certificate"))?;
-        Ok(Ca { issuer, cert_pem: cert_pem.to_owned(), key_pem })
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| Error::Invalid(format!("the issuer certificate is not PEM: {e}")))?;
+        let issuer = Issuer::from_ca_cert_der(&der, key).map_err(generate("the issuer from its certificate"))?;
+        Ok(Ca { issuer, cert_pem: cert_pem.to_owned(), cert_der: der.to_vec() })
     }
 
     /// The CA certificate, PEM.
@@ -64,9 +66,19 @@ impl Ca {
         &self.cert_pem
     }
 
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
     /// The CA key, PKCS#8 PEM.
-    pub fn key_pem(&self) -> &str {
-        &self.key_pem
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// The CA's raw public key: the uncompressed point for ECDSA, the 32 bytes for Ed25519.
+    pub fn public_key_raw(&self) -> &[u8] {
+        self.issuer.key().public_key_raw()
     }
 
     /// Issues `leaf` with a new key.
@@ -106,7 +118,7 @@ impl Ca {
 
     /// Writes the CA's certificate and key as `<stem>.pem` and `<stem>-key.pem` in `dir`.
     pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), Error> {
-        write_pair(dir, stem, &self.cert_pem, &self.key_pem)
+        write_pair(dir, stem, &self.cert_pem, &self.key_pem())
     }
 }
 
@@ -183,7 +195,10 @@ mod tests {
             (inter_facts.subject.as_str(), inter_facts.issuer.as_str()),
             ("CN=inter,O=example", "CN=root,O=example")
         );
-        let again = Ca::from_pem(inter.cert_pem(), inter.key_pem()).unwrap();
+        let again = Ca::from_pem(inter.cert_pem(), &inter.key_pem()).unwrap();
+        assert_eq!(again.cert_der(), inter.cert_der());
+        assert_eq!(again.public_key_raw(), inter.public_key_raw());
+        assert_eq!(inter.public_key_raw().len(), 65, "an uncompressed P-256 point");
         assert!(again.issue(&Leaf::server()).is_ok());
     }
 

@@ -83,10 +83,16 @@ pub fn timestamp(t: i64) -> Result<OffsetDateTime, Error> {
     OffsetDateTime::from_unix_timestamp(t).map_err(|e| Error::Invalid(format!("time {t} is out of range: {e}")))
 }
 
+fn ia5(what: &str, v: &str) -> Result<rcgen::string::Ia5String, Error> {
+    v.try_into().map_err(|e: rcgen::Error| Error::Invalid(format!("{what} SAN {v:?}: {e}")))
+}
+
 /// What a CA certificate carries.
 #[derive(Clone, Debug)]
 pub struct CaSpec {
     pub subject: Subject,
+    /// URI SANs, e.g. the path-less SPIFFE ID of the trust domain a SPIFFE CA issues for.
+    pub uris: Vec<String>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     /// Key algorithm; ECDSA P-256 unless set.
@@ -101,6 +107,7 @@ impl CaSpec {
     pub fn new(subject: Subject, not_before: OffsetDateTime, not_after: OffsetDateTime) -> CaSpec {
         CaSpec {
             subject,
+            uris: Vec::new(),
             not_before,
             not_after,
             alg: &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -122,15 +129,18 @@ impl CaSpec {
 
     /// rcgen's params; `intermediate` adds the authority key identifier (RFC 5280 asks for it
     /// on every certificate but a self-signed root).
-    pub fn params(&self, intermediate: bool) -> CertificateParams {
+    pub fn params(&self, intermediate: bool) -> Result<CertificateParams, Error> {
         let mut p = CertificateParams::default();
         p.distinguished_name = distinguished_name(&self.subject);
+        for u in &self.uris {
+            p.subject_alt_names.push(SanType::URI(ia5("URI", u)?));
+        }
         p.not_before = self.not_before;
         p.not_after = self.not_after;
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = self.key_usages.clone();
         p.use_authority_key_identifier_extension = intermediate;
-        p
+        Ok(p)
     }
 }
 
@@ -264,9 +274,6 @@ impl Leaf {
     pub fn params(&self) -> Result<CertificateParams, Error> {
         let mut p = CertificateParams::default();
         p.distinguished_name = distinguished_name(&self.subject);
-        let ia5 = |what: &str, v: &str| {
-            v.try_into().map_err(|e: rcgen::Error| Error::Invalid(format!("{what} SAN {v:?}: {e}")))
-        };
         for u in &self.uris {
             p.subject_alt_names.push(SanType::URI(ia5("URI", u)?));
         }

@@ -10,10 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SignatureAlgorithm,
-};
+use peerguard_certkit::{write_file, write_key, Ca, CaSpec, DnType, Leaf, SignatureAlgorithm};
+use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -27,6 +25,8 @@ pub enum CertCommandError {
     Io { path: PathBuf, source: std::io::Error },
     /// rcgen refused to build or sign the certificate.
     Generate { what: String, source: rcgen::Error },
+    /// The certificate factory refused a value (a DN, a SAN, a time).
+    Certificate(peerguard_certkit::Error),
 }
 
 impl fmt::Display for CertCommandError {
@@ -35,14 +35,21 @@ impl fmt::Display for CertCommandError {
             CertCommandError::Usage(m) => write!(f, "{m}"),
             CertCommandError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             CertCommandError::Generate { what, source } => write!(f, "cannot generate {what}: {source}"),
+            CertCommandError::Certificate(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for CertCommandError {}
 
-fn generate(what: &str) -> impl FnOnce(rcgen::Error) -> CertCommandError + '_ {
-    move |source| CertCommandError::Generate { what: what.to_string(), source }
+impl From<peerguard_certkit::Error> for CertCommandError {
+    fn from(e: peerguard_certkit::Error) -> CertCommandError {
+        match e {
+            peerguard_certkit::Error::Generate { what, source } => CertCommandError::Generate { what, source },
+            peerguard_certkit::Error::Io { path, source } => CertCommandError::Io { path, source },
+            other => CertCommandError::Certificate(other),
+        }
+    }
 }
 
 /// `peerguard cert ...`
@@ -235,15 +242,14 @@ pub fn parse_ttl(s: &str) -> Result<std::time::Duration, CertCommandError> {
 
 const SKEW: std::time::Duration = std::time::Duration::from_secs(300);
 
-fn validity(p: &mut CertificateParams, ttl: &str) -> Result<(), CertCommandError> {
+/// notBefore and notAfter for a `--ttl`.
+fn validity(ttl: &str) -> Result<(OffsetDateTime, OffsetDateTime), CertCommandError> {
     let ttl = parse_ttl(ttl)?;
     let now = OffsetDateTime::now_utc();
     // The TTL is the whole lifetime (notAfter - notBefore), which is what a policy's
     // `maxLifetime` measures; backdating eats into it rather than extending it.
     let back = SKEW.min(ttl / 10);
-    p.not_before = now - back;
-    p.not_after = now - back + ttl;
-    Ok(())
+    Ok((now - back, now - back + ttl))
 }
 
 fn read(path: &Path) -> Result<String, CertCommandError> {
@@ -251,29 +257,15 @@ fn read(path: &Path) -> Result<String, CertCommandError> {
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), CertCommandError> {
-    std::fs::write(path, contents).map_err(|source| CertCommandError::Io { path: path.to_path_buf(), source })
-}
-
-fn write_key(path: &Path, contents: &str) -> Result<(), CertCommandError> {
-    write(path, contents)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| CertCommandError::Io { path: path.to_path_buf(), source })?;
-    }
-    Ok(())
+    Ok(write_file(path, contents)?)
 }
 
 fn mkdir(dir: &Path) -> Result<(), CertCommandError> {
     std::fs::create_dir_all(dir).map_err(|source| CertCommandError::Io { path: dir.to_path_buf(), source })
 }
 
-fn load_issuer(cert: &Path, key: &Path) -> Result<(Issuer<'static, KeyPair>, String), CertCommandError> {
-    let cert_pem = read(cert)?;
-    let key = KeyPair::from_pem(&read(key)?).map_err(generate("the issuer key"))?;
-    let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(generate("the issuer from its certificate"))?;
-    Ok((issuer, cert_pem))
+fn load_issuer(cert: &Path, key: &Path) -> Result<Ca, CertCommandError> {
+    Ok(Ca::from_pem(&read(cert)?, &read(key)?)?)
 }
 
 fn subject_string(dn: &[(&str, &str)]) -> String {
@@ -287,18 +279,13 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 fn ca(a: &CaArgs) -> Result<Summary, CertCommandError> {
     mkdir(&a.out_dir)?;
-    let key = KeyPair::generate_for(a.key_type.alg()).map_err(generate("the CA key"))?;
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, a.org.as_str());
+    let mut subject = vec![(DnType::OrganizationName, a.org.clone())];
     if !a.cn.is_empty() {
-        dn.push(DnType::CommonName, a.cn.as_str());
+        subject.push((DnType::CommonName, a.cn.clone()));
     }
-    p.distinguished_name = dn;
-    validity(&mut p, &a.ttl)?;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    p.use_authority_key_identifier_extension = a.issuer.is_some();
+    let (not_before, not_after) = validity(&a.ttl)?;
+    let mut spec = CaSpec::new(subject, not_before, not_after);
+    spec.alg = a.key_type.alg();
     let mut sans = Vec::new();
     if let Some(td) = &a.trust_domain {
         // A SPIFFE CA names its trust domain with a path-less SPIFFE ID (SPIFFE Trust Domain and
@@ -311,26 +298,21 @@ fn ca(a: &CaArgs) -> Result<Summary, CertCommandError> {
             )));
         }
         let uri = format!("spiffe://{td}");
-        let ia5 = uri.as_str().try_into().map_err(generate("the CA's SPIFFE ID"))?;
-        p.subject_alt_names.push(SanType::URI(ia5));
+        spec.uris.push(uri.clone());
         sans.push(format!("URI:{uri}"));
     }
-    let (not_before, not_after) = (p.not_before, p.not_after);
     let (cert, root_pem) = match (&a.issuer, &a.issuer_key) {
         (Some(ic), Some(ik)) => {
-            let (issuer, issuer_pem) = load_issuer(ic, ik)?;
-            (p.signed_by(&key, &issuer).map_err(generate("the intermediate CA"))?, Some(issuer_pem))
+            let issuer = load_issuer(ic, ik)?;
+            (issuer.intermediate(&spec)?, Some(issuer.cert_pem().to_owned()))
         }
-        _ => (p.self_signed(&key).map_err(generate("the CA"))?, None),
+        _ => (Ca::self_signed(&spec)?, None),
     };
-    let cert_path = a.out_dir.join(format!("{}.pem", a.name));
-    let key_path = a.out_dir.join(format!("{}-key.pem", a.name));
-    write(&cert_path, &cert.pem())?;
-    write_key(&key_path, &key.serialize_pem())?;
+    let (cert_path, key_path) = cert.write(&a.out_dir, &a.name)?;
     let mut extra_files = Vec::new();
     if a.trust_domain.is_some() {
         let path = a.out_dir.join(format!("{}-bundle.json", a.name));
-        let bundle = spiffe_bundle(cert.der(), &key.public_key_raw(), a.key_type);
+        let bundle = spiffe_bundle(cert.cert_der(), cert.public_key_raw(), a.key_type);
         let text = serde_json::to_string_pretty(&bundle)
             .map_err(|e| CertCommandError::Usage(format!("cannot write the SPIFFE bundle: {e}")))?;
         write(&path, &format!("{text}\n"))?;
@@ -341,10 +323,10 @@ fn ca(a: &CaArgs) -> Result<Summary, CertCommandError> {
         // chain from the intermediate up to the root.
         let root_pem = root_pem.unwrap_or_default();
         let files = [
-            ("ca-cert.pem", cert.pem()),
-            ("ca-key.pem", key.serialize_pem()),
+            ("ca-cert.pem", cert.cert_pem().to_owned()),
+            ("ca-key.pem", cert.key_pem()),
             ("root-cert.pem", root_pem.clone()),
-            ("cert-chain.pem", format!("{}{}", cert.pem(), root_pem)),
+            ("cert-chain.pem", format!("{}{}", cert.cert_pem(), root_pem)),
         ];
         let mut data = serde_yaml::Mapping::new();
         for (name, contents) in &files {
@@ -437,50 +419,40 @@ fn issue(a: &IssueArgs) -> Result<Summary, CertCommandError> {
         ));
     }
     mkdir(&a.out_dir)?;
-    let (issuer, ca_pem) = load_issuer(&a.ca, &a.ca_key)?;
-    let key = KeyPair::generate_for(a.key_type.alg()).map_err(generate("the leaf key"))?;
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
+    let issuer = load_issuer(&a.ca, &a.ca_key)?;
+    let mut subject_dn = Vec::new();
     let mut subject = Vec::new();
     if let Some(o) = &a.org {
-        dn.push(DnType::OrganizationName, o.as_str());
+        subject_dn.push((DnType::OrganizationName, o.clone()));
         subject.push(("O", o.as_str()));
     }
     if let Some(cn) = &cn {
-        dn.push(DnType::CommonName, cn.as_str());
+        subject_dn.push((DnType::CommonName, cn.clone()));
         subject.push(("CN", cn.as_str()));
     }
-    p.distinguished_name = dn;
     let mut sans = Vec::new();
-    if let Some((uri, _)) = &spiffe {
-        let ia5 = uri.as_str().try_into().map_err(generate("the URI SAN"))?;
-        p.subject_alt_names.push(SanType::URI(ia5));
-        sans.push(format!("URI:{uri}"));
-    }
-    for d in &a.dns {
-        let ia5 = d.as_str().try_into().map_err(generate("a DNS SAN"))?;
-        p.subject_alt_names.push(SanType::DnsName(ia5));
-        sans.push(format!("DNS:{d}"));
-    }
-    for ip in &a.ip {
-        p.subject_alt_names.push(SanType::IpAddress(*ip));
-        sans.push(format!("IP:{ip}"));
-    }
-    validity(&mut p, &a.ttl)?;
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    p.extended_key_usages = match a.usage {
-        Usage::Both => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
-        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+    let uris: Vec<String> = spiffe.iter().map(|(uri, _)| uri.clone()).collect();
+    sans.extend(uris.iter().map(|u| format!("URI:{u}")));
+    sans.extend(a.dns.iter().map(|d| format!("DNS:{d}")));
+    sans.extend(a.ip.iter().map(|ip| format!("IP:{ip}")));
+    let (not_before, not_after) = validity(&a.ttl)?;
+    let leaf = Leaf {
+        subject: subject_dn,
+        uris,
+        dns: a.dns.clone(),
+        ips: a.ip.clone(),
+        not_before,
+        not_after,
+        key_usages: vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
+        ekus: match a.usage {
+            Usage::Both => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        },
+        alg: a.key_type.alg(),
     };
-    p.use_authority_key_identifier_extension = true;
-    let (not_before, not_after) = (p.not_before, p.not_after);
-    let cert = p.signed_by(&key, &issuer).map_err(generate("the leaf certificate"))?;
-    let cert_path = a.out_dir.join(format!("{}.pem", a.name));
-    let key_path = a.out_dir.join(format!("{}-key.pem", a.name));
-    write(&cert_path, &cert.pem())?;
-    write_key(&key_path, &key.serialize_pem())?;
+    let cert = issuer.issue(&leaf)?;
+    let (cert_path, key_path) = cert.write(&a.out_dir, &a.name)?;
     let mut extra_files = Vec::new();
     if a.k8s_secret {
         let mut metadata = serde_json::json!({"name": a.secret_name.clone().unwrap_or_else(|| a.name.clone())});
@@ -492,7 +464,7 @@ fn issue(a: &IssueArgs) -> Result<Summary, CertCommandError> {
             "kind": "Secret",
             "metadata": metadata,
             "type": "kubernetes.io/tls",
-            "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem(), "ca.crt": ca_pem},
+            "stringData": {"tls.crt": cert.cert_pem, "tls.key": cert.key_pem, "ca.crt": issuer.cert_pem()},
         });
         let path = a.out_dir.join(format!("{}-secret.yaml", a.name));
         write(&path, &yaml(&secret)?)?;

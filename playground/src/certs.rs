@@ -51,7 +51,7 @@ impl SigningKey for Key {
 /// CA and leaf (`peerguard_certkit`), signed with keys derived from their names.
 pub fn leaf_pem(spec: &LeafSpec<'_>) -> Result<String, String> {
     let ca_key = Key::derive(&format!("CA {}", spec.issuer))?;
-    let mut ca = spec.ca().map_err(|e| e.to_string())?.params(false);
+    let mut ca = spec.ca().and_then(|c| c.params(false)).map_err(|e| e.to_string())?;
     ca.key_identifier_method = KeyIdMethod::PreSpecified(ca_key.key_id());
     let issuer = Issuer::new(ca, ca_key);
 
