@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod crl_server;
 pub mod demo;
+pub mod demo_revocation;
 pub mod diff;
 pub mod envoy;
 pub mod istio_schema;
