@@ -34,8 +34,7 @@ impl IstioStack {
     fn start(policy_json: &str, vm_configuration: Option<&str>, xfcc: Xfcc) -> IstioStack {
         let dir = tempfile::Builder::new().prefix("peerguard-istio-").tempdir().unwrap();
         let ca = DemoCa::create(dir.path()).unwrap();
-        let server =
-            ca.issue("server", &LeafSpec::server().uri("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
+        let server = ca.issue("server", &LeafSpec::server().uri("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
         let mut ids = BTreeMap::new();
         for (name, ns, sa) in IDENTITIES {
             // Istio-like lifetimes: well under a day.
@@ -89,6 +88,15 @@ fn outcome(r: &Response) -> (u16, Option<String>) {
     (r.status, r.reason())
 }
 
+/// The same status and reason, and for an allowed request the same identity header at the app;
+/// `b_stack`'s log on a difference.
+fn assert_same_answer(a: &Response, b: &Response, what: &str, b_stack: &IstioStack) {
+    assert_eq!(outcome(a), outcome(b), "{what}\nlog:\n{}", b_stack.envoy.log_tail(30));
+    if a.status == 200 {
+        assert_eq!(a.echo().unwrap().header(IDENTITY_HEADER), b.echo().unwrap().header(IDENTITY_HEADER), "{what}");
+    }
+}
+
 /// URL-encodes a PEM the way Envoy writes `Cert=` in XFCC.
 fn url_encode(s: &str) -> String {
     s.bytes()
@@ -133,16 +141,7 @@ fn istio_shaped_sidecar_decides_exactly_like_the_standalone_setup() {
         match c.identity {
             Some(_) => {
                 let b = istio.send(c.identity, &c.request()).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
-                assert_eq!(
-                    outcome(&a),
-                    outcome(&b),
-                    "case {:?}: standalone vs Istio-shaped\nistio log:\n{}",
-                    c.name,
-                    istio.envoy.log_tail(30)
-                );
-                if a.status == 200 {
-                    assert_eq!(a.echo().unwrap().header(IDENTITY_HEADER), b.echo().unwrap().header(IDENTITY_HEADER));
-                }
+                assert_same_answer(&a, &b, &format!("case {:?}: standalone vs Istio-shaped", c.name), &istio);
                 compared += 1;
             }
             None => {
@@ -278,16 +277,7 @@ fn trafficextension_and_wasmplugin_plugin_configs_decide_alike() {
     for c in cases().iter().filter(|c| c.identity.is_some()) {
         let a = wp.send(c.identity, &c.request()).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
         let b = te.send(c.identity, &c.request()).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
-        assert_eq!(
-            outcome(&a),
-            outcome(&b),
-            "case {:?}: WasmPlugin vs TrafficExtension\nTrafficExtension log:\n{}",
-            c.name,
-            te.envoy.log_tail(30)
-        );
-        if a.status == 200 {
-            assert_eq!(a.echo().unwrap().header(IDENTITY_HEADER), b.echo().unwrap().header(IDENTITY_HEADER));
-        }
+        assert_same_answer(&a, &b, &format!("case {:?}: WasmPlugin vs TrafficExtension", c.name), &te);
         statuses.insert(a.status);
         compared += 1;
     }
