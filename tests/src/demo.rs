@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context, Result};
 use tempfile::TempDir;
 
-use crate::certs::{DemoCa, Issued, LeafSpec};
+use crate::certs::{spiffe_id, DemoCa, Issued, LeafSpec};
 use crate::client::{Client, Request, Response};
 use crate::envoy::{Envoy, EnvoyConfig, ListenerTls};
 use crate::upstream::EchoServer;
@@ -23,6 +23,23 @@ pub const DEMO_POLICY: &str = r#"{"mode":"enforce","mtls":"strict","identity":["
   {"name":"block-admin","action":"DENY","rules":[{"to":[{"operation":{"paths":["/api/admin*"]}}]}]}],
  "denyResponse":{"status":403,"body":"access denied","exposeReason":true},
  "identityHeader":"x-peerguard-principal"}"#;
+
+/// The partner's workload in the federation demo.
+pub const PARTNER_FRONTEND: &str = "spiffe://partner.example/ns/web/sa/frontend";
+
+/// The federation demo's policy: `cluster.local` and `partner.example` each with their own CA
+/// (docs/policy.md "Trust bundles"); the local and the partner frontend may read the API.
+pub fn federation_policy(local_ca_pem: &str, partner_ca_pem: &str) -> String {
+    serde_json::json!({
+        "certificate": {"trustBundles": {"cluster.local": [local_ca_pem], "partner.example": [partner_ca_pem]}},
+        "policies": [{"name": "frontends-read-api", "rules": [{
+            "from": [{"source": {"principals": ["cluster.local/ns/frontend/sa/web", "partner.example/ns/web/sa/frontend"]}}],
+            "to": [{"operation": {"methods": ["GET"], "paths": ["/api/*"]}}],
+        }]}],
+        "denyResponse": {"status": 403, "body": "access denied", "exposeReason": true},
+    })
+    .to_string()
+}
 
 /// The workload identities the demo issues, by file name.
 pub const IDENTITIES: &[(&str, &str, &str)] = &[
@@ -79,16 +96,55 @@ impl Stack {
             .tempdir()
             .context("create temp dir")?;
         let ca = DemoCa::create(dir.path())?;
-        let server = ca.issue("server", &LeafSpec::server())?;
         let mut identities = BTreeMap::new();
         for (name, ns, sa) in IDENTITIES {
             identities.insert(name.to_string(), ca.issue(name, &LeafSpec::workload(ns, sa))?);
         }
+        let trusted_ca = ca.cert_path.clone();
+        Self::launch(opts, dir, ca, identities, trusted_ca)
+    }
+
+    /// The federation demo: a second trust domain, `partner.example`, with its own CA, and
+    /// [`federation_policy`], which gives each trust domain its own anchors. The partner's CA
+    /// issues `partner-web` (its own `spiffe://partner.example/ns/web/sa/frontend`) and
+    /// `partner-mint` (`spiffe://cluster.local/ns/frontend/sa/web`, the local frontend's ID).
+    /// Envoy's handshake trusts both CAs, as a proxy holding a federated bundle does.
+    pub fn federation(timeout: Option<std::time::Duration>) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("peerguard-e2e-").tempdir().context("create temp dir")?;
+        let ca = DemoCa::create(dir.path())?;
+        let partner = DemoCa::create_named(dir.path(), "partner-ca", "partner.example CA")?;
+        let mut identities = BTreeMap::new();
+        identities.insert("frontend".to_owned(), ca.issue("frontend", &LeafSpec::workload("frontend", "web"))?);
+        for (name, uri) in [("partner-web", PARTNER_FRONTEND), ("partner-mint", &spiffe_id("frontend", "web"))] {
+            identities.insert(name.to_owned(), partner.issue(name, &LeafSpec::client().uri(uri))?);
+        }
+        let trusted_ca = dir.path().join("federated-cas.pem");
+        std::fs::write(&trusted_ca, format!("{}{}", ca.cert_pem, partner.cert_pem)).context("write CA bundle")?;
+        let policy = federation_policy(&ca.cert_pem, &partner.cert_pem);
+        Self::launch(
+            StackOptions { policy: Some(policy), timeout, ..StackOptions::default() },
+            dir,
+            ca,
+            identities,
+            trusted_ca,
+        )
+    }
+
+    /// Issues the server certificate from `ca`, starts the upstream and Envoy (trusting
+    /// `trusted_ca` in the handshake) with `opts`.
+    fn launch(
+        opts: StackOptions,
+        dir: TempDir,
+        ca: DemoCa,
+        identities: BTreeMap<String, Issued>,
+        trusted_ca: PathBuf,
+    ) -> Result<Self> {
+        let server = ca.issue("server", &LeafSpec::server())?;
         let upstream = EchoServer::start()?;
         let tls = ListenerTls {
             server_cert: server.cert_path.clone(),
             server_key: server.key_path.clone(),
-            trusted_ca: ca.cert_path.clone(),
+            trusted_ca,
             require_client_certificate: false,
         };
         let mut cfg = EnvoyConfig::new(upstream.port(), Some(tls));
@@ -168,6 +224,8 @@ impl Case {
     pub fn identity_label(&self) -> String {
         match self.identity {
             None => "(no client cert)".into(),
+            Some("partner-web") => format!("{PARTNER_FRONTEND} (partner CA)"),
+            Some("partner-mint") => format!("{} (partner CA)", crate::certs::spiffe_id("frontend", "web")),
             Some(name) => IDENTITIES
                 .iter()
                 .find(|(n, _, _)| *n == name)
@@ -205,6 +263,37 @@ impl Case {
             Err(anyhow!(problems.join("; ")))
         }
     }
+}
+
+/// The federation demo's cases ([`Stack::federation`]), in table order.
+pub fn federation_cases() -> Vec<Case> {
+    let case = |name, identity, want_status, want_reason, want_principal| Case {
+        name,
+        identity: Some(identity),
+        method: "GET",
+        path: "/api/items",
+        headers: &[],
+        want_status,
+        want_reason,
+        want_principal,
+    };
+    vec![
+        case(
+            "federation: the local frontend, local CA",
+            "frontend",
+            200,
+            None,
+            Some("cluster.local/ns/frontend/sa/web"),
+        ),
+        case(
+            "federation: the partner's frontend, partner CA",
+            "partner-web",
+            200,
+            None,
+            Some("partner.example/ns/web/sa/frontend"),
+        ),
+        case("federation: the partner CA mints a cluster.local ID", "partner-mint", 403, Some("untrusted_chain"), None),
+    ]
 }
 
 /// The demo cases, in table order.

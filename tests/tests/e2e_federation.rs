@@ -160,3 +160,13 @@ fn each_trust_domain_is_vouched_for_only_by_its_own_bundle_in_envoy() {
     s.expect("mint", 403, Some("untrusted_chain"), None);
     s.expect("admin", 200, None, Some("cluster.local/ns/prod/sa/admin"));
 }
+
+#[test]
+fn the_demo_federation_cases_answer_as_the_demo_table_says() {
+    use peerguard_e2e::demo::{federation_cases, Stack as DemoStack};
+    let stack = DemoStack::federation(None).unwrap();
+    for case in federation_cases() {
+        let resp = stack.send(case.identity, &case.request()).unwrap();
+        case.check(&resp).unwrap_or_else(|e| panic!("{}: {e:#}\n{}", case.name, stack.envoy.log_tail(30)));
+    }
+}

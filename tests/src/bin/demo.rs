@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use peerguard_e2e::demo::{cases, Stack, StackOptions, DEMO_POLICY};
+use peerguard_e2e::demo::{cases, federation_cases, Case, Stack, StackOptions, DEMO_POLICY};
 
 struct Args {
     up: bool,
@@ -62,29 +62,14 @@ fn run() -> Result<bool> {
     );
     println!();
 
-    let rows: Vec<[String; 6]> = cases()
-        .iter()
-        .map(|case| {
-            let req = case.request();
-            let mut request = format!("{} {}", req.method, req.path);
-            for (n, v) in case.headers {
-                request.push_str(&format!(" +{n}: {v}"));
-            }
-            match stack.send(case.identity, &req) {
-                Ok(resp) => {
-                    let reason = resp.reason().unwrap_or_else(|| "-".into());
-                    let result = match case.check(&resp) {
-                        Ok(()) => "OK".to_string(),
-                        Err(e) => format!("FAIL ({e})"),
-                    };
-                    [case.identity_label(), request, resp.status.to_string(), reason, result, case.name.into()]
-                }
-                Err(e) => {
-                    [case.identity_label(), request, "-".into(), "-".into(), format!("FAIL ({e:#})"), case.name.into()]
-                }
-            }
-        })
-        .collect();
+    let mut rows = run_cases(&stack, &cases());
+    // Federation: a second trust domain with its own CA, in its own Envoy (docs/policy.md
+    // "Trust bundles").
+    println!("==> starting a second Envoy for the federation cases (cluster.local and partner.example, each with its own CA)");
+    let federation = Stack::federation(Some(Duration::from_secs(120)))?;
+    rows.extend(run_cases(&federation, &federation_cases()));
+    drop(federation);
+    println!();
     let header = ["case", "identity", "request", "status", "reason", "result"];
     let table: Vec<[String; 6]> = rows
         .iter()
@@ -147,4 +132,31 @@ fn hold(stack: &Stack, hold: Duration, stop: &AtomicBool) -> Result<()> {
     }
     println!("==> stopping");
     Ok(())
+}
+
+/// One table row per case: identity, request, status, reason, result, case name.
+fn run_cases(stack: &Stack, cases: &[Case]) -> Vec<[String; 6]> {
+    cases
+        .iter()
+        .map(|case| {
+            let req = case.request();
+            let mut request = format!("{} {}", req.method, req.path);
+            for (n, v) in case.headers {
+                request.push_str(&format!(" +{n}: {v}"));
+            }
+            match stack.send(case.identity, &req) {
+                Ok(resp) => {
+                    let reason = resp.reason().unwrap_or_else(|| "-".into());
+                    let result = match case.check(&resp) {
+                        Ok(()) => "OK".to_string(),
+                        Err(e) => format!("FAIL ({e})"),
+                    };
+                    [case.identity_label(), request, resp.status.to_string(), reason, result, case.name.into()]
+                }
+                Err(e) => {
+                    [case.identity_label(), request, "-".into(), "-".into(), format!("FAIL ({e:#})"), case.name.into()]
+                }
+            }
+        })
+        .collect()
 }
