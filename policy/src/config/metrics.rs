@@ -53,7 +53,9 @@ impl PeerCertExpiry {
             if n > MAX_EXPIRY_IDENTITIES {
                 errors.push(ConfigError::new(
                     "metrics.peerCertExpiry.maxIdentities",
-                    format!("at most {MAX_EXPIRY_IDENTITIES}: every gauge is an Envoy stat for the life of the process"),
+                    format!(
+                        "at most {MAX_EXPIRY_IDENTITIES}: every gauge is an Envoy stat for the life of the process"
+                    ),
                 ));
             }
             out.max_identities = n.min(MAX_EXPIRY_IDENTITIES) as usize;
@@ -66,5 +68,38 @@ impl PeerCertExpiry {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+    use crate::Engine;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn errors(metrics: serde_json::Value) -> Vec<(String, String)> {
+        match Engine::from_json(&serde_json::json!({ "metrics": metrics }).to_string()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| (e.path.clone(), e.message.clone())).collect(),
+        }
+    }
+
+    #[test]
+    fn peer_cert_expiry_defaults_and_limits() {
+        let e = Engine::from_json("{}").unwrap();
+        assert_eq!((e.peer_cert_expiry().max_identities, e.peer_cert_expiry().window_secs), (100, 3600));
+        let e = Engine::from_json(r#"{"metrics":{"peerCertExpiry":{"maxIdentities":0,"window":"10m"}}}"#).unwrap();
+        assert_eq!((e.peer_cert_expiry().max_identities, e.peer_cert_expiry().window_secs), (0, 600));
+        let paths = |v| errors(v).into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        assert_eq!(
+            paths(serde_json::json!({"peerCertExpiry": {"maxIdentities": 10_001}})),
+            ["metrics.peerCertExpiry.maxIdentities"]
+        );
+        assert_eq!(paths(serde_json::json!({"peerCertExpiry": {"window": "0s"}})), ["metrics.peerCertExpiry.window"]);
+        assert_eq!(paths(serde_json::json!({"peerCertExpiry": {"window": "1"}})), ["metrics.peerCertExpiry.window"]);
+        assert!(!errors(serde_json::json!({"peerCertExpiry": {"top": 3}})).is_empty(), "unknown key");
+        assert_eq!(paths(serde_json::json!({"peerCertExpiry": {"maxIdentities": 10_000}})), Vec::<String>::new());
     }
 }
