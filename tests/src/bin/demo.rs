@@ -69,6 +69,17 @@ fn run() -> Result<bool> {
     let federation = Stack::federation(Some(Duration::from_secs(120)))?;
     rows.extend(run_cases(&federation, &federation_cases()));
     drop(federation);
+    // Revocation: a CRL source served from loopback; the served CRL changes, no reload
+    // (docs/policy.md "CRL sources").
+    println!("==> starting a third Envoy for the revocation cases (a CRL source refreshed every second)");
+    for step in peerguard_e2e::demo_revocation::run(Duration::from_secs(120))? {
+        let result = match step.result {
+            Ok(()) => "OK".to_string(),
+            Err(e) => format!("FAIL ({e})"),
+        };
+        let reason = step.reason.unwrap_or_else(|| "-".into());
+        rows.push([step.identity, "GET /api/items".into(), step.status.to_string(), reason, result, step.name.into()]);
+    }
     println!();
     let header = ["case", "identity", "request", "status", "reason", "result"];
     let table: Vec<[String; 6]> = rows
