@@ -77,11 +77,12 @@ fn text(bytes: Option<Vec<u8>>) -> Option<String> {
 pub const WAYPOINT_PEER_PRINCIPAL: &str = "io.istio.peer_principal";
 
 /// The peer at an ambient waypoint: the SPIFFE ID the waypoint's own TLS handshake with the
-/// client's ztunnel verified, never a header. Absent, empty, or more than one URI SAN (Envoy
-/// joins them with `,`) is no peer: fail closed with `no_peer_certificate` under `mtls: strict`.
+/// client's ztunnel verified, never a header. Absent, empty, `-` (what Envoy's formatter writes
+/// for a certificate without a URI SAN), or more than one URI SAN (Envoy joins them with `,`) is
+/// no peer: fail closed with `no_peer_certificate` under `mtls: strict`.
 fn waypoint_peer(host: &dyn Host) -> PeerLookup {
     match text(host.property(&["filter_state", WAYPOINT_PEER_PRINCIPAL])) {
-        Some(uri) if !uri.is_empty() && !uri.contains(',') => {
+        Some(uri) if !uri.is_empty() && uri != "-" && !uri.contains(',') => {
             PeerLookup::Attributes(PeerAttributes { uri_san: Some(uri), dns_san: None, subject: None })
         }
         _ => PeerLookup::None,
@@ -428,8 +429,8 @@ mod tests {
         let host = request().with_property("connection.uri_san_peer_certificate", b"spiffe://td/ns/a/sa/b");
         assert_eq!(w.on_request_headers(&host), Verdict::Replied);
         assert!(host.reply.borrow().as_ref().unwrap().2.contains("no_peer_certificate"));
-        // Two URI SANs (Envoy joins them with ','), or an empty value: no peer.
-        for v in [&b"spiffe://td/ns/a/sa/b,spiffe://td/ns/x/sa/y"[..], b""] {
+        // Two URI SANs (Envoy joins them with ','), none ('-'), or an empty value: no peer.
+        for v in [&b"spiffe://td/ns/a/sa/b,spiffe://td/ns/x/sa/y"[..], b"-", b""] {
             let host = request().with_property(fs, v);
             assert_eq!(w.on_request_headers(&host), Verdict::Replied, "{v:?}");
         }

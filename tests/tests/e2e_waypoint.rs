@@ -31,6 +31,15 @@ const H: Duration = Duration::from_secs(3600);
 /// Client workloads: (name, namespace, service account).
 const CLIENTS: &[(&str, &str, &str)] = &[("frontend", "frontend", "web"), ("other", "other", "batch")];
 
+/// Client certificates an attacker might get signed by the mesh CA: frontend's SPIFFE ID plus a
+/// second one, and no URI SAN at all (a DNS name and a CN that look like frontend's).
+fn odd_clients() -> Vec<(&'static str, LeafSpec)> {
+    vec![
+        ("two-sans", LeafSpec::workload("frontend", "web").uri("spiffe://cluster.local/ns/other/sa/batch")),
+        ("no-uri", LeafSpec::client().cn("web").dns("web.frontend.svc.cluster.local")),
+    ]
+}
+
 struct WaypointStack {
     waypoint: RawEnvoy,
     ztunnel: RawEnvoy,
@@ -49,6 +58,10 @@ impl WaypointStack {
         let mut clients = Vec::new();
         for (name, ns, sa) in CLIENTS {
             let i = ca.issue(name, &LeafSpec::workload(ns, sa).valid_around_now(H, 12 * H)).unwrap();
+            clients.push(ClientWorkload { name: name.to_string(), cert: i.cert_path, key: i.key_path });
+        }
+        for (name, spec) in odd_clients() {
+            let i = ca.issue(name, &spec.valid_around_now(H, 12 * H)).unwrap();
             clients.push(ClientWorkload { name: name.to_string(), cert: i.cert_path, key: i.key_path });
         }
         let upstream = EchoServer::start().unwrap();
@@ -72,9 +85,9 @@ impl WaypointStack {
         let zt = waypoint::ztunnel_bootstrap(any, &clients, &ca.cert_path, hbone, "10.96.0.10:8080");
         istio::write(&zcfg, &zt).unwrap();
         let ztunnel = RawEnvoy::start("ztunnel", &zcfg, dir.path(), dir.path(), limit).unwrap();
-        let ports = CLIENTS
+        let ports = clients
             .iter()
-            .map(|(n, _, _)| (n.to_string(), ztunnel.listener_port(&format!("ztunnel_{n}")).unwrap()))
+            .map(|c| (c.name.clone(), ztunnel.listener_port(&format!("ztunnel_{}", c.name)).unwrap()))
             .collect();
         WaypointStack { waypoint, ztunnel, upstream, ports, _dir: dir }
     }
@@ -144,6 +157,23 @@ fn identity_based_authorization_works_at_the_waypoint_from_the_hbone_identity() 
     // It really is the waypoint shape: the requests came through the HBONE listener.
     let stats = s.waypoint.stats("connect_terminate").unwrap();
     assert!(stats.contains("http.connect_terminate.downstream_rq_total"), "{stats}");
+}
+
+#[test]
+fn a_certificate_with_two_uri_sans_or_none_is_no_peer_at_the_waypoint() {
+    // Envoy joins several URI SANs with ',' in %DOWNSTREAM_PEER_URI_SAN%: peerguard does not
+    // pick one (the first would be frontend's), it refuses. A certificate without a URI SAN
+    // leaves the filter state empty; its CN and DNS name that look like frontend's count for
+    // nothing.
+    let s = WaypointStack::start(&waypoint_policy());
+    for client in ["two-sans", "no-uri"] {
+        let r = s.send(client, &Request::get("/api/items"));
+        assert_eq!(outcome(&r), (403, Some("no_peer_certificate".into())), "{client}\n{}", s.logs());
+    }
+    assert_eq!(s.upstream.count(), 0);
+    // The same stack still allows frontend's real workload: the refusals above are about the
+    // certificates, not a broken tunnel.
+    assert_eq!(s.send("frontend", &Request::get("/api/items")).status, 200, "{}", s.logs());
 }
 
 #[test]
