@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use peerguard_certkit::{Ca, CaSpec, DnType, Leaf, SerialNumber};
+use peerguard_certkit::{Ca, CaSpec, CrlSpec, DnType, Leaf, SerialNumber};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
@@ -58,11 +58,14 @@ impl Pki {
     /// A CRL from the CA revoking `entries` serial numbers, none of which is the client's.
     pub fn crl_pem(&self, entries: usize) -> Result<String> {
         let now = OffsetDateTime::now_utc();
-        // Serials the bench never issues: 0x7e prefix plus a counter.
-        let serials =
-            (0..entries).map(|i| SerialNumber::from_slice(&[&[0x7e][..], &(i as u64).to_be_bytes()[..]].concat()));
         let minute = Duration::from_secs(60);
-        Ok(self.ca.crl(serials, now - minute, now + 7 * 24 * 60 * minute).context("CRL")?)
+        let mut crl = CrlSpec::new(now - minute, now + 7 * 24 * 60 * minute);
+        for i in 0..entries {
+            // Serials the bench never issues: 0x7e prefix plus a counter.
+            let serial = SerialNumber::from_slice(&[&[0x7e][..], &(i as u64).to_be_bytes()[..]].concat());
+            crl = crl.revoke(serial, now - minute, None);
+        }
+        Ok(self.ca.crl(&crl).context("CRL")?)
     }
 
     /// A rustls client config trusting the CA and presenting the client certificate.

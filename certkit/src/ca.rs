@@ -4,9 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateRevocationListParams, Issuer, KeyIdMethod, KeyPair, RevokedCertParams, SerialNumber};
-use time::OffsetDateTime;
 
-use crate::spec::{CaSpec, Leaf, PrincipalLeaf};
+use crate::spec::{CaSpec, CrlSpec, Leaf, PrincipalLeaf};
 use crate::Error;
 
 /// A certificate authority: its certificate, and its key to sign with.
@@ -88,26 +87,22 @@ impl Ca {
         Ok(Issued { cert_pem: cert.pem(), key_pem: key.serialize_pem(), cert_der: cert.der().to_vec() })
     }
 
-    /// A CRL (number 1) revoking `serials` at `this_update`, valid until `next_update`.
-    pub fn crl(
-        &self,
-        serials: impl IntoIterator<Item = SerialNumber>,
-        this_update: OffsetDateTime,
-        next_update: OffsetDateTime,
-    ) -> Result<String, Error> {
-        let revoked_certs = serials
-            .into_iter()
-            .map(|serial_number| RevokedCertParams {
-                serial_number,
-                revocation_time: this_update,
-                reason_code: None,
+    /// The CRL `spec`, signed by this CA.
+    pub fn crl(&self, spec: &CrlSpec) -> Result<String, Error> {
+        let revoked_certs = spec
+            .revoked
+            .iter()
+            .map(|r| RevokedCertParams {
+                serial_number: r.serial.clone(),
+                revocation_time: r.at,
+                reason_code: r.reason,
                 invalidity_date: None,
             })
             .collect();
         let params = CertificateRevocationListParams {
-            this_update,
-            next_update,
-            crl_number: SerialNumber::from(1u64),
+            this_update: spec.this_update,
+            next_update: spec.next_update,
+            crl_number: SerialNumber::from(spec.number),
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
@@ -217,9 +212,14 @@ mod tests {
     #[test]
     fn a_crl_lists_the_serials_it_is_given() {
         let ca = Ca::self_signed(&CaSpec::named("CN=crl CA").unwrap()).unwrap();
-        let now = OffsetDateTime::now_utc();
-        let pem = ca.crl([SerialNumber::from(7u64)], now, now + std::time::Duration::from_secs(60)).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let spec = CrlSpec::new(now, now + std::time::Duration::from_secs(60)).revoke(
+            SerialNumber::from(7u64),
+            now,
+            Some(rcgen::RevocationReason::KeyCompromise),
+        );
+        let pem = ca.crl(&spec).unwrap();
         assert!(pem.starts_with("-----BEGIN X509 CRL-----"), "{pem}");
-        assert!(ca.crl([], now, now).is_err(), "nextUpdate must follow thisUpdate");
+        assert!(ca.crl(&CrlSpec::new(now, now)).is_err(), "nextUpdate must follow thisUpdate");
     }
 }

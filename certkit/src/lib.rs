@@ -15,10 +15,10 @@ use std::path::PathBuf;
 
 #[cfg(feature = "generate")]
 pub use ca::{write_file, write_key, Ca, CertFactory, Issued};
-pub use rcgen::{DnType, SerialNumber, SignatureAlgorithm};
+pub use rcgen::{DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, RevocationReason, SerialNumber, SignatureAlgorithm};
 pub use spec::{
-    is_host_name, parse_dn, spiffe_id, timestamp, CaSpec, Leaf, PrincipalLeaf, Subject, DEFAULT_ISSUER,
-    DEFAULT_LIFETIME_SECS, TRUST_DOMAIN,
+    is_host_name, parse_dn, spiffe_id, timestamp, CaSpec, CrlSpec, Leaf, PrincipalLeaf, Revoked, Subject,
+    DEFAULT_ISSUER, DEFAULT_LIFETIME_SECS, TRUST_DOMAIN,
 };
 
 /// Why a certificate could not be made; each names the value, step or file at fault.

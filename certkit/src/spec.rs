@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
-    SanType, SignatureAlgorithm,
+    RevocationReason, SanType, SerialNumber, SignatureAlgorithm,
 };
 use time::OffsetDateTime;
 
@@ -161,6 +161,8 @@ pub struct Leaf {
     pub ekus: Vec<ExtendedKeyUsagePurpose>,
     /// Key algorithm; ECDSA P-256 unless set.
     pub alg: &'static SignatureAlgorithm,
+    /// The serial number; a random one unless set (tests that revoke a leaf choose it).
+    pub serial: Option<u64>,
 }
 
 impl Leaf {
@@ -184,6 +186,7 @@ impl Leaf {
             key_usages: vec![KeyUsagePurpose::DigitalSignature],
             ekus: vec![ExtendedKeyUsagePurpose::ClientAuth],
             alg: &rcgen::PKCS_ECDSA_P256_SHA256,
+            serial: None,
         }
     }
 
@@ -270,6 +273,12 @@ impl Leaf {
         self
     }
 
+    /// Sets the serial number.
+    pub fn serial(mut self, serial: u64) -> Leaf {
+        self.serial = Some(serial);
+        self
+    }
+
     /// rcgen's params: not a CA, the authority key identifier set.
     pub fn params(&self) -> Result<CertificateParams, Error> {
         let mut p = CertificateParams::default();
@@ -289,7 +298,39 @@ impl Leaf {
         p.key_usages = self.key_usages.clone();
         p.extended_key_usages = self.ekus.clone();
         p.use_authority_key_identifier_extension = true;
+        p.serial_number = self.serial.map(SerialNumber::from);
         Ok(p)
+    }
+}
+
+/// What a CRL says: its number, its window, and the certificates it revokes.
+#[derive(Clone, Debug)]
+pub struct CrlSpec {
+    /// The CRLNumber; a newer CRL of the same issuer must not have a smaller one.
+    pub number: u64,
+    pub this_update: OffsetDateTime,
+    pub next_update: OffsetDateTime,
+    pub revoked: Vec<Revoked>,
+}
+
+/// One revoked certificate.
+#[derive(Clone, Debug)]
+pub struct Revoked {
+    pub serial: SerialNumber,
+    pub at: OffsetDateTime,
+    pub reason: Option<RevocationReason>,
+}
+
+impl CrlSpec {
+    /// CRL number 1 from `this_update` to `next_update`, revoking nothing yet.
+    pub fn new(this_update: OffsetDateTime, next_update: OffsetDateTime) -> CrlSpec {
+        CrlSpec { number: 1, this_update, next_update, revoked: Vec::new() }
+    }
+
+    /// Revokes `serial` at `at`, for `reason` (none: the CRL entry carries no reason code).
+    pub fn revoke(mut self, serial: SerialNumber, at: OffsetDateTime, reason: Option<RevocationReason>) -> CrlSpec {
+        self.revoked.push(Revoked { serial, at, reason });
+        self
     }
 }
 

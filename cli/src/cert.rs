@@ -10,8 +10,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use peerguard_certkit::{write_file, write_key, Ca, CaSpec, DnType, Leaf, SignatureAlgorithm};
-use rcgen::{ExtendedKeyUsagePurpose, KeyUsagePurpose};
+use peerguard_certkit::{
+    write_file, write_key, Ca, CaSpec, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, Leaf, SignatureAlgorithm,
+};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -450,6 +451,7 @@ fn issue(a: &IssueArgs) -> Result<Summary, CertCommandError> {
             Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
         },
         alg: a.key_type.alg(),
+        serial: None,
     };
     let cert = issuer.issue(&leaf)?;
     let (cert_path, key_path) = cert.write(&a.out_dir, &a.name)?;

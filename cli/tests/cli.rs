@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use peerguard_certkit::{Ca, CaSpec, DnType, Leaf};
 use serde_json::Value;
 use tempfile::TempDir;
 use time::macros::datetime;
@@ -235,45 +235,37 @@ fn check_bad_flags_and_unreadable_files_exit_2() {
     }
 }
 
-/// A CA and leaves made with rcgen, as PEM strings.
+/// A CA and leaves from the certificate factory, as PEM strings.
 struct Pki {
     ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    ca: Ca,
+}
+
+/// A CA `CN=<cn>` valid across the tests' fixed times.
+fn ca_spec(cn: &str) -> CaSpec {
+    CaSpec::new(
+        vec![(DnType::CommonName, cn.to_owned())],
+        datetime!(2000-01-01 00:00:00 UTC),
+        datetime!(2099-12-31 00:00:00 UTC),
+    )
 }
 
 impl Pki {
     fn new(cn: &str) -> Pki {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // RFC 5280 CAs, as peerguard's chain check requires: keyUsage keyCertSign (and cRLSign).
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        Pki { ca_pem, issuer: Issuer::new(params, key) }
+        let ca = Ca::self_signed(&ca_spec(cn)).unwrap();
+        Pki { ca_pem: ca.cert_pem().to_owned(), ca }
     }
 
     fn intermediate(&self, cn: &str) -> (Pki, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.use_authority_key_identifier_extension = true;
-        let pem = params.signed_by(&key, &self.issuer).unwrap().pem();
-        (Pki { ca_pem: pem.clone(), issuer: Issuer::new(params, key) }, pem)
+        let ca = self.ca.intermediate(&ca_spec(cn)).unwrap();
+        let pem = ca.cert_pem().to_owned();
+        (Pki { ca_pem: pem.clone(), ca }, pem)
     }
 
+    /// A leaf `CN=workload` with the URI SAN `spiffe`.
     fn leaf(&self, spiffe: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> String {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names.push(SanType::URI(spiffe.try_into().unwrap()));
-        params.distinguished_name.push(DnType::CommonName, "workload");
-        params.not_before = not_before;
-        params.not_after = not_after;
-        // RFC 5280 requires the authority key identifier on every certificate but a root.
-        params.use_authority_key_identifier_extension = true;
-        params.signed_by(&key, &self.issuer).unwrap().pem()
+        let spec = Leaf::client().cn("workload").uri(spiffe).validity(not_before, not_after);
+        self.ca.issue(&spec).unwrap().cert_pem
     }
 }
 

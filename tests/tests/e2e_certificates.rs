@@ -10,92 +10,39 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use peerguard_certkit::{spiffe_id, Ca, CaSpec, CrlSpec, DnType, Leaf, RevocationReason, SerialNumber};
 use peerguard_e2e::client::{Client, Request, Response};
 use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
 use peerguard_e2e::upstream::EchoServer;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
-    SanType, SerialNumber,
-};
 use time::OffsetDateTime;
 
 const REVOKED_SERIAL: u64 = 0x5001;
 
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
+/// A root CA `CN=<cn>,O=cluster.local` from the certificate factory, valid from a day ago for a year.
 fn ca(cn: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "cluster.local");
-    dn.push(DnType::CommonName, cn);
-    p.distinguished_name = dn;
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now - Duration::from_secs(86_400);
-    p.not_after = now + Duration::from_secs(365 * 86_400);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let pem = p.self_signed(&key).unwrap().pem();
-    Ca { pem, issuer: Issuer::new(p, key) }
+    let subject = vec![(DnType::OrganizationName, "cluster.local".to_owned()), (DnType::CommonName, cn.to_owned())];
+    let day = Duration::from_secs(86_400);
+    Ca::self_signed(&CaSpec::around_now(subject, day, 365 * day)).unwrap()
 }
 
-/// Writes `<name>.pem` and `<name>-key.pem`, valid from `from` to `to` seconds around now.
+/// Writes `<name>.pem` and `<name>-key.pem`, valid from `from` to `to` seconds around now: the
+/// server's for `localhost`, a client's for `spiffe://cluster.local/ns/default/sa/<name>`.
 fn leaf(dir: &Path, ca: &Ca, name: &str, serial: u64, from: i64, to: i64, server: bool) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, if server { "localhost" } else { name });
-    p.distinguished_name = dn;
-    p.serial_number = Some(SerialNumber::from(serial));
     let now = OffsetDateTime::now_utc();
-    p.not_before = now + time::Duration::seconds(from);
-    p.not_after = now + time::Duration::seconds(to);
-    p.is_ca = IsCa::ExplicitNoCa;
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    // RFC 5280 requires the authority key identifier on every certificate but a root, and
-    // peerguard's chain check refuses a leaf without it.
-    p.use_authority_key_identifier_extension = true;
-    if server {
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        p.subject_alt_names.push(SanType::DnsName("localhost".try_into().unwrap()));
-    } else {
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let uri = format!("spiffe://cluster.local/ns/default/sa/{name}");
-        p.subject_alt_names.push(SanType::URI(uri.as_str().try_into().unwrap()));
-    }
-    let cert = p.signed_by(&key, &ca.issuer).unwrap();
-    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}-key.pem")));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
+    let spec = if server { Leaf::server() } else { Leaf::client().cn(name).uri(&spiffe_id("default", name)) };
+    let spec = spec.serial(serial).validity(now + time::Duration::seconds(from), now + time::Duration::seconds(to));
+    ca.issue(&spec).unwrap().write(dir, name).unwrap()
 }
 
+/// A CRL revoking `revoked` (key compromise, a minute ago), from an hour ago for a day.
 fn crl(ca: &Ca, revoked: &[u64]) -> String {
     let now = OffsetDateTime::now_utc();
-    CertificateRevocationListParams {
-        this_update: now - Duration::from_secs(3600),
-        next_update: now + Duration::from_secs(86_400),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: revoked
-            .iter()
-            .map(|s| RevokedCertParams {
-                serial_number: SerialNumber::from(*s),
-                revocation_time: now - Duration::from_secs(60),
-                reason_code: Some(RevocationReason::KeyCompromise),
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
+    let mut spec = CrlSpec::new(now - Duration::from_secs(3600), now + Duration::from_secs(86_400));
+    for s in revoked {
+        spec =
+            spec.revoke(SerialNumber::from(*s), now - Duration::from_secs(60), Some(RevocationReason::KeyCompromise));
     }
-    .signed_by(&ca.issuer)
-    .unwrap()
-    .pem()
-    .unwrap()
+    ca.crl(&spec).unwrap()
 }
 
 struct Stack {
@@ -148,15 +95,15 @@ fn stack() -> Stack {
     leaf(&dir, &rogue, "rogue", 0x5005, -hour / 2, hour / 2, false);
     leaf(&dir, &impostor, "impostor", 0x5006, -hour / 2, hour / 2, false);
     let root_pem = dir.join("root.pem");
-    std::fs::write(&root_pem, &root.pem).unwrap();
+    std::fs::write(&root_pem, root.cert_pem()).unwrap();
     let bundle = dir.join("client-cas.pem");
-    std::fs::write(&bundle, format!("{}{}{}", root.pem, admin.pem, rogue.pem)).unwrap();
+    std::fs::write(&bundle, format!("{}{}{}", root.cert_pem(), admin.cert_pem(), rogue.cert_pem())).unwrap();
 
     let policy = serde_json::json!({
         "certificate": {
             "maxLifetime": "24h",
             "issuers": ["CN=peerguard e2e root,*", "CN=admin-ca,*"],
-            "trustAnchors": [root.pem, admin.pem],
+            "trustAnchors": [root.cert_pem(), admin.cert_pem()],
             "crls": [crl(&root, &[REVOKED_SERIAL]), crl(&admin, &[])],
             "revocation": {"depth": "leaf", "unknownStatus": "deny"},
         },

@@ -11,15 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use peerguard_certkit::{spiffe_id, Ca, CaSpec, CrlSpec, DnType, Leaf, RevocationReason, SerialNumber};
 use peerguard_e2e::client::{Client, Request};
 use peerguard_e2e::crl_server::CrlServer;
 use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
 use peerguard_e2e::upstream::EchoServer;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
-    SanType, SerialNumber,
-};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -32,82 +28,51 @@ struct Pki {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    ca: Ca,
 }
 
 impl Pki {
+    /// A CA from the certificate factory, written as `ca.pem`, and the server's leaf.
     fn new() -> Pki {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "cluster.local");
-        dn.push(DnType::CommonName, "crl source e2e CA");
-        p.distinguished_name = dn;
-        let now = OffsetDateTime::now_utc();
-        p.not_before = now - Duration::from_secs(86_400);
-        p.not_after = now + Duration::from_secs(365 * 86_400);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let ca_pem = p.self_signed(&key).unwrap().pem();
-        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
-        let pki = Pki { _tmp: tmp, dir, ca_pem, issuer: Issuer::new(p, key) };
+        let subject = vec![
+            (DnType::OrganizationName, "cluster.local".to_owned()),
+            (DnType::CommonName, "crl source e2e CA".to_owned()),
+        ];
+        let day = Duration::from_secs(86_400);
+        let ca = Ca::self_signed(&CaSpec::around_now(subject, day, 365 * day)).unwrap();
+        ca.write(&dir, "ca").unwrap();
+        let pki = Pki { _tmp: tmp, dir, ca_pem: ca.cert_pem().to_owned(), ca };
         pki.leaf("server", 1, 3600, true);
         pki
     }
 
-    /// Writes `<name>.pem` and `<name>-key.pem`, valid from an hour ago for `remaining` seconds.
+    /// Writes `<name>.pem` and `<name>-key.pem`, valid from an hour ago for `remaining` seconds;
+    /// returns notAfter (Unix seconds).
     fn leaf(&self, name: &str, serial: u64, remaining: i64, server: bool) -> i64 {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, if server { "localhost" } else { name });
-        p.distinguished_name = dn;
-        p.serial_number = Some(SerialNumber::from(serial));
+        let spec = if server { Leaf::server() } else { Leaf::client().cn(name).uri(&spiffe_id("default", name)) };
+        // Whole seconds, as the certificate holds them, so that the returned notAfter is exact.
         let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        p.not_before = now - time::Duration::hours(1);
-        p.not_after = now + time::Duration::seconds(remaining);
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        p.use_authority_key_identifier_extension = true;
-        if server {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            p.subject_alt_names.push(SanType::DnsName("localhost".try_into().unwrap()));
-        } else {
-            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            let uri = format!("spiffe://cluster.local/ns/default/sa/{name}");
-            p.subject_alt_names.push(SanType::URI(uri.as_str().try_into().unwrap()));
-        }
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        std::fs::write(self.dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        std::fs::write(self.dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
-        p.not_after.unix_timestamp()
+        let spec =
+            spec.serial(serial).validity(now - time::Duration::hours(1), now + time::Duration::seconds(remaining));
+        self.ca.issue(&spec).unwrap().write(&self.dir, name).unwrap();
+        spec.not_after.unix_timestamp()
     }
 
     /// A PEM CRL numbered `number`, revoking `revoked`, from an hour ago to `next_update_in` seconds from now.
     fn crl(&self, number: u64, revoked: &[u64], next_update_in: i64) -> Vec<u8> {
         let now = OffsetDateTime::now_utc();
-        CertificateRevocationListParams {
-            this_update: now - Duration::from_secs(3600),
-            next_update: now + time::Duration::seconds(next_update_in),
-            crl_number: SerialNumber::from(number),
-            issuing_distribution_point: None,
-            revoked_certs: revoked
-                .iter()
-                .map(|s| RevokedCertParams {
-                    serial_number: SerialNumber::from(*s),
-                    revocation_time: now - Duration::from_secs(60),
-                    reason_code: Some(RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: KeyIdMethod::Sha256,
+        let mut spec = CrlSpec::new(now - Duration::from_secs(3600), now + time::Duration::seconds(next_update_in));
+        spec.number = number;
+        for s in revoked {
+            spec = spec.revoke(
+                SerialNumber::from(*s),
+                now - Duration::from_secs(60),
+                Some(RevocationReason::KeyCompromise),
+            );
         }
-        .signed_by(&self.issuer)
-        .unwrap()
-        .pem()
-        .unwrap()
-        .into_bytes()
+        self.ca.crl(&spec).unwrap().into_bytes()
     }
 
     fn client(&self, name: &str) -> Client {
