@@ -4,9 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use rcgen::{
-    CertificateRevocationListParams, Issuer, KeyIdMethod, KeyPair, RevocationReason, RevokedCertParams, SerialNumber,
-};
+use peerguard_certkit::{Ca, CrlSpec, RevocationReason, SerialNumber};
 use serde::Serialize;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
@@ -16,9 +14,16 @@ use x509_parser::revocation_list::CertificateRevocationList;
 #[derive(Debug)]
 pub enum CrlCommandError {
     Usage(String),
-    Io { path: PathBuf, source: std::io::Error },
-    Parse { path: PathBuf, message: String },
-    Generate(rcgen::Error),
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Parse {
+        path: PathBuf,
+        message: String,
+    },
+    /// The CA could not be loaded, or the CRL not signed.
+    Generate(peerguard_certkit::Error),
 }
 
 impl fmt::Display for CrlCommandError {
@@ -27,7 +32,7 @@ impl fmt::Display for CrlCommandError {
             CrlCommandError::Usage(m) => write!(f, "{m}"),
             CrlCommandError::Io { path, source } => write!(f, "{}: {source}", path.display()),
             CrlCommandError::Parse { path, message } => write!(f, "{}: {message}", path.display()),
-            CrlCommandError::Generate(e) => write!(f, "cannot sign the CRL: {e}"),
+            CrlCommandError::Generate(e) => write!(f, "{e}"),
         }
     }
 }
@@ -163,8 +168,7 @@ fn pem_der(bytes: &[u8], label: &str, path: &Path) -> Result<Vec<u8>, CrlCommand
 }
 
 fn make(a: &MakeArgs) -> Result<String, CrlCommandError> {
-    let key = KeyPair::from_pem(&text(&a.ca_key)?).map_err(CrlCommandError::Generate)?;
-    let issuer = Issuer::from_ca_cert_pem(&text(&a.ca)?, key).map_err(CrlCommandError::Generate)?;
+    let ca = Ca::from_pem(&text(&a.ca)?, &text(&a.ca_key)?).map_err(CrlCommandError::Generate)?;
     let mut serials: Vec<Vec<u8>> = a.revoke.iter().map(|s| parse_serial(s)).collect::<Result<_, _>>()?;
     for path in &a.revoke_cert {
         let der = pem_der(&read(path)?, "CERTIFICATE", path)?;
@@ -177,23 +181,12 @@ fn make(a: &MakeArgs) -> Result<String, CrlCommandError> {
     })?;
     let now = OffsetDateTime::now_utc();
     let number = a.number.unwrap_or_else(|| u64::try_from(now.unix_timestamp()).unwrap_or(0));
-    let params = CertificateRevocationListParams {
-        this_update: now,
-        next_update: now + ttl,
-        crl_number: SerialNumber::from(number),
-        issuing_distribution_point: None,
-        revoked_certs: serials
-            .into_iter()
-            .map(|s| RevokedCertParams {
-                serial_number: SerialNumber::from_slice(&s),
-                revocation_time: now,
-                reason_code: Some(RevocationReason::Unspecified),
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    params.signed_by(&issuer).and_then(|c| c.pem()).map_err(CrlCommandError::Generate)
+    let mut spec = CrlSpec::new(now, now + ttl);
+    spec.number = number;
+    for serial in serials {
+        spec = spec.revoke(SerialNumber::from_slice(&serial), now, Some(RevocationReason::Unspecified));
+    }
+    ca.crl(&spec).map_err(CrlCommandError::Generate)
 }
 
 fn rfc3339(t: i64) -> String {
