@@ -7,6 +7,7 @@
 //! - the filter's connection there has no certificate, so a sidecar policy denies everything
 //!   with `no_peer_certificate`;
 //! - certificate checks are refused when the policy compiles (503 config_invalid, fail closed).
+//!
 //! Fails (never skips) without Envoy or the built module.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
