@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use peerguard_cli::live::{rotate_cert_dir, LiveError, ReloadArgs, RotateArgs, ECDS_FILE};
 use peerguard_e2e::certs::{DemoCa, Issued, LeafSpec};
 use peerguard_e2e::client::{Client, Request, Response};
-use peerguard_cli::live::{rotate_cert_dir, LiveError, ReloadArgs, RotateArgs, ECDS_FILE};
 use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
 use peerguard_e2e::upstream::EchoServer;
 use serde_json::Value;
@@ -550,7 +550,6 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
         })
         .collect();
 
-    let probe = live.client(Some("frontend"));
     let started = Instant::now();
     for (i, policy) in phases.iter().enumerate() {
         if i > 0 {
@@ -558,16 +557,7 @@ fn policy_reload_under_load_answers_with_the_old_or_new_policy_and_fails_closed_
             live.reload(policy, *policy == POLICY_INVALID).unwrap();
         }
         // Wait (bounded) until the new policy answers, then let the load run under it a while.
-        let want = phase_answer(policy, "frontend");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = probe.get(live.envoy.port(), "/api/items").unwrap();
-            if (r.status, r.reason().as_deref()) == want {
-                break;
-            }
-            assert!(Instant::now() < deadline, "phase {i} never went live:\n{}", live.envoy.log_tail(30));
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_answer(&live, "frontend", phase_answer(policy, "frontend"));
         eprintln!("reload: phase {i} live after {:?}", started.elapsed());
         std::thread::sleep(Duration::from_millis(1500));
     }
