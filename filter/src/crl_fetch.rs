@@ -220,9 +220,12 @@ mod tests {
     const CRL_1: &str = include_str!("../../policy/tests/fixtures/crl-source/crl-1-empty.pem");
     const CRL_2: &str = include_str!("../../policy/tests/fixtures/crl-source/crl-2-revokes-a.pem");
 
+    /// One dispatched call: cluster, headers, timeout.
+    type Call = (String, Vec<(String, String)>, u64);
+
     #[derive(Default)]
     struct FakeHttp {
-        calls: RefCell<Vec<(String, Vec<(String, String)>, u64)>>,
+        calls: RefCell<Vec<Call>>,
         refuse: bool,
     }
 
