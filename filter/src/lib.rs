@@ -24,10 +24,10 @@ use crate::audit::AuditLimiter;
 use crate::crl_fetch::{CrlFetcher, HostCaller, Response};
 use crate::expiry::ExpiryTracker;
 use crate::host::Host as _;
-use crate::stats::HostStats;
 use crate::host::ProxyWasmHost;
 use crate::metrics::Counters;
 use crate::request::{Verdict, Worker, CERT_CACHE_CAPACITY};
+use crate::stats::HostStats;
 
 /// Crate version and git revision, logged on VM start.
 pub const BUILD: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("PEERGUARD_GIT_REV"));
@@ -97,8 +97,8 @@ impl Context for PeerguardRoot {
         let Ok(engine) = &self.worker.engine else {
             return;
         };
-        let headers = proxy_wasm::hostcalls::get_map(proxy_wasm::types::MapType::HttpCallResponseHeaders)
-            .unwrap_or_default();
+        let headers =
+            proxy_wasm::hostcalls::get_map(proxy_wasm::types::MapType::HttpCallResponseHeaders).unwrap_or_default();
         let read_body = |n: usize| {
             proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, n).ok().flatten()
         };
@@ -171,7 +171,9 @@ impl RootContext for PeerguardRoot {
         let now = ProxyWasmHost.now_unix();
         self.crls = CrlFetcher::for_engine(self.worker.engine.as_ref().ok(), std::mem::take(&mut self.crls), now);
         if let Err(e) = proxy_wasm::hostcalls::set_tick_period(TICK) {
-            log::error!("peerguard: cannot set the tick period ({e:?}): CRL sources and expiry gauges stay as they are");
+            log::error!(
+                "peerguard: cannot set the tick period ({e:?}): CRL sources and expiry gauges stay as they are"
+            );
         }
         // Returning true keeps the plugin loaded, so the 503 answer does not depend on
         // Envoy's fail_open setting.

@@ -144,7 +144,6 @@ pub(super) fn for_verification<'a>(crls: &[&'a Crl], now: i64) -> ForVerificatio
     out
 }
 
-
 /// Parses one CRL and refuses what RFC 5280 section 5 says a conforming issuer never produces.
 pub(super) fn crl_from_der(der: &[u8], signers: &[CrlSigner]) -> Result<Crl, String> {
     let fields = der::crl_fields(der).ok_or_else(|| "CRL does not parse: not a DER CertificateList".to_owned())?;
