@@ -131,7 +131,8 @@ fn a_config_file_runs_from_its_working_directory_with_extra_arguments() {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
         "path": "access.log"}}]);
     let mut doc: Value = serde_json::from_str(&bootstrap(&["l"])).unwrap();
-    doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = access_log;
+    doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] =
+        access_log;
     let config = dir.path().join("cfg.json");
     std::fs::write(&config, doc.to_string()).unwrap();
     let envoy = Launch::new(&dir.path().join("logs"))
