@@ -400,7 +400,11 @@ fn render_envoy_names_the_plugin_fails_closed_and_turns_counter_names_into_label
     let filter = &rendered_hcm(&doc)["http_filters"][0];
     assert_eq!(filter["name"], "peerguard", "{filter}");
     let conf = &filter["typed_config"]["config"];
-    assert_eq!((&conf["name"], &conf["root_id"]), (&serde_json::json!("pg-inbound"), &serde_json::json!("pg-inbound")), "{conf}");
+    assert_eq!(
+        (&conf["name"], &conf["root_id"]),
+        (&serde_json::json!("pg-inbound"), &serde_json::json!("pg-inbound")),
+        "{conf}"
+    );
     assert_eq!(conf["vm_config"]["vm_id"], "pg-inbound", "{conf}");
     assert_eq!(conf["fail_open"], false, "{conf}");
     // Without the extractors the reason and policy stay in the counter names, unlabelled.
