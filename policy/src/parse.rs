@@ -10,10 +10,14 @@ impl PolicyDocument {
             check_mappings(&value)?;
         }
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
+        let doc = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
             let path = e.path().to_string();
             ConfigErrors::one(path, e.inner().to_string())
-        })
+        })?;
+        // Nothing may follow the document (as `serde_json::from_str` checks): `{A} {B}` must not
+        // quietly run A alone.
+        de.end().map_err(|e| ConfigErrors::one(".", format!("text after the policy document: {e}")))?;
+        Ok(doc)
     }
 
     /// Parses YAML (the CLI and files), naming the path of the first structural error.
@@ -83,4 +87,22 @@ fn check_mappings(doc: &serde_json::Value) -> Result<(), ConfigErrors> {
         }
     }
     walk(doc, &DOCUMENT, ".")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn text_after_the_json_document_is_refused() {
+        for text in ["{} {}", r#"{"mtls":"strict"} garbage"#, r#"{"mtls":"strict"}{"mtls":"permissive"}"#] {
+            let err = PolicyDocument::from_json(text).unwrap_err();
+            assert_eq!(err.0[0].path, ".", "{text}: {err}");
+            assert!(err.0[0].message.starts_with("text after the policy document"), "{text}: {err}");
+        }
+        // Whitespace after it is not text.
+        PolicyDocument::from_json("{\"mtls\":\"strict\"}\n \t").unwrap();
+    }
 }
