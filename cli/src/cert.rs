@@ -73,7 +73,12 @@ Examples:
   # An intermediate for Istio's plug-in CA (writes ca-cert.pem, ca-key.pem, root-cert.pem,
   # cert-chain.pem and cacerts.yaml, the Secret istiod reads in istio-system):
   peerguard cert ca --out-dir certs/cluster1 --cn 'cluster1 intermediate' \\
-      --issuer certs/ca.pem --issuer-key certs/ca-key.pem --istio-cacerts";
+      --issuer certs/ca.pem --issuer-key certs/ca-key.pem --istio-cacerts
+  # A second trust domain's CA for SPIFFE federation: URI SAN spiffe://partner.example, and
+  # partner-ca-bundle.json, its SPIFFE bundle for certificate.trustBundles:
+  peerguard cert ca --out-dir certs --name partner-ca --org partner.example --trust-domain partner.example
+  peerguard cert issue --ca certs/partner-ca.pem --ca-key certs/partner-ca-key.pem --out-dir certs \\
+      --name billing --trust-domain partner.example --workload billing/api";
 
 const ISSUE_HELP: &str = "\
 Writes <OUT_DIR>/<NAME>.pem (the leaf) and <OUT_DIR>/<NAME>-key.pem (PKCS#8) and prints a JSON
