@@ -166,11 +166,10 @@ impl Worker {
             _ => None,
         };
         self.observe(host, &decision, cert, now);
-        // The expiry gauges report the clients this service serves: not the ones it refuses.
-        if let (Some(p), Some(principal)) = (cert, decision.principal()) {
-            if decision.allowed() || matches!(decision.verdict, Outcome::WouldDeny(_)) {
-                self.expiry.borrow_mut().observe(principal, p.facts.not_after, now);
-            }
+        // The expiry gauges report the clients this service serves (allowed, or let through by
+        // dry run), not the ones it refuses.
+        if let (Some(p), Some(principal), true) = (cert, decision.principal(), decision.allowed()) {
+            self.expiry.borrow_mut().observe(principal, p.facts.not_after, now);
         }
 
         let reason = match decision.verdict {
