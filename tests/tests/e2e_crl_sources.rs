@@ -310,3 +310,33 @@ fn expiry_gauges_report_the_n_identities_closest_to_expiry_with_principal_labels
         .contains("wasmcustom.peerguard.peer_cert_expiry.cluster.local/ns/default/sa/soon.seconds"));
     drop(server);
 }
+
+#[test]
+fn a_principal_that_is_not_a_spiffe_id_is_percent_encoded_in_its_label() {
+    let pki = Pki::new();
+    // A CN identity with a space and a colon: neither may reach a stat name as it is.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let spec = Leaf::client()
+        .cn("ops team:1")
+        .serial(0x60)
+        .validity(now - time::Duration::hours(1), now + time::Duration::hours(5));
+    pki.ca.issue(&spec).unwrap().write(&pki.dir, "ops").unwrap();
+    let server = CrlServer::start(b"").unwrap();
+    let upstream = EchoServer::start().unwrap();
+    let envoy = pki.envoy(json!({"identity": ["subject"]}), server.port(), &upstream);
+    assert_eq!(call(&pki.client("ops"), &envoy), (200, None));
+    let start = Instant::now();
+    let label = "principal=\"ops%20team%3A1\"";
+    let prom = loop {
+        let (_, prom) = envoy.admin_get("/stats/prometheus").unwrap();
+        if prom.contains(label) || start.elapsed() > Duration::from_secs(5) {
+            break prom;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        prom_value(&prom, "peerguard_peer_cert_expiry_seconds", label),
+        Some(spec.not_after.unix_timestamp() as u64),
+        "{prom}"
+    );
+}
