@@ -202,8 +202,9 @@ fn manifest(file: &str) -> Value {
     load_yaml_docs(&repo_root().join(file)).unwrap().remove(0)
 }
 
+/// A shipped policy as `peerguard render` embeds it (loaded and compiled by the CLI's one loader).
 fn policy_file(file: &str) -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(file)).unwrap()).unwrap()
+    peerguard_cli::policy_file::PolicyFile::load(&repo_root().join(file)).unwrap().value
 }
 
 #[test]
