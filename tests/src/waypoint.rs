@@ -13,7 +13,11 @@
 //! connection is an Envoy internal connection: it has no TLS, so `connection.*_peer_certificate`
 //! are empty there. What is not Istio's: istiod sends all of this by xDS and uses the factory
 //! `istio.hashable_string`, which only Istio's Envoy build has; here the config is static and the
-//! factory is upstream Envoy's `envoy.string` (what istiod used before 1.29.2). The ztunnel
+//! factory is upstream Envoy's equivalent, `envoy.hashable_string`. It must be hashable: Envoy
+//! keys its upstream connection pools by the hashable filter state shared with the upstream, and
+//! with a plain `envoy.string` (istiod before 1.29.2) tunnels of different clients can share one
+//! connection to `main_internal` and its filter state. This file's tests with `envoy.string` saw
+//! `other` served as `frontend` in two runs of three. The ztunnel
 //! stand-in is an Envoy `tcp_proxy` with `tunneling_config` (HTTP/2 CONNECT over mTLS with the
 //! client workload's certificate), which is what ztunnel does on the wire.
 
@@ -36,7 +40,7 @@ fn router() -> Value {
 fn shared_state(key: &str, format: &str) -> Value {
     json!({
         "object_key": key,
-        "factory_key": "envoy.string",
+        "factory_key": "envoy.hashable_string",
         "format_string": {"text_format_source": {"inline_string": format}},
         "shared_with_upstream": "ONCE"
     })
