@@ -8,7 +8,7 @@ mod metrics;
 use serde::{Deserialize, Serialize};
 
 pub use self::certificate::{
-    CertificateRequirements, CertificateRule, CrlSource, Revocation, RevocationDepth, TrustBundleEntry, UnknownStatus,
+    CertificateRequirements, CertificateRule, CrlSource, Revocation, RevocationDepth, UnknownStatus,
 };
 pub use self::metrics::{MetricsOptions, PeerCertExpiry, PeerCertExpiryOptions, MAX_EXPIRY_IDENTITIES};
 use crate::identity::IdentitySource;

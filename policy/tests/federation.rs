@@ -132,6 +132,10 @@ fn trust_bundle_errors_name_their_path() {
     let cases = [
         (json!({}), "certificate.trustBundles: empty map"),
         (
+            json!({"cluster.local": [7]}),
+            r#"certificate.trustBundles["cluster.local"][0]: expected PEM text or a SPIFFE bundle"#,
+        ),
+        (
             json!({"Cluster.local": [ROOT]}),
             r#"certificate.trustBundles["Cluster.local"]: "Cluster.local" is not a SPIFFE trust domain"#,
         ),

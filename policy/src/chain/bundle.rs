@@ -17,7 +17,6 @@ use super::crl::CrlSigner;
 use super::pem_der_list;
 use crate::alias::is_trust_domain;
 use crate::cert::CertFacts;
-use crate::config::TrustBundleEntry;
 use crate::error::ConfigError;
 use crate::spiffe::{is_spiffe_uri, SpiffeId};
 
@@ -27,7 +26,7 @@ const KNOWN_KEY_TYPES: [&str; 3] = ["EC", "RSA", "OKP"];
 /// Compiles `trustBundles`, each anchor tagged with its trust domain; every certificate is also
 /// a possible CRL signer.
 pub(super) fn compile(
-    bundles: &BTreeMap<String, Vec<TrustBundleEntry>>,
+    bundles: &BTreeMap<String, Vec<Value>>,
     path: &str,
     signers: &mut Vec<CrlSigner>,
     errors: &mut Vec<ConfigError>,
@@ -54,7 +53,7 @@ pub(super) fn compile(
         for (i, entry) in entries.iter().enumerate() {
             let at = format!("{at}[{i}]");
             let ders = match entry {
-                TrustBundleEntry::Text(text) if text.trim_start().starts_with('{') => {
+                Value::String(text) if text.trim_start().starts_with('{') => {
                     match serde_json::from_str::<Map<String, Value>>(text) {
                         Ok(doc) => jwks_certificates(&doc, &at, errors),
                         Err(e) => {
@@ -63,8 +62,15 @@ pub(super) fn compile(
                         }
                     }
                 }
-                TrustBundleEntry::Text(pem) => pem_der_list(pem, &at, errors),
-                TrustBundleEntry::Document(doc) => jwks_certificates(doc, &at, errors),
+                Value::String(pem) => pem_der_list(pem, &at, errors),
+                Value::Object(doc) => jwks_certificates(doc, &at, errors),
+                _ => {
+                    errors.push(ConfigError::new(
+                        at.clone(),
+                        "expected PEM text or a SPIFFE bundle (a JWK Set, as JSON text or a mapping)",
+                    ));
+                    Vec::new()
+                }
             };
             for der in ders {
                 signers.extend(CrlSigner::from_der(&der));

@@ -39,10 +39,13 @@ pub struct CertificateRequirements {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_anchors: Option<Vec<String>>,
     /// Trust anchors per SPIFFE trust domain: a leaf verifies only against the anchors of its
-    /// SPIFFE ID's trust domain. Each entry is PEM or a SPIFFE bundle (JWKS). Exclusive with
-    /// `trustAnchors`.
+    /// SPIFFE ID's trust domain. Each entry is PEM text, or a SPIFFE bundle (a JWK Set whose
+    /// `x509-svid` keys carry the CA certificates) as JSON text or as a mapping; anything else is
+    /// refused when the policy compiles. Kept as JSON values, which the document already
+    /// deserializes, so that the filter carries no second deserializer for this one field.
+    /// Exclusive with `trustAnchors`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trust_bundles: Option<BTreeMap<String, Vec<TrustBundleEntry>>>,
+    pub trust_bundles: Option<BTreeMap<String, Vec<serde_json::Value>>>,
     /// PEM intermediates offered for chain building.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediates: Option<Vec<String>>,
@@ -85,17 +88,6 @@ pub struct CrlSource {
     /// The largest response body accepted, in bytes (default 8 MiB, at most 32 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
-}
-
-/// One `trustBundles` entry: PEM certificates, or a SPIFFE bundle (a JWK Set whose
-/// `x509-svid` keys carry the CA certificates), as text or as a mapping.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum TrustBundleEntry {
-    /// PEM, or the SPIFFE bundle's JSON text.
-    Text(String),
-    /// The SPIFFE bundle document itself.
-    Document(serde_json::Map<String, serde_json::Value>),
 }
 
 /// CRL revocation options.
