@@ -41,7 +41,14 @@ pub struct ExpiryTracker {
     /// Remaining lifetimes seen since the last update, for the histogram: requests make no
     /// metric host calls of their own here, the tick records them.
     pending: Vec<u64>,
+    /// When the gauges are written again even if nothing changed.
+    next_full: i64,
 }
+
+/// Every this many seconds the gauges are written again: with several Envoy workers, each
+/// writes the gauges of what it saw, and one worker's 0 for a principal that left its own window
+/// is overwritten by a worker that still sees it.
+pub const REWRITE_SECS: i64 = 10;
 
 /// Most remaining-lifetime samples kept between two ticks; more are dropped.
 const MAX_PENDING: usize = 10_000;
@@ -99,10 +106,11 @@ impl ExpiryTracker {
         }
         let before = self.seen.len();
         self.seen.retain(|_, s| now.saturating_sub(s.last_seen) <= window);
-        if !self.changed && self.seen.len() == before {
+        if !self.changed && self.seen.len() == before && now < self.next_full {
             return;
         }
         self.changed = false;
+        self.next_full = now.saturating_add(REWRITE_SECS);
         let mut order: Vec<(&String, &Seen)> = self.seen.iter().collect();
         // Closest to expiry first; ties by principal, so the choice is stable.
         order.sort_by(|a, b| a.1.not_after.cmp(&b.1.not_after).then_with(|| a.0.cmp(b.0)));
@@ -193,9 +201,15 @@ mod tests {
         assert_eq!(m.value("peerguard.peer_cert_expiry.td/ns/c.seconds"), Some(2000));
         assert_eq!(m.value("peerguard.peer_cert_expiry.td/ns/a.seconds"), None, "never defined");
         assert_eq!(m.value(names::PEER_CERT_EXPIRY_LEFT_OUT), Some(1));
-        // Nothing new: no second count.
+        // Nothing new: no second count, also when the gauges are written again.
         t.update(&m, 2, 60, 20);
         assert_eq!(m.value(names::PEER_CERT_EXPIRY_LEFT_OUT), Some(1));
+        // Another worker zeroed b meanwhile: the periodic rewrite restores it.
+        m.record(m.define(MetricType::Gauge, "peerguard.peer_cert_expiry.td/ns/b.seconds").unwrap(), 0);
+        t.update(&m, 2, 60, 25);
+        assert_eq!(m.value("peerguard.peer_cert_expiry.td/ns/b.seconds"), Some(0), "not yet due");
+        t.update(&m, 2, 60, 30);
+        assert_eq!(m.value("peerguard.peer_cert_expiry.td/ns/b.seconds"), Some(1000));
         // b and c leave the window; a is reported, b and c are zeroed.
         t.observe("td/ns/a", 3000, 50);
         t.update(&m, 2, 60, 100);
