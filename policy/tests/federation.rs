@@ -403,3 +403,21 @@ fn linkerd_header_config_errors_name_their_path() {
     let key = errors(json!({"identity": ["linkerdHeader"], "linkerd": {"proxies": []}}));
     assert!(key.iter().any(|e| e.contains("proxies")), "{key:?}");
 }
+
+#[test]
+fn a_certificate_rule_can_require_a_trust_domain_bundle_on_its_routes() {
+    let e = engine(json!({"certificateRules": [{
+        "name": "admin-only-local",
+        "to": [{"operation": {"paths": ["/admin/*"]}}],
+        "require": {"trustBundles": {"cluster.local": [ROOT]}},
+    }]}));
+    let chain: Vec<Vec<u8>> = vec![der(INTERMEDIATE)];
+    let at = |leaf: &str, path: &str| {
+        let prepared = e.prepare(CertFacts::from_pem(leaf.as_bytes()).unwrap(), &chain, T);
+        e.decide(&Request { path, ..get() }, &Peer::Certificate(&prepared), T)
+    };
+    assert_eq!(at(PARTNER, "/api/items").reason(), None);
+    let d = at(PARTNER, "/admin/users");
+    assert_eq!((d.reason(), d.policy.as_deref()), (Some(Reason::UntrustedChain), Some("admin-only-local")));
+    assert_eq!(at(HEALTHY, "/admin/users").reason(), None);
+}
