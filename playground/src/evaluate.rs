@@ -4,8 +4,9 @@
 //! `peerguard check` and the filter make, so the page answers as Envoy would.
 
 use peerguard_policy::explain::RuleRef;
+use peerguard_policy::load::{LoadedPolicy, Syntax};
 use peerguard_policy::{
-    pem_certificates, resolve_peer, CertFacts, ConfigErrors, Decision, Engine, Peer, PeerEvidence, PolicyDocument,
+    pem_certificates, resolve_peer, CertFacts, ConfigErrors, Decision, Peer, PeerEvidence, PolicyDocument,
     PreparedCert, Reason, Request, ResolvedPeer,
 };
 use serde::{Deserialize, Serialize};
@@ -242,12 +243,9 @@ pub struct Output {
     pub warnings: Vec<String>,
 }
 
-fn parse(text: &str) -> Result<PolicyDocument, ConfigErrors> {
-    if text.trim_start().starts_with('{') {
-        PolicyDocument::from_json(text)
-    } else {
-        PolicyDocument::from_yaml(text)
-    }
+/// The policy as `peerguard` loads a file: the JSON string the filter would receive, compiled.
+fn load(text: &str) -> Result<LoadedPolicy, ConfigErrors> {
+    LoadedPolicy::from_text(text, Syntax::of("", text))
 }
 
 fn summary(doc: &PolicyDocument) -> String {
@@ -290,10 +288,10 @@ fn headers(text: &str, errors: &mut Vec<Problem>) -> Vec<(String, String)> {
 /// Evaluates one input.
 pub fn evaluate(input: &Input) -> Output {
     let mut out = Output::default();
-    let engine = match parse(&input.policy).and_then(|doc| Engine::compile(&doc).map(|e| (doc, e))) {
-        Ok((doc, engine)) => {
-            out.summary = Some(summary(&doc));
-            Some(engine)
+    let engine = match load(&input.policy) {
+        Ok(loaded) => {
+            out.summary = Some(summary(&loaded.document));
+            Some(loaded.engine)
         }
         Err(errors) => {
             out.errors = errors.iter().map(|e| problem(e.path.clone(), e.message.clone())).collect();

@@ -22,6 +22,8 @@ mod fnv;
 mod identity;
 mod index;
 mod linkerd;
+#[cfg(feature = "yaml")]
+pub mod load;
 mod namespace;
 mod parse;
 pub mod path;
