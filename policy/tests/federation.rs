@@ -154,7 +154,7 @@ fn trust_bundle_errors_name_their_path() {
         ),
         (
             json!({"cluster.local": [{"keys": [{"use": "jwt-svid", "kty": "EC"}]}]}),
-            r#"certificate.trustBundles["cluster.local"][0].keys: no x509-svid key"#,
+            r#"certificate.trustBundles["cluster.local"][0].keys: no usable x509-svid key"#,
         ),
         (
             json!({"cluster.local": [{"keys": [{"kty": "EC", "x5c": ["AA=="]}]}]}),
@@ -182,6 +182,10 @@ fn trust_bundle_errors_name_their_path() {
     let mut keys = doc["keys"].as_array().unwrap().clone();
     keys.push(json!({"use": "x509-svid", "kty": "oct", "x5c": ["not even base64"]}));
     let e = engine(json!({"certificate": {"trustBundles": {"partner.example": [{"keys": keys}]}}}));
+    // Only such a key: no anchor at all, which is an error rather than a silently empty bundle.
+    let only =
+        errors(json!({"certificate": {"trustBundles": {"partner.example": [{"keys": [keys.last().unwrap()]}]}}}));
+    assert!(only.iter().any(|e| e.contains(".keys: no usable x509-svid key")), "{only:?}");
     assert_eq!(decide(&e, PARTNER, &[]).reason(), None);
 }
 

@@ -90,6 +90,7 @@ fn jwks_certificates(doc: &Map<String, Value>, at: &str, errors: &mut Vec<Config
         errors.push(ConfigError::new(format!("{at}.keys"), "a SPIFFE bundle needs a keys array (a JWK Set)"));
         return Vec::new();
     };
+    let errors_before = errors.len();
     let mut out = Vec::new();
     for (k, key) in keys.iter().enumerate() {
         let key_at = format!("{at}.keys[{k}]");
@@ -123,10 +124,12 @@ fn jwks_certificates(doc: &Map<String, Value>, at: &str, errors: &mut Vec<Config
             }
         }
     }
-    if out.is_empty() && keys.iter().all(|k| k.get("use").and_then(Value::as_str) != Some("x509-svid")) {
+    // A bundle that yields no anchor (only jwt-svid keys, or x509-svid keys of unknown types)
+    // would silently make its trust domain untrusted: say so, unless a key's own error already did.
+    if out.is_empty() && errors.len() == errors_before {
         errors.push(ConfigError::new(
             format!("{at}.keys"),
-            "no x509-svid key: this bundle holds no X.509 authority, so it verifies no certificate",
+            "no usable x509-svid key (use x509-svid, kty EC, RSA or OKP): this bundle holds no X.509 authority, so it verifies no certificate",
         ));
     }
     out
