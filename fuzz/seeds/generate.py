@@ -53,10 +53,14 @@ def policies():
     t = "policy_compile"
     clear(t)
     for p in ["envoy/policy.yaml", "envoy/front-proxy-policy.yaml", "istio/peerguard/policy.yaml",
-              "istio/peerguard/gateway-policy.yaml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "envoy/mesh").glob("*.yaml"))]:
+              "istio/peerguard/gateway-policy.yaml", "envoy/linkerd-ingress-policy.yaml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "envoy/mesh").glob("*.yaml"))]:
         write(t, p.replace("/", "-"), (REPO / p).read_text())
     docs = {
         "empty.json": {},
+        "federation.json": {"trustDomainAliases": ["old.local", "*.partner.example"], "certificate": {"trustBundles": {
+            "cluster.local": [fixture("root-ca.pem")],
+            "partner.example": [(REPO / "policy/tests/fixtures/federation/partner-bundle.json").read_text()],
+            "eu.partner.example": [json.loads((REPO / "policy/tests/fixtures/federation/partner-bundle.json").read_text())]}}},
         "every-when-key.json": {"mtls": "permissive", "policies": [{"name": "w", "action": "ALLOW", "rules": [{"when": [
             {"key": k, "values": ["a*"], "notValues": ["*b"]} for k in [
                 "request.headers[x-env]", "source.principal", "source.namespace", "destination.port", "connection.sni",
@@ -191,6 +195,8 @@ def requests():
         "attributes-needs-cert.txt": "reject attrs:spiffe://cluster.local/ns/a/sa/b\nGET\n/api/x\napi.example\n8443\n",
         "attributes-subject.txt": "plain attrs:|svc.example|CN=admin\nPOST\n/admin/x\napi.example\n8443\napi.example",
         "unparseable.txt": "rewrite unparseable\nGET\n/\napi.example\n8443\n",
+        "linkerd-alias.txt": "linkerd l5d:web.frontend.serviceaccount.identity.linkerd.old.local\nGET\n/api/items\napi.example\n8443\n",
+        "linkerd-two-copies.txt": "linkerd l5d:web.frontend.serviceaccount.identity.linkerd.cluster.local|spiffe://eu.partner.example/ns/a/sa/b\nGET\n/admin/x\napi.example\n8443\n",
         "dry-run-invalid.txt": "dryRun healthy\nGET\n/admin/..%2Fusers?x\napi.example\n8443\n",
         "dry-run-rewrite.txt": "dryRun healthy\nGET\n/api/./items\napi.example\n8443\n",
         "plain-files-rewrite.txt": "plain healthy\nGET\n/files//x/%7e/../y?q=%2F\napi.example\n8443\n",

@@ -213,7 +213,12 @@ impl Engine {
     }
 
     pub(crate) fn decide_enforced(&self, req: &LazyRequest<'_>, peer: &Peer<'_>, now: i64) -> Decision {
-        // Step 1 and the certificate source.
+        // Step 1 and the certificate source. `l5d-client-id` is a peer only under
+        // `identity: [linkerdHeader]`; from a caller that passes it otherwise, it is no peer.
+        let peer = match peer {
+            Peer::LinkerdClientId(_) if self.linkerd.is_none() => &Peer::None,
+            p => p,
+        };
         let mut linkerd_peer = false;
         let (identity, prepared, attrs) = match peer {
             Peer::None => {

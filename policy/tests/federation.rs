@@ -365,6 +365,18 @@ fn no_trusted_header_is_no_principal() {
 }
 
 #[test]
+fn l5d_client_id_is_no_peer_without_identity_linkerd_header() {
+    let spiffe = engine(
+        json!({"mtls": "permissive", "policies": [{"name": "any", "rules": [{"from": [{"source": {"principals": ["*"]}}]}]}]}),
+    );
+    assert!(!spiffe.linkerd_header());
+    let d = client_id(&spiffe, &[BILLING_API]);
+    assert_eq!((d.reason(), d.principal()), (Some(Reason::NoMatchingAllow), None));
+    let strict = engine(json!({}));
+    assert_eq!(client_id(&strict, &[BILLING_API]).reason(), Some(Reason::NoPeerCertificate));
+}
+
+#[test]
 fn certificate_checks_behind_linkerd_are_certificate_unavailable() {
     let e = linkerd(json!({"certificate": {"maxLifetime": "24h"}}));
     assert_eq!(client_id(&e, &[BILLING_API]).reason(), Some(Reason::CertificateUnavailable));

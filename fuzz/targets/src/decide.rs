@@ -3,9 +3,11 @@
 //! Input, one field per line (a missing line is an absent attribute):
 //! `<engine> <peer>` / method / `:path` / `:authority` / port / SNI / `name: value`...
 //! where engine is `rewrite`, `reject` (with `allowPathParameters`), `none`, `dryRun` (rewrite
-//! under `mode: dryRun`) or `plain` (rewrite, without the certificate requirements that make
-//! Envoy's attributes insufficient); anything else is `rewrite`. Peer is `none`, `unparseable`,
-//! `attrs:<uri SAN>|<DNS SAN>|<subject>` or a certificate fixture name (`healthy`, `admin`,
+//! under `mode: dryRun`), `plain` (rewrite, without the certificate requirements that make
+//! Envoy's attributes insufficient) or `linkerd` (`plain` with `identity: [linkerdHeader]` and
+//! trust-domain aliases); anything else is `rewrite`. Peer is `none`, `unparseable`,
+//! `attrs:<uri SAN>|<DNS SAN>|<subject>`, `l5d:<l5d-client-id>|<another copy>...` or a
+//! certificate fixture name (`healthy`, `admin`,
 //! `expired`, `revoked`, `long-lived`, `self-signed`; anything else: `healthy`).
 //! Properties:
 //! - deciding never panics and is deterministic; a deny always has a reason, and
@@ -46,7 +48,13 @@ pub fn run(data: &[u8]) {
     let parts = Parts { method, path, host, port, sni, headers: &headers };
 
     let attrs;
+    let client_ids: Vec<String>;
     let peer = match peer {
+        // Every copy of l5d-client-id, as the filter passes them from a listed Linkerd proxy.
+        p if p.starts_with("l5d:") => {
+            client_ids = p["l5d:".len()..].split('|').map(str::to_owned).collect();
+            Peer::LinkerdClientId(&client_ids)
+        }
         "none" => Peer::None,
         "unparseable" => Peer::Unparseable,
         p if p.starts_with("attrs:") => {
@@ -149,6 +157,12 @@ fn build() -> Result<Vec<Fixed>, String> {
         ("none", "none", json!({})),
         ("dryRun", "rewrite", json!({"mode": "dryRun"})),
         ("plain", "rewrite", json!({"certificate": null, "certificateRules": null})),
+        (
+            "linkerd",
+            "rewrite",
+            json!({"identity": ["linkerdHeader"], "trustDomainAliases": ["old.local", "*.partner.example"],
+                   "certificate": null, "certificateRules": null}),
+        ),
     ];
     let mut out = Vec::new();
     for (name, normalization, extra) in variants {
