@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use peerguard_e2e::client::{Client, Request, Response};
+use peerguard_e2e::envoy::downstream_tls;
 use peerguard_e2e::launcher::{self, Launch};
 use rustls::ClientConfig;
 use serde_json::{json, Value};
@@ -40,20 +41,7 @@ pub fn bootstrap(pki: &Pki, http_filters: &[Value]) -> Value {
                         "http_filters": filters
                     }
                 }],
-                "transport_socket": {
-                    "name": "envoy.transport_sockets.tls",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                        "require_client_certificate": true,
-                        "common_tls_context": {
-                            "tls_certificates": [{
-                                "certificate_chain": {"filename": pki.server_cert.display().to_string()},
-                                "private_key": {"filename": pki.server_key.display().to_string()}
-                            }],
-                            "validation_context": {"trusted_ca": {"filename": pki.ca_path.display().to_string()}}
-                        }
-                    }
-                }
+                "transport_socket": downstream_tls(&pki.server_cert, &pki.server_key, &pki.ca_path, true)
             }]
         }]}
     })

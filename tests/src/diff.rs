@@ -1048,14 +1048,7 @@ impl Lab {
             "listener_filters": [{"name": "envoy.filters.listener.proxy_protocol",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol"}}],
             "filter_chains": [{
-                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                    "require_client_certificate": false,
-                    "common_tls_context": {
-                        "tls_certificates": [{"certificate_chain": {"filename": self.server.0.display().to_string()},
-                                              "private_key": {"filename": self.server.1.display().to_string()}}],
-                        "validation_context": {"trusted_ca": {"filename": self.ca.cert_path.display().to_string()}}
-                    }}},
+                "transport_socket": crate::envoy::downstream_tls(&self.server.0, &self.server.1, &self.ca.cert_path, false),
                 "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                     "stat_prefix": name,

@@ -11,9 +11,7 @@ use anyhow::{bail, Context, Result};
 use peerguard_filter::envoy_config::{stats_tags, WasmFilter, WASM_TYPE_URL};
 // The ECDS/SDS files and their names are `peerguard live`'s: the tests swap policies and
 // certificates the way users do.
-use peerguard_cli::live::{
-    write_ecds, write_server_sds, ECDS_FILE, ECDS_RESOURCE, SDS_FILE, SDS_SERVER_SECRET,
-};
+use peerguard_cli::live::{write_ecds, write_server_sds, ECDS_FILE, ECDS_RESOURCE, SDS_FILE, SDS_SERVER_SECRET};
 use serde_json::{json, Value};
 
 // The launcher, the admin client and the repository paths live in their own modules; they are
@@ -260,22 +258,8 @@ impl EnvoyConfig {
         });
         let mut chain = json!({"filters": [hcm]});
         if let Some(tls) = &self.tls {
-            chain["transport_socket"] = json!({
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                    "require_client_certificate": tls.require_client_certificate,
-                    "common_tls_context": {
-                        "tls_certificates": [{
-                            "certificate_chain": {"filename": tls.server_cert.display().to_string()},
-                            "private_key": {"filename": tls.server_key.display().to_string()}
-                        }],
-                        "validation_context": {
-                            "trusted_ca": {"filename": tls.trusted_ca.display().to_string()}
-                        }
-                    }
-                }
-            });
+            chain["transport_socket"] =
+                downstream_tls(&tls.server_cert, &tls.server_key, &tls.trusted_ca, tls.require_client_certificate);
             if self.accept_untrusted_client_certs {
                 chain["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
                     ["trust_chain_verification"] = json!("ACCEPT_UNTRUSTED");
@@ -362,6 +346,26 @@ fn watched_file_source(file: &Path, dir: &Path) -> Value {
         "path": file.display().to_string(),
         "watched_directory": {"path": dir.display().to_string()}
     }})
+}
+
+/// A listener's TLS transport socket from files: the server's certificate and key, and the CA
+/// that client certificates must chain to (demanded when `require_client_certificate`). The e2e
+/// launcher, the differential test and the bench all terminate mTLS with it.
+pub fn downstream_tls(cert: &Path, key: &Path, trusted_ca: &Path, require_client_certificate: bool) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": require_client_certificate,
+            "common_tls_context": {
+                "tls_certificates": [{
+                    "certificate_chain": {"filename": cert.display().to_string()},
+                    "private_key": {"filename": key.display().to_string()}
+                }],
+                "validation_context": {"trusted_ca": {"filename": trusted_ca.display().to_string()}}
+            }
+        }
+    })
 }
 
 /// The body of the wasm HTTP filter config that runs peerguard with `policy` (a JSON string): the
