@@ -26,7 +26,7 @@ use crate::expiry::ExpiryTracker;
 use crate::host::Host as _;
 use crate::host::ProxyWasmHost;
 use crate::metrics::Counters;
-use crate::request::{Verdict, Worker, CERT_CACHE_CAPACITY};
+use crate::request::{Clock, Verdict, Worker, CERT_CACHE_CAPACITY};
 use crate::stats::HostStats;
 
 /// Crate version and git revision, logged on VM start.
@@ -63,9 +63,12 @@ pub struct PeerguardRoot {
     crls: CrlFetcher,
     /// Per-identity expiry gauges; kept across reloads, as the gauges themselves are.
     expiry: Rc<RefCell<ExpiryTracker>>,
+    /// The clock every request reads, set on configure and on each tick.
+    clock: Rc<Clock>,
 }
 
-/// How often the root context ticks: CRL sources are due on whole seconds of their `refresh`,
+/// How often the root context ticks: it reads the clock requests use (never more than 2 s
+/// stale, docs/policy.md "Performance"), CRL sources are due on whole seconds of their `refresh`,
 /// and the expiry gauges follow within a second.
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -73,6 +76,7 @@ impl PeerguardRoot {
     fn new() -> PeerguardRoot {
         let counters = Rc::new(Counters::default());
         let audit = Rc::new(RefCell::new(AuditLimiter::default()));
+        let clock = Rc::new(Clock::default());
         let worker = Rc::new(Worker {
             engine: Err(peerguard_policy::ConfigErrors::one(".", "no configuration received yet")),
             cache: RefCell::new(CertCache::new(1)),
@@ -80,6 +84,7 @@ impl PeerguardRoot {
             audit: audit.clone(),
             ignore_peer_certificate_attribute: false,
             expiry: Rc::default(),
+            clock: clock.clone(),
         });
         PeerguardRoot {
             worker,
@@ -88,6 +93,7 @@ impl PeerguardRoot {
             audit,
             crls: CrlFetcher::default(),
             expiry: Rc::default(),
+            clock,
         }
     }
 }
@@ -123,11 +129,12 @@ impl RootContext for PeerguardRoot {
                 Err(e) => log::error!("peerguard: ignoring invalid vm_config.configuration: {e}"),
             }
         }
-        self.counters = Rc::new(Counters::define_all());
+        self.counters = Rc::new(Counters::define_all(&ProxyWasmHost));
         true
     }
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        self.clock.set(ProxyWasmHost.now_unix());
         let config =
             proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
                 .ok()
@@ -167,12 +174,14 @@ impl RootContext for PeerguardRoot {
             audit: self.audit.clone(),
             ignore_peer_certificate_attribute: self.options.emulate_envoy_without_peer_certificate,
             expiry: self.expiry.clone(),
+            clock: self.clock.clone(),
         });
-        let now = ProxyWasmHost.now_unix();
+        let now = self.clock.now();
         self.crls = CrlFetcher::for_engine(self.worker.engine.as_ref().ok(), std::mem::take(&mut self.crls), now);
+        // The tick runs whatever the policy (with no CRL source too): requests read its clock.
         if let Err(e) = proxy_wasm::hostcalls::set_tick_period(TICK) {
             log::error!(
-                "peerguard: cannot set the tick period ({e:?}): CRL sources and expiry gauges stay as they are"
+                "peerguard: cannot set the tick period ({e:?}): the clock, CRL sources and expiry gauges stay as they are"
             );
         }
         // Returning true keeps the plugin loaded, so the 503 answer does not depend on
@@ -181,10 +190,11 @@ impl RootContext for PeerguardRoot {
     }
 
     fn on_tick(&mut self) {
+        let now = ProxyWasmHost.now_unix();
+        self.clock.set(now);
         let Ok(engine) = &self.worker.engine else {
             return;
         };
-        let now = ProxyWasmHost.now_unix();
         self.crls.tick(engine, &HostCaller, &HostStats, now);
         let opts = engine.peer_cert_expiry();
         self.expiry.borrow_mut().update(&HostStats, opts.max_identities, opts.window_secs, now);

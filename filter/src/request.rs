@@ -36,6 +36,30 @@ pub struct Worker {
     pub ignore_peer_certificate_attribute: bool,
     /// Per-identity peer certificate expiry (shared with the root context, which reports it).
     pub expiry: Rc<RefCell<crate::expiry::ExpiryTracker>>,
+    /// The host clock as the root context last read it (docs/policy.md "Certificates and revocation").
+    pub clock: Rc<Clock>,
+}
+
+/// The host clock in Unix seconds, read by the root context on configure and on every tick
+/// (once a second) rather than by every request: certificate times have one-second resolution,
+/// so a reading at most one tick old (never more than 2 s) decides the same, one host call fewer
+/// per request.
+#[derive(Debug, Default)]
+pub struct Clock(std::cell::Cell<i64>);
+
+impl Clock {
+    /// A clock showing `now`.
+    pub fn at(now: i64) -> Clock {
+        Clock(std::cell::Cell::new(now))
+    }
+    /// The last reading.
+    pub fn now(&self) -> i64 {
+        self.0.get()
+    }
+    /// Stores a new reading from the host.
+    pub fn set(&self, now: i64) {
+        self.0.set(now);
+    }
 }
 
 /// The request as Envoy holds it; the engine asks for each attribute only when a rule reads it.
@@ -151,7 +175,7 @@ impl Worker {
                 return Verdict::Replied;
             }
         };
-        let now = host.now_unix();
+        let now = self.clock.now();
         let peer = self.lookup_peer(engine, host, now);
         let req = HostRequest(host);
         let decision = match &peer {
@@ -330,6 +354,8 @@ mod tests {
         properties: HashMap<String, Vec<u8>>,
         headers: RefCell<HashMap<String, Vec<u8>>>,
         reply: RefCell<Option<Reply>>,
+        /// Host clock reads: requests must not make any (the root context's tick does).
+        clock_reads: std::cell::Cell<u32>,
     }
 
     impl FakeHost {
@@ -365,6 +391,7 @@ mod tests {
             *self.reply.borrow_mut() = Some((status, hs, String::from_utf8_lossy(body).into_owned()));
         }
         fn now_unix(&self) -> i64 {
+            self.clock_reads.set(self.clock_reads.get() + 1);
             1_800_000_000
         }
         fn increment_metric(&self, _id: u32) {}
@@ -381,6 +408,7 @@ mod tests {
             audit: Rc::new(RefCell::new(AuditLimiter::default())),
             ignore_peer_certificate_attribute: false,
             expiry: Rc::default(),
+            clock: Rc::new(Clock::at(1_800_000_000)),
         }
     }
 
@@ -535,6 +563,25 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("\"path\":\"/audit-marker/x\""), "{}", lines[0]);
         assert!(!lines[0].contains("s3cret"), "{}", lines[0]);
+    }
+
+    #[test]
+    fn requests_use_the_tick_clock_and_never_read_the_host_clock() {
+        let _ = captured_audit_lines("");
+        let mut w = worker(r#"{"mtls":"permissive","policies":[{"name":"deny-all","action":"DENY","rules":[{}]}]}"#);
+        // An hour after the host's 08:00: the audit line's time is the tick's reading.
+        w.clock = Rc::new(Clock::at(1_800_003_600));
+        let host = request().with_header(":path", "/clock-marker");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let lines = captured_audit_lines("clock-marker");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("2027-01-15T09:00:00"), "{}", lines[0]);
+        assert_eq!(host.clock_reads.get(), 0);
+        w.clock.set(1_800_007_200);
+        let host = request().with_header(":path", "/clock-marker");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        assert!(captured_audit_lines("clock-marker")[1].contains("2027-01-15T10:00:00"));
+        assert_eq!(host.clock_reads.get(), 0);
     }
 
     #[test]

@@ -51,6 +51,7 @@ struct Stack {
     root_pem: PathBuf,
     envoy: Envoy,
     upstream: EchoServer,
+    root: Ca,
 }
 
 impl Stack {
@@ -125,7 +126,7 @@ fn stack() -> Stack {
         .with_policy(&policy.to_string())
         .with_accept_untrusted_client_certs();
     let envoy = Envoy::start(&config, &dir).unwrap();
-    Stack { _dir: tmp, dir, root_pem, envoy, upstream }
+    Stack { _dir: tmp, dir, root_pem, envoy, upstream, root }
 }
 
 #[test]
@@ -145,4 +146,32 @@ fn certificate_policy_is_enforced_by_the_filter_in_envoy() {
     // The same certificate twice: the second decision comes from the cache and agrees.
     s.expect("revoked", "/api/other", 403, Some("revoked"));
     s.expect("healthy", "/api/other", 200, None);
+}
+
+/// The filter reads the clock on its root context's one-second tick, not per request
+/// (docs/policy.md "Certificates and revocation", "The clock"): the reading must never be more than 2 s
+/// stale. A leaf that expires a few seconds from now passes, then, 3 s after its `notAfter`
+/// second (2 s of staleness plus the second itself), is `expired` on the same cached
+/// certificate: a clock that stopped (no tick without CRL sources) or lagged would still allow it.
+#[test]
+fn the_tick_clock_expires_a_certificate_within_two_seconds() {
+    let s = stack();
+    let now = OffsetDateTime::now_utc();
+    let not_after = now.unix_timestamp() + 3;
+    let spec = Leaf::client()
+        .cn("short")
+        .uri(&spiffe_id("default", "short"))
+        .serial(0x5100)
+        .validity(now - time::Duration::minutes(5), OffsetDateTime::from_unix_timestamp(not_after).unwrap());
+    s.root.issue(&spec).unwrap().write(&s.dir, "short").unwrap();
+    s.expect("short", "/api/items", 200, None);
+    let deadline = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(not_after + 3).unwrap());
+    // Requests keep the prepared certificate in the filter's cache until the deadline.
+    while std::time::SystemTime::now() < deadline {
+        let status = s.send("short", "/api/items").status;
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(status == 200 || i64::try_from(wall).unwrap() > not_after, "{status} at {wall} (notAfter {not_after})");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.expect("short", "/api/items", 403, Some("expired"));
 }
