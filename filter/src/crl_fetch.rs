@@ -16,9 +16,11 @@ pub trait HttpCaller {
     fn dispatch(&self, cluster: &str, headers: Vec<(&str, &str)>, timeout_secs: u64) -> Result<u32, String>;
 }
 
-/// The real host.
+/// The real host (proxy-wasm).
+#[cfg(feature = "proxy-wasm")]
 pub struct HostCaller;
 
+#[cfg(feature = "proxy-wasm")]
 impl HttpCaller for HostCaller {
     fn dispatch(&self, cluster: &str, headers: Vec<(&str, &str)>, timeout_secs: u64) -> Result<u32, String> {
         proxy_wasm::hostcalls::dispatch_http_call(

@@ -87,6 +87,50 @@ impl<'a> WasmFilter<'a> {
     }
 }
 
+/// Type URL of Envoy's dynamic-module HTTP filter config
+/// (`envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter`).
+pub const NATIVE_TYPE_URL: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
+/// `dynamic_module_config.name` of the native build: Envoy loads `libpeerguard_native.so` from
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const NATIVE_MODULE_NAME: &str = "peerguard_native";
+/// The environment variable that tells Envoy where dynamic modules are.
+pub const NATIVE_SEARCH_PATH_ENV: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+/// The stats namespace of the native build's counters: the Wasm build's, so that both builds
+/// publish the very same stats (`wasmcustom.peerguard.allowed`, `peerguard_allowed` in
+/// Prometheus), [`STATS_TAGS`] apply unchanged, and dashboards and alerts need no second copy.
+pub const NATIVE_METRICS_NAMESPACE: &str = "wasmcustom";
+
+/// peerguard as an Envoy dynamic module (`native/`), running the policy `configuration`.
+#[derive(Clone, Copy, Debug)]
+pub struct NativeFilter<'a> {
+    /// The policy, as a JSON string (the same text the Wasm filter gets).
+    pub configuration: &'a str,
+}
+
+impl NativeFilter<'_> {
+    /// The filter's `typed_config` (also the body of an ECDS `TypedExtensionConfig`).
+    /// `do_not_close` keeps the library loaded when its last config goes: worker threads hold
+    /// per-thread state of the module until they exit.
+    pub fn typed_config(&self) -> Value {
+        json!({
+            "@type": NATIVE_TYPE_URL,
+            "dynamic_module_config": {
+                "name": NATIVE_MODULE_NAME,
+                "do_not_close": true,
+                "metrics_namespace": NATIVE_METRICS_NAMESPACE
+            },
+            "filter_name": DEFAULT_NAME,
+            "filter_config": string_value(self.configuration)
+        })
+    }
+
+    /// The entry for an HCM's `http_filters`, named `filter_name`.
+    pub fn http_filter(&self, filter_name: &str) -> Value {
+        json!({"name": filter_name, "typed_config": self.typed_config()})
+    }
+}
+
 fn string_value(s: &str) -> Value {
     json!({"@type": STRING_VALUE_TYPE_URL, "value": s})
 }
@@ -129,6 +173,18 @@ mod tests {
         let istio = WasmFilter { vm_id: None, ..f };
         assert!(istio.typed_config()["config"]["vm_config"].get("vm_id").is_none());
         assert!(istio.typed_config()["config"]["vm_config"].get("configuration").is_none());
+    }
+
+    #[test]
+    fn the_native_filter_loads_libpeerguard_native_with_the_policy_as_a_string_value() {
+        let c = NativeFilter { configuration: r#"{"mtls":"strict"}"# }.http_filter("peerguard");
+        assert_eq!(c["typed_config"]["@type"], NATIVE_TYPE_URL);
+        assert_eq!(c["typed_config"]["dynamic_module_config"]["name"], "peerguard_native");
+        assert_eq!(c["typed_config"]["dynamic_module_config"]["metrics_namespace"], "wasmcustom");
+        assert_eq!(
+            c["typed_config"]["filter_config"],
+            json!({"@type": STRING_VALUE_TYPE_URL, "value": r#"{"mtls":"strict"}"#})
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use proxy_wasm::types::MetricType;
+use crate::stats::MetricType;
 
 use crate::stats::{names, LazyIds, Stats};
 

@@ -21,8 +21,10 @@ pub trait Host {
 }
 
 /// The real host: proxy-wasm hostcalls, with every error turned into "absent" rather than a panic.
+#[cfg(feature = "proxy-wasm")]
 pub struct ProxyWasmHost;
 
+#[cfg(feature = "proxy-wasm")]
 impl Host for ProxyWasmHost {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         proxy_wasm::hostcalls::get_property(path.to_vec()).ok().flatten()

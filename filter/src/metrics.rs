@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use peerguard_policy::Reason;
-use proxy_wasm::types::MetricType;
 
 use crate::host::Host;
 
@@ -23,10 +22,6 @@ pub struct Counters {
     /// Per-policy counters, defined on a policy's first match rather than at configure time:
     /// defining 10,000 stats in `on_configure` would slow every policy load.
     policy_matches: RefCell<HashMap<String, Option<u32>>>,
-}
-
-fn define(name: &str) -> Option<u32> {
-    proxy_wasm::hostcalls::define_metric(MetricType::Counter, name).ok()
 }
 
 fn inc(host: &dyn Host, id: Option<u32>) {
@@ -87,7 +82,8 @@ pub const STATS_TAGS: [(&str, &str); 4] = [
 
 impl Counters {
     /// Defines the fixed counters and one per reason.
-    pub fn define_all() -> Counters {
+    pub fn define_all(host: &dyn Host) -> Counters {
+        let define = |name: &str| host.define_counter(name);
         let mut c = Counters {
             allowed: define(names::ALLOWED),
             denied: define(names::DENIED),
@@ -146,6 +142,17 @@ impl Counters {
     /// A certificate within `minRemaining` of expiry was seen.
     pub fn cert_expiring(&self, host: &dyn Host) {
         inc(host, self.cert_expiring);
+    }
+
+    /// Defines the match counter of a named policy or certificate rule now, for a host that
+    /// allows no definitions after configuration (Envoy's dynamic modules freeze their stats
+    /// once the filter config is built).
+    pub fn define_policy(&self, host: &dyn Host, name: &str) {
+        let mut ids = self.policy_matches.borrow_mut();
+        if !ids.contains_key(name) {
+            let id = host.define_counter(&Counters::policy_metric_name(name));
+            ids.insert(name.to_owned(), id);
+        }
     }
 
     /// A named policy or certificate rule decided (or audited) a request.

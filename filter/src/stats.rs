@@ -3,7 +3,17 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use proxy_wasm::types::MetricType;
+/// The kinds of metric the filter defines, as both hosts (proxy-wasm, Envoy's dynamic-module ABI)
+/// know them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricType {
+    /// Only ever increases.
+    Counter,
+    /// Set to a value.
+    Gauge,
+    /// Records a distribution.
+    Histogram,
+}
 
 /// Metric names of the CRL sources and the expiry gauges. As in [`crate::metrics::names`], a
 /// label value is part of the name and the [`crate::metrics::STATS_TAGS`] extractors make it a
@@ -36,11 +46,18 @@ pub trait Stats {
     fn add(&self, id: u32, n: u64);
 }
 
-/// The real host.
+/// The real host (proxy-wasm).
+#[cfg(feature = "proxy-wasm")]
 pub struct HostStats;
 
+#[cfg(feature = "proxy-wasm")]
 impl Stats for HostStats {
     fn define(&self, kind: MetricType, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricType::Counter => proxy_wasm::types::MetricType::Counter,
+            MetricType::Gauge => proxy_wasm::types::MetricType::Gauge,
+            MetricType::Histogram => proxy_wasm::types::MetricType::Histogram,
+        };
         proxy_wasm::hostcalls::define_metric(kind, name).ok()
     }
     fn record(&self, id: u32, value: u64) {
