@@ -22,6 +22,40 @@ pub enum Kind {
     PeerguardCertChecks,
     /// The above plus chain to a pinned CA and a CRL with 10,000 entries.
     PeerguardFullCert,
+    /// Envoy's RBAC with the unified matcher API: an `exact_match_map` on the peer's URI SAN
+    /// (`envoy.matching.inputs.uri_san`), RBAC at its best for exact principals.
+    RbacMatcher,
+    /// The floor filter making `rules` property reads (N = 1 is the floor): the cost per host call.
+    WasmFloorReads,
+    /// peerguard with `rules` rules of a realistic shape other than one exact principal.
+    PeerguardShape(Shape),
+}
+
+/// Rule shapes the scale curve also runs: each needs its own index to stay flat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// `paths: ["/tenant-N/*"]`.
+    PathPrefix,
+    /// `hosts: ["svc-N.example.com"]`.
+    Host,
+    /// `namespaces: ["team-N"]`.
+    Namespace,
+    /// `principals: ["cluster.local/ns/team-N/*"]`.
+    PrincipalPrefix,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 4] = [Shape::PathPrefix, Shape::Host, Shape::Namespace, Shape::PrincipalPrefix];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::PathPrefix => "path-prefix",
+            Shape::Host => "host",
+            Shape::Namespace => "namespace",
+            Shape::PrincipalPrefix => "principal-prefix",
+        }
+    }
 }
 
 /// One configuration of the server Envoy.
@@ -32,6 +66,18 @@ pub struct Config {
     pub kind: Kind,
     /// Principal rules in the policy (0 for no filter and the floor).
     pub rules: usize,
+    /// The latency mode: Envoy routes to a loopback HTTP/1.1 upstream instead of answering.
+    pub upstream: Option<UpstreamLoad>,
+}
+
+/// How a configuration behind the upstream is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamLoad {
+    /// Closed loop: the maximum throughput (measured for no filter, first in each round).
+    Max,
+    /// A fixed rate of half that round's no-filter maximum: latency below saturation.
+    HalfOfMax,
 }
 
 impl Config {
@@ -49,8 +95,30 @@ impl Config {
                 format!("peerguard-full-{rules}"),
                 format!("peerguard, {rules} rules + full cert checks (chain, 10k CRL)"),
             ),
+            Kind::RbacMatcher => {
+                (format!("rbac-matcher-{rules}"), format!("native RBAC (matcher, exact map), {rules} principals"))
+            }
+            Kind::WasmFloorReads => {
+                (format!("wasm-floor-reads-{rules}"), format!("floor filter, {rules} property reads"))
+            }
+            Kind::PeerguardShape(shape) => {
+                (format!("shape-{}-{rules}", shape.name()), format!("peerguard, {rules} {} rules", shape.name()))
+            }
         };
-        Config { id, label, kind, rules }
+        Config { id, label, kind, rules, upstream: None }
+    }
+
+    /// The same configuration routed to the loopback upstream (the latency mode).
+    pub fn via_upstream(kind: Kind, rules: usize, load: UpstreamLoad) -> Config {
+        let mut c = Config::new(kind, rules);
+        let (id, label) = match load {
+            UpstreamLoad::Max => ("upstream-max", "via upstream, max rps"),
+            UpstreamLoad::HalfOfMax => ("upstream", "via upstream at 50% of max"),
+        };
+        c.id = format!("{}-{id}", c.id);
+        c.label = format!("{}, {label}", c.label);
+        c.upstream = Some(load);
+        c
     }
 }
 
@@ -145,4 +213,79 @@ end
 /// filter JSON (the wasm floor runs in the same shape, so that only the module differs).
 pub fn wasm_filter(name: &str, wasm: &str, configuration: &str) -> Value {
     WasmFilter::new(wasm, configuration).named(name).http_filter("envoy.filters.http.wasm")
+}
+
+/// RBAC's unified matcher: one `exact_match_map` from URI SAN to an ALLOW action per principal;
+/// no match falls through to the `on_no_match` DENY. Paths are checked by the same prefix as the
+/// `rules` form, in a matcher nested under each principal (as the issue's "matcher, exact map").
+pub fn rbac_matcher_filter(n: usize) -> Value {
+    let mut map = serde_json::Map::new();
+    for i in 0..n {
+        map.insert(
+            format!("spiffe://{}", principal(i, n)),
+            json!({"matcher": {"matcher_list": {"matchers": [{
+                "predicate": {"single_predicate": {
+                    "input": {"name": "path", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                        "header_name": ":path"}},
+                    "value_match": {"prefix": "/api/"}
+                }},
+                "on_match": {"action": {"name": policy_name(i), "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.rbac.v3.Action", "name": policy_name(i), "action": "ALLOW"}}}
+            }]}}}),
+        );
+    }
+    let deny = json!({"action": {"name": "deny", "typed_config": {
+        "@type": "type.googleapis.com/envoy.config.rbac.v3.Action", "name": "deny", "action": "DENY"}}});
+    json!({
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "matcher": {
+                "matcher_tree": {
+                    "input": {"name": "uri_san", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.matching.common_inputs.ssl.v3.UriSanInput"}},
+                    "exact_match_map": {"map": map}
+                },
+                "on_no_match": deny
+            }
+        }
+    })
+}
+
+/// The namespace of the benchmark client (`spiffe://cluster.local/ns/<it>/sa/client`).
+fn client_namespace() -> &'static str {
+    CLIENT_SPIFFE.split("/ns/").nth(1).and_then(|r| r.split('/').next()).unwrap_or("bench")
+}
+
+/// peerguard with `n` rules of `shape`; as in [`peerguard_policy`], only the LAST rule matches
+/// the client's request (`GET /api/bench`, host `bench`).
+pub fn shape_policy(shape: Shape, n: usize) -> Value {
+    let last = |i: usize| i + 1 == n;
+    let policies: Vec<Value> = (0..n)
+        .map(|i| {
+            let rule = match shape {
+                Shape::PathPrefix => {
+                    let p = if last(i) { "/api/*".to_string() } else { format!("/tenant-{i}/*") };
+                    json!({"to": [{"operation": {"paths": [p]}}]})
+                }
+                Shape::Host => {
+                    // The load sends `host: bench`; the readiness probe sends `localhost`.
+                    let h =
+                        if last(i) { json!(["bench", "localhost"]) } else { json!([format!("svc-{i}.example.com")]) };
+                    json!({"to": [{"operation": {"hosts": h}}]})
+                }
+                Shape::Namespace => {
+                    let ns = if last(i) { client_namespace().to_string() } else { format!("team-{i}") };
+                    json!({"from": [{"source": {"namespaces": [ns]}}]})
+                }
+                Shape::PrincipalPrefix => {
+                    let ns = if last(i) { client_namespace().to_string() } else { format!("team-{i}") };
+                    json!({"from": [{"source": {"principals": [format!("cluster.local/ns/{ns}/*")]}}]})
+                }
+            };
+            json!({"name": policy_name(i), "action": "ALLOW", "rules": [rule]})
+        })
+        .collect();
+    json!({"mode": "enforce", "mtls": "strict", "trustDomains": ["cluster.local"], "policies": policies})
 }

@@ -12,6 +12,7 @@ pub mod envoy;
 pub mod hist;
 pub mod load;
 pub mod report;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use serde_json::{json, Value};
 use peerguard_e2e::{envoy_bin, repo_root};
 
 use crate::certs::Pki;
-use crate::configs::{Config, Kind};
+use crate::configs::{Config, Kind, Shape, UpstreamLoad};
 
 /// `$CARGO_TARGET_DIR/bench`, else `<repo>/target/bench`.
 pub fn default_out_dir() -> PathBuf {
@@ -50,6 +51,9 @@ pub struct Options {
     pub floor_wasm: PathBuf,
     /// Entries in the CRL of the full-certificate configuration.
     pub crl_entries: usize,
+    /// Also run RBAC's matcher form, the rule shapes, the floor with N reads and the latency
+    /// mode (see [`Options::scale_and_latency_configs`]).
+    pub extended: bool,
 }
 
 impl Options {
@@ -71,6 +75,7 @@ impl Options {
             peerguard_wasm: peerguard_e2e::repo::wasm_default_path(),
             floor_wasm: env_path("PEERGUARD_FLOOR_WASM", dist.join("floor.wasm")),
             crl_entries: 10_000,
+            extended: true,
         }
     }
 
@@ -116,9 +121,39 @@ impl Options {
             out.push(Config::new(Kind::Rbac, n));
             out.push(Config::new(Kind::Peerguard, n));
         }
+        if self.extended {
+            out.extend(self.scale_and_latency_configs());
+        }
         if !self.only.is_empty() {
             out.retain(|c| self.only.contains(&c.id));
         }
+        out
+    }
+}
+
+impl Options {
+    /// RBAC at its best (the matcher's exact map) at every scale, peerguard's other rule shapes
+    /// at every scale, the floor filter making 2..4 property reads (per host call cost), and the
+    /// latency mode: no filter at its maximum through the upstream, then no filter, the floor and
+    /// peerguard at half that rate.
+    pub fn scale_and_latency_configs(&self) -> Vec<Config> {
+        let mut out = Vec::new();
+        for &n in &self.scale {
+            out.push(Config::new(Kind::RbacMatcher, n));
+        }
+        for shape in Shape::ALL {
+            for &n in &self.scale {
+                out.push(Config::new(Kind::PeerguardShape(shape), n));
+            }
+        }
+        for reads in 2..=4 {
+            out.push(Config::new(Kind::WasmFloorReads, reads));
+        }
+        let base = self.scale.first().copied().unwrap_or(10);
+        out.push(Config::via_upstream(Kind::NoFilter, 0, UpstreamLoad::Max));
+        out.push(Config::via_upstream(Kind::NoFilter, 0, UpstreamLoad::HalfOfMax));
+        out.push(Config::via_upstream(Kind::WasmFloor, 0, UpstreamLoad::HalfOfMax));
+        out.push(Config::via_upstream(Kind::Peerguard, base, UpstreamLoad::HalfOfMax));
         out
     }
 }
@@ -248,6 +283,22 @@ fn prepare(opts: &Options, pki: &Pki, config: &Config) -> Result<Prepared> {
             }
         }
         Kind::Rbac => Ok(vec![configs::rbac_filter(config.rules)]),
+        Kind::RbacMatcher => Ok(vec![configs::rbac_matcher_filter(config.rules)]),
+        Kind::WasmFloorReads => {
+            if opts.floor_wasm.is_file() {
+                let path = opts.floor_wasm.display().to_string();
+                Ok(vec![configs::wasm_filter("floor", &path, &config.rules.to_string())])
+            } else {
+                Err(format!("{} is missing: run `scripts/build-wasm.sh floor`", opts.floor_wasm.display()))
+            }
+        }
+        Kind::PeerguardShape(shape) => {
+            let policy = configs::shape_policy(shape, config.rules).to_string();
+            match peerguard_policy::Engine::from_json(&policy) {
+                Ok(_) => Ok(vec![configs::wasm_filter("peerguard", &pg_wasm, &policy)]),
+                Err(e) => Err(format!("the engine refuses the policy: {e}")),
+            }
+        }
         Kind::Lua => Ok(vec![configs::lua_filter(config.rules)]),
         Kind::Peerguard => Ok(vec![configs::wasm_filter(
             "peerguard",
@@ -318,7 +369,14 @@ fn prepare(opts: &Options, pki: &Pki, config: &Config) -> Result<Prepared> {
 
 const PATH: &str = "/api/bench";
 
-fn measure(opts: &Options, pki: &Pki, bootstrap: &Value, dir: &Path, round: usize) -> Result<Sample> {
+fn measure(
+    opts: &Options,
+    pki: &Pki,
+    bootstrap: &Value,
+    dir: &Path,
+    round: usize,
+    rate: Option<f64>,
+) -> Result<Sample> {
     let tls = pki.client_config()?;
     // Generous, but a hung Envoy cannot outlive the run: startup, then the measured window.
     let timeout = envoy::STARTUP_LIMIT + opts.warmup + opts.duration + Duration::from_secs(60);
@@ -342,6 +400,7 @@ fn measure(opts: &Options, pki: &Pki, bootstrap: &Value, dir: &Path, round: usiz
         duration: opts.duration,
         path: PATH.into(),
         tls,
+        rate,
     };
     // CPU is sampled exactly at the window's edges, on a thread of its own.
     let (w0, w1) = (spec.start + spec.warmup, spec.start + spec.warmup + spec.duration);
@@ -394,9 +453,21 @@ pub fn run(opts: &Options) -> Result<Report> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("create {}", opts.out_dir.display()))?;
     let work = tempfile::Builder::new().prefix("peerguard-bench-").tempdir()?;
     let pki = Pki::create(work.path())?;
+    let configs = opts.configs();
+    // One upstream for the whole run, when the latency mode is in it.
+    let upstream = match configs.iter().any(|c| c.upstream.is_some()) {
+        true => Some(upstream::Upstream::start()?),
+        false => None,
+    };
     let mut prepared = Vec::new();
-    for c in opts.configs() {
-        prepared.push(prepare(opts, &pki, &c)?);
+    for c in configs {
+        let mut p = prepare(opts, &pki, &c)?;
+        if let (Some(u), Ok(b)) = (&upstream, &mut p.bootstrap) {
+            if c.upstream.is_some() {
+                *b = upstream::route_to_upstream(b.clone(), u.port);
+            }
+        }
+        prepared.push(p);
     }
     let mut results: Vec<ConfigResult> = prepared
         .iter()
@@ -409,15 +480,31 @@ pub fn run(opts: &Options) -> Result<Report> {
         })
         .collect();
     for round in 1..=opts.rounds {
+        // The no-filter maximum through the upstream in this round; paced rows run at half of it.
+        let mut upstream_max: Option<f64> = None;
         for (p, res) in prepared.iter().zip(results.iter_mut()) {
             let Ok(bootstrap) = &p.bootstrap else { continue };
             if res.status != "ok" {
                 continue;
             }
+            let rate = match p.config.upstream {
+                Some(UpstreamLoad::HalfOfMax) => match upstream_max {
+                    Some(max) => Some(max / 2.0),
+                    None => {
+                        res.status = "skipped".into();
+                        res.note = Some("no no-filter maximum through the upstream in this round".into());
+                        continue;
+                    }
+                },
+                _ => None,
+            };
             eprint!("round {round}/{}: {:<22} ", opts.rounds, p.config.id);
             let dir = work.path().join(format!("{}-r{round}", p.config.id));
-            match measure(opts, &pki, bootstrap, &dir, round) {
+            match measure(opts, &pki, bootstrap, &dir, round, rate) {
                 Ok(s) => {
+                    if p.config.upstream == Some(UpstreamLoad::Max) {
+                        upstream_max = Some(s.rps);
+                    }
                     eprintln!(
                         "{:>9.0} rps  p50 {:>7.0} µs  p99 {:>7.0} µs  {:>6.1} µs CPU/req  envoy {:>3.0}% client {:>3.0}%  start {:>5.0} ms{}",
                         s.rps,

@@ -1,5 +1,8 @@
 //! The load generator: keep-alive HTTP/1.1 over rustls with a client certificate, N connections on
 //! a few mio event-loop threads, a closed loop (one request in flight per connection), fixed duration.
+//! With a `rate`, each connection instead sends on a fixed schedule (rate / connections per
+//! second, still one request in flight) and latency counts from the scheduled time, so a slow
+//! response also charges the requests it delayed.
 //!
 //! Latency is measured from handing the request to TLS until the full response is parsed. Only
 //! responses completed inside the measurement window count; the warm-up (handshakes, first
@@ -30,6 +33,8 @@ pub struct LoadSpec {
     pub duration: Duration,
     pub path: String,
     pub tls: Arc<ClientConfig>,
+    /// Requests per second over all connections; `None` for the closed loop.
+    pub rate: Option<f64>,
 }
 
 /// What came back.
@@ -52,6 +57,8 @@ struct Conn {
     buf: Vec<u8>,
     sent_at: Instant,
     in_flight: bool,
+    /// Paced mode: when the next request is due.
+    next_at: Option<Instant>,
 }
 
 /// Runs the load and returns the merged result.
@@ -92,7 +99,7 @@ fn connect(spec: &LoadSpec, poll: &Poll, token: Token) -> Result<Conn> {
     poll.registry().register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)?;
     let name = ServerName::try_from("localhost").context("server name")?;
     let tls = ClientConnection::new(spec.tls.clone(), name).context("TLS client")?;
-    Ok(Conn { sock, tls, buf: Vec::with_capacity(1024), sent_at: Instant::now(), in_flight: false })
+    Ok(Conn { sock, tls, buf: Vec::with_capacity(1024), sent_at: Instant::now(), in_flight: false, next_at: None })
 }
 
 /// A complete response at the front of `buf`: (status, total length).
@@ -132,15 +139,22 @@ fn run_thread(spec: &LoadSpec, n: usize) -> Result<LoadResult> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(256);
     let mut conns: Vec<Conn> = Vec::with_capacity(n);
+    // Paced: each connection sends every `interval`, the connections spread over one interval.
+    let interval = spec.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(spec.connections.max(1) as f64 / r));
     if let Some(wait) = spec.start.checked_duration_since(Instant::now()) {
         std::thread::sleep(wait);
     }
     for i in 0..n {
         let mut c = connect(spec, &poll, Token(i))?;
-        c.tls.writer().write_all(&req)?;
-        c.sent_at = Instant::now();
-        c.in_flight = true;
-        flush(&mut c)?;
+        match interval {
+            Some(iv) => c.next_at = Some(Instant::now() + iv.mul_f64(i as f64 / n as f64)),
+            None => {
+                c.tls.writer().write_all(&req)?;
+                c.sent_at = Instant::now();
+                c.in_flight = true;
+                flush(&mut c)?;
+            }
+        }
         conns.push(c);
     }
     let mut tmp = vec![0u8; 16 * 1024];
@@ -149,11 +163,25 @@ fn run_thread(spec: &LoadSpec, n: usize) -> Result<LoadResult> {
         if now >= hard_end || (now >= window_end && conns.iter().all(|c| !c.in_flight)) {
             break;
         }
-        poll.poll(&mut events, Some(Duration::from_millis(20)))?;
+        let mut wait = Duration::from_millis(20);
+        for c in conns.iter_mut() {
+            let Some(due) = c.next_at else { continue };
+            if due <= now && now < window_end {
+                c.next_at = None;
+                c.tls.writer().write_all(&req)?;
+                // Latency counts from the schedule, not from when the loop got round to it.
+                c.sent_at = due;
+                c.in_flight = true;
+                flush(c)?;
+            } else if due > now {
+                wait = wait.min(due - now);
+            }
+        }
+        poll.poll(&mut events, Some(wait))?;
         for ev in events.iter() {
             let i = ev.token().0;
             let Some(c) = conns.get_mut(i) else { continue };
-            match service(c, &mut tmp, &req, window_start, window_end, &mut out) {
+            match service(c, &mut tmp, &req, window_start, window_end, interval, &mut out) {
                 Ok(()) => {}
                 Err(_) => {
                     out.errors += 1;
@@ -195,6 +223,7 @@ fn service(
     req: &[u8],
     window_start: Instant,
     window_end: Instant,
+    interval: Option<Duration>,
     out: &mut LoadResult,
 ) -> Result<()> {
     // Edge-triggered: drain the socket completely.
@@ -229,7 +258,9 @@ fn service(
             out.latency.record(u64::try_from(now.duration_since(c.sent_at).as_nanos()).unwrap_or(u64::MAX));
         }
         c.in_flight = false;
-        if now < window_end {
+        if let Some(iv) = interval {
+            c.next_at = Some(c.sent_at + iv);
+        } else if now < window_end {
             c.tls.writer().write_all(req)?;
             c.sent_at = Instant::now();
             c.in_flight = true;

@@ -168,6 +168,122 @@ pub fn targets(results: &[ConfigResult], wasm_bytes: u64) -> Vec<Target> {
         |v| v <= 0.1,
         true,
     ));
+    out.extend(scale_and_latency_targets(results));
+    out
+}
+
+/// Targets of the rows [`crate::Options::scale_and_latency_configs`] adds: RBAC at its best,
+/// rule shapes at scale, memory and start-up at 10,000 rules, the cost of one host call and the
+/// latency added through a real upstream.
+pub fn scale_and_latency_targets(results: &[ConfigResult]) -> Vec<Target> {
+    let rps = |s: &crate::Sample| s.rps;
+    let pair = |a: Option<&ConfigResult>, b: Option<&ConfigResult>| a.zip(b).and_then(|(a, b)| ratio(a, b, rps));
+    let x = |v: Option<f64>| v.map(|v| (v, format!("{v:.3}×")));
+    let sum = |r: Option<&ConfigResult>| r.and_then(|r| r.summary.clone());
+    let mut out = Vec::new();
+    let pg10k = find(results, "peerguard-10000");
+    // RBAC's better form at 10,000 principals, round by round.
+    let best = pg10k.and_then(|pg| {
+        let v: Vec<f64> = pg
+            .samples
+            .iter()
+            .filter_map(|s| {
+                let best = ["rbac-10000", "rbac-matcher-10000"]
+                    .iter()
+                    .filter_map(|id| find(results, id))
+                    .filter_map(|r| r.samples.iter().find(|t| t.round == s.round).map(|t| t.rps))
+                    .fold(f64::NAN, f64::max);
+                best.is_finite().then(|| s.rps / best)
+            })
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    });
+    out.push(check(
+        "peerguard vs RBAC at its best (rules or matcher map), 10,000 rules",
+        "≥ 1×",
+        x(best),
+        |v| v >= 1.0,
+        false,
+    ));
+    for shape in crate::configs::Shape::ALL {
+        let base = find(results, &format!("shape-{}-10", shape.name()));
+        for n in [1_000, 10_000] {
+            let r = find(results, &format!("shape-{}-{n}", shape.name()));
+            out.push(check(
+                &format!("{} rules: {n} vs 10 (Envoy rps)", shape.name()),
+                "≥ 0.90×",
+                x(pair(r, base)),
+                |v| v >= 0.90,
+                false,
+            ));
+        }
+    }
+    let none = sum(find(results, "none"));
+    let pg10 = sum(find(results, "peerguard-10"));
+    let k = sum(pg10k);
+    out.push(check(
+        "start-up, 10,000 rules, over no filter (spawn → first 200)",
+        "≤ 500 ms",
+        k.as_ref().zip(none.as_ref()).map(|(a, b)| a.start_ms - b.start_ms).map(|v| (v, format!("{v:.0} ms"))),
+        |v| v <= 500.0,
+        false,
+    ));
+    out.push(check(
+        "RSS, 10,000 rules over 10 rules (one worker)",
+        "≤ 25 MiB",
+        k.as_ref()
+            .zip(pg10.as_ref())
+            .map(|(a, b)| (a.rss_kib - b.rss_kib) / 1024.0)
+            .map(|v| (v, format!("{v:.1} MiB"))),
+        |v| v <= 25.0,
+        false,
+    ));
+    // CPU µs per request of the floor making N = 1..4 property reads: the slope is one host call.
+    let reads: Vec<(f64, f64)> = std::iter::once(find(results, "wasm-floor").map(|r| (1.0, r)))
+        .chain((2..=4).map(|n| find(results, &format!("wasm-floor-reads-{n}")).map(|r| (f64::from(n), r))))
+        .flatten()
+        .filter_map(|(n, r)| r.summary.as_ref().map(|s| (n, s.cpu_us_per_req)))
+        .collect();
+    if reads.len() >= 2 {
+        let m = reads.len() as f64;
+        let (sx, sy) = reads.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+        let (sxx, sxy) = reads.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x * x, b + x * y));
+        let slope = (m * sxy - sx * sy) / (m * sxx - sx * sx);
+        let floor_cpu = reads[0].1;
+        out.push(Target {
+            name: "one more property read (slope of floor CPU µs/req over N = 1..4 reads)".into(),
+            want: "evidence".into(),
+            got: format!("{slope:.2} µs ({:.1}% of the floor's {floor_cpu:.1} µs)", slope / floor_cpu * 100.0),
+            met: None,
+            superseded: false,
+        });
+    }
+    // Added latency through the upstream at half the no-filter maximum, round by round.
+    let base = find(results, "none-upstream");
+    for (id, what) in [("peerguard-10-upstream", "peerguard, 10 rules"), ("wasm-floor-upstream", "wasm floor")] {
+        let r = find(results, id);
+        let added = |f: fn(&crate::Sample) -> f64| {
+            r.zip(base).and_then(|(a, b)| {
+                let v: Vec<f64> = a
+                    .samples
+                    .iter()
+                    .filter_map(|s| b.samples.iter().find(|t| t.round == s.round).map(|t| f(s) - f(t)))
+                    .collect();
+                (!v.is_empty()).then(|| median(v))
+            })
+        };
+        let (p50, p99) = (added(|s| s.p50_us), added(|s| s.p99_us));
+        out.push(Target {
+            name: format!("latency added by {what} via a loopback upstream at 50% of max"),
+            want: "report (p50 / p99)".into(),
+            got: match (p50, p99) {
+                (Some(a), Some(b)) => format!("+{a:.0} µs p50 / +{b:.0} µs p99"),
+                _ => "not measured".into(),
+            },
+            met: None,
+            superseded: false,
+        });
+    }
     out
 }
 
