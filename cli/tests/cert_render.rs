@@ -4,22 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{ok, peerguard, s};
 use peerguard_e2e::istio_schema::{parse_yaml_docs, Schemas};
 use serde_json::Value;
 use x509_parser::prelude::*;
-
-fn pg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = pg(args);
-    assert!(out.status.success(), "peerguard {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn pem_der(path: &Path) -> Vec<Vec<u8>> {
     let text = std::fs::read(path).unwrap();
@@ -36,10 +28,6 @@ fn lifetime_secs(c: &X509Certificate<'_>) -> i64 {
     c.validity().not_after.timestamp() - c.validity().not_before.timestamp()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// A CA in a fresh temp dir; returns (dir, ca.pem, ca-key.pem).
 fn ca(extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +41,7 @@ fn ca(extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
 fn issue(dir: &Path, ca: &Path, key: &Path, extra: &[&str]) -> String {
     let mut args = vec!["cert", "issue", "--ca", s(ca), "--ca-key", s(key), "--out-dir", s(dir)];
     args.extend_from_slice(extra);
-    ok(&args)
+    ok(&args).stdout
 }
 
 #[test]
@@ -102,7 +90,7 @@ fn cert_issue_spiffe_workload_has_the_uri_san_ttl_both_ekus_and_chains_to_the_ca
     let p = serde_json::json!({"mtls": "strict", "certificate": {"trustAnchors": [anchor], "maxLifetime": "12h", "requireClientAuth": true},
         "policies": [{"name": "fe", "action": "ALLOW", "rules": [{"from": [{"source": {"namespaces": ["frontend"]}}]}]}]});
     std::fs::write(&policy, p.to_string()).unwrap();
-    let out: Value = serde_json::from_str(&ok(&["check", "--policy", s(&policy), "--cert", s(&leaf)])).unwrap();
+    let out: Value = serde_json::from_str(&ok(&["check", "--policy", s(&policy), "--cert", s(&leaf)]).stdout).unwrap();
     assert_eq!(out["decision"], "allow", "{out}");
     assert_eq!(out["principal"], "cluster.local/ns/frontend/sa/web");
 }
@@ -209,15 +197,18 @@ fn cert_ca_writes_istios_plug_in_ca_layout() {
     let policy = d.path().join("p.json");
     let p = serde_json::json!({"certificate": {"trustAnchors": [std::fs::read_to_string(&root).unwrap()]}});
     std::fs::write(&policy, p.to_string()).unwrap();
-    let out: Value = serde_json::from_str(&ok(&[
-        "check",
-        "--policy",
-        s(&policy),
-        "--cert",
-        s(&inter.join("w.pem")),
-        "--chain",
-        s(&inter.join("ca-cert.pem")),
-    ]))
+    let out: Value = serde_json::from_str(
+        &ok(&[
+            "check",
+            "--policy",
+            s(&policy),
+            "--cert",
+            s(&inter.join("w.pem")),
+            "--chain",
+            s(&inter.join("ca-cert.pem")),
+        ])
+        .stdout,
+    )
     .unwrap();
     assert_eq!(out["decision"], "allow", "{out}");
 }
@@ -233,8 +224,8 @@ fn cert_rejects_bad_input_with_exit_code_2() {
     ] {
         let mut args = vec!["cert", "issue", "--ca", s(&ca), "--ca-key", s(&key), "--out-dir", s(d.path())];
         args.extend_from_slice(&extra);
-        let out = pg(&args);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = peerguard(&args);
+        assert_eq!(out.code, 2, "{extra:?}: {}", out.stderr);
         assert!(!out.stderr.is_empty());
     }
 }
@@ -274,7 +265,8 @@ fn render_wasmplugin_validates_against_the_crd_and_embeds_policy_and_image_diges
         "server",
         "--selector",
         "app=nginx",
-    ]);
+    ])
+    .stdout;
     let doc = parse_yaml_docs(&out).unwrap().remove(0);
     schemas.validate(&doc).unwrap_or_else(|e| panic!("{}\n{out}", e.join("\n")));
     let spec = &doc["spec"];
@@ -283,16 +275,9 @@ fn render_wasmplugin_validates_against_the_crd_and_embeds_policy_and_image_diges
     assert_eq!(spec["pluginConfig"]["policies"][0]["name"], "a");
     // For oci:// Istio compares sha256 with the image manifest digest: the one `render oci` prints.
     let img = d.path().join("oci");
-    let built: Value = serde_json::from_str(&ok(&[
-        "render",
-        "oci",
-        "--wasm",
-        s(&wasm),
-        "--out",
-        s(&img),
-        "--tar",
-        s(&d.path().join("i.tar")),
-    ]))
+    let built: Value = serde_json::from_str(
+        &ok(&["render", "oci", "--wasm", s(&wasm), "--out", s(&img), "--tar", s(&d.path().join("i.tar"))]).stdout,
+    )
     .unwrap();
     assert_eq!(format!("sha256:{}", spec["sha256"].as_str().unwrap()), built["manifestDigest"].as_str().unwrap());
     // For https:// it is the module's own SHA-256, which is plugin.wasm's.
@@ -305,7 +290,8 @@ fn render_wasmplugin_validates_against_the_crd_and_embeds_policy_and_image_diges
         "https://example.com/peerguard.wasm",
         "--wasm",
         s(&wasm),
-    ]);
+    ])
+    .stdout;
     let doc = parse_yaml_docs(&out).unwrap().remove(0);
     schemas.validate(&doc).unwrap();
     assert_eq!(doc["spec"]["sha256"].as_str().unwrap(), built["pluginWasmSha256"].as_str().unwrap());
@@ -326,7 +312,8 @@ fn render_wasmplugin_gateway_variant_uses_target_refs() {
         "ingress",
         "--namespace",
         "istio-ingress",
-    ]);
+    ])
+    .stdout;
     let doc = parse_yaml_docs(&out).unwrap().remove(0);
     Schemas::load().unwrap().validate(&doc).unwrap();
     assert_eq!(doc["spec"]["targetRefs"][0]["name"], "ingress");
@@ -342,9 +329,9 @@ fn render_refuses_an_invalid_policy_naming_its_path() {
         vec!["render", "wasmplugin", "--policy", s(&p), "--url", "oci://r/p:1"],
         vec!["render", "envoy", "--policy", s(&p)],
     ] {
-        let out = pg(&args);
-        assert_eq!(out.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&out.stderr);
+        let out = peerguard(&args);
+        assert_eq!(out.code, 2);
+        let err = &out.stderr;
         assert!(
             err.contains("policies[0].action") || err.contains("policies.0.action") || err.contains("action"),
             "{err}"
@@ -380,7 +367,7 @@ fn rendered_hcm(doc: &Value) -> &Value {
 fn render_envoy_normalizes_paths_in_envoy_as_a_second_layer() {
     let d = tempfile::tempdir().unwrap();
     let policy = policy_file(d.path());
-    let doc = parse_yaml_docs(&ok(&["render", "envoy", "--policy", s(&policy)])).unwrap().remove(0);
+    let doc = parse_yaml_docs(&ok(&["render", "envoy", "--policy", s(&policy)]).stdout).unwrap().remove(0);
     let hcm = rendered_hcm(&doc);
     assert_eq!(hcm["normalize_path"], true, "{hcm}");
     assert_eq!(hcm["merge_slashes"], true, "{hcm}");
@@ -395,7 +382,7 @@ fn render_envoy_normalizes_paths_in_envoy_as_a_second_layer() {
 fn render_envoy_names_the_plugin_fails_closed_and_turns_counter_names_into_labels() {
     let d = tempfile::tempdir().unwrap();
     let policy = policy_file(d.path());
-    let out = ok(&["render", "envoy", "--policy", s(&policy), "--plugin-name", "pg-inbound"]);
+    let out = ok(&["render", "envoy", "--policy", s(&policy), "--plugin-name", "pg-inbound"]).stdout;
     let doc = parse_yaml_docs(&out).unwrap().remove(0);
     let filter = &rendered_hcm(&doc)["http_filters"][0];
     assert_eq!(filter["name"], "peerguard", "{filter}");
@@ -438,7 +425,7 @@ fn render_envoy_refuses_accept_untrusted_when_no_trust_anchor_would_catch_a_self
     // Certificate checks, but none of them verifies who signed the certificate.
     let policy = policy_with_certificate(d.path(), "p.yaml", "  requireClientAuth: true\n  rejectSelfSigned: true\n");
     let out_file = d.path().join("inbound.yaml");
-    let out = pg(&[
+    let out = peerguard(&[
         "render",
         "envoy",
         "--policy",
@@ -448,17 +435,17 @@ fn render_envoy_refuses_accept_untrusted_when_no_trust_anchor_would_catch_a_self
         "--out",
         s(&out_file),
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    let err = &out.stderr;
+    assert_eq!(out.code, 2, "stderr: {err}");
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
     assert!(!out_file.exists(), "a refused config was written");
     for want in ["ACCEPT_UNTRUSTED", "certificate.trustAnchors", "certificate.trustBundles", "self-made certificate"] {
         assert!(err.contains(want), "error does not say {want:?}: {err}");
     }
     // The policy without any certificate block is refused the same way.
     let bare = policy_file(d.path());
-    let out = pg(&["render", "envoy", "--policy", s(&bare), "--trust-chain-verification", "ACCEPT_UNTRUSTED"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = peerguard(&["render", "envoy", "--policy", s(&bare), "--trust-chain-verification", "ACCEPT_UNTRUSTED"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
 }
 
 #[test]

@@ -1,38 +1,17 @@
 //! The real `peerguard` binary on real files: the exit codes and JSON that scripts rely on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
+
+use common::{peerguard, run};
 
 use peerguard_certkit::{Ca, CaSpec, DnType, Leaf};
 use serde_json::Value;
 use tempfile::TempDir;
 use time::macros::datetime;
 use time::OffsetDateTime;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// The single JSON object `check` prints.
-    fn json(&self) -> Value {
-        let lines: Vec<&str> = self.stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "check prints exactly one line: {:?} (stderr {:?})", self.stdout, self.stderr);
-        serde_json::from_str(lines[0]).unwrap()
-    }
-}
-
-fn peerguard(args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 struct Dir(TempDir);
 
@@ -523,20 +502,11 @@ fn import_of_a_multi_document_file_round_trips_through_validate() {
 
 #[test]
 fn import_reads_stdin_and_validate_counts_in_the_singular() {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peerguard"))
-        .args(["import", "--json", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let one = ISTIO.split("---").next().unwrap();
-    child.stdin.take().unwrap().write_all(one.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["import", "--json", "-"], None, Some(one.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let dir = Dir::new();
-    let file = dir.write("one.json", &String::from_utf8_lossy(&out.stdout));
+    let file = dir.write("one.json", &out.stdout);
     let valid = peerguard(&["validate", &file]);
     assert_eq!(valid.stdout.trim(), "ok: 1 policy, 1 rule, 0 certificate rules (mode enforce, mtls strict)");
 }

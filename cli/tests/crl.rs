@@ -2,19 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::process::{Command, Output};
+mod common;
 
+use common::{ok, peerguard};
 use peerguard_policy::{CertFacts, Engine, Peer, Reason, Request};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn a_crl_made_from_a_ca_revokes_the_certificate_it_names_and_shows_what_it_holds() {
@@ -57,9 +48,10 @@ fn a_crl_made_from_a_ca_revokes_the_certificate_it_names_and_shows_what_it_holds
         "2h",
         "--out",
         &crl,
-    ]);
+    ])
+    .stdout;
     assert!(out.contains("wrote"), "{out}");
-    let shown: serde_json::Value = serde_json::from_str(&ok(&["crl", "show", &crl])).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&ok(&["crl", "show", &crl]).stdout).unwrap();
     assert_eq!(shown["number"], "7");
     assert!(shown["issuer"].as_str().unwrap().contains("CN=crl test CA"), "{shown}");
     let entries = shown["entries"].as_array().unwrap();
@@ -107,7 +99,7 @@ fn bad_input_is_refused_with_exit_code_2_and_a_message() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().to_str().unwrap();
     ok(&["cert", "ca", "--out-dir", d]);
-    let out = run(&[
+    let out = peerguard(&[
         "crl",
         "make",
         "--ca",
@@ -117,10 +109,10 @@ fn bad_input_is_refused_with_exit_code_2_and_a_message() {
         "--revoke",
         "xyz",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid serial \"xyz\""));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("invalid serial \"xyz\""));
     std::fs::write(format!("{d}/junk.crl"), "junk").unwrap();
-    let out = run(&["crl", "show", &format!("{d}/junk.crl")]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.crl"));
+    let out = peerguard(&["crl", "show", &format!("{d}/junk.crl")]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("junk.crl"));
 }

@@ -3,35 +3,12 @@
 //! Linkerd as the filter does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
+use common::{ok, peerguard, s};
 use serde_json::{json, Value};
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn peerguard(args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(args: &[&str]) -> Out {
-    let out = peerguard(args);
-    assert_eq!(out.code, 0, "peerguard {args:?}: {} {}", out.stdout, out.stderr);
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap()
@@ -44,8 +21,7 @@ fn check(dir: &Path, policy: &Value, args: &[&str]) -> (i32, Value) {
     let mut all = vec!["check", "--policy", s(&path)];
     all.extend_from_slice(args);
     let out = peerguard(&all);
-    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|_| panic!("{} {}", out.stdout, out.stderr));
-    (out.code, v)
+    (out.code, out.json())
 }
 
 #[test]

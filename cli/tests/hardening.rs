@@ -3,26 +3,17 @@
 //! with certificates made by `peerguard cert` and the shipped example policies where a row used one.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+mod common;
 
+use common::{ok, peerguard};
 use peerguard_e2e::repo_root;
 use serde_json::Value;
 use tempfile::TempDir;
 
-fn peerguard(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `peerguard check` with `args`; returns the exit code and the decision JSON.
 fn check(args: &[&str]) -> (i32, Value) {
-    let (code, stdout, stderr) = peerguard(&[&["check"], args].concat());
-    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?} {stderr:?}"));
-    (code, v)
+    let out = peerguard(&[&["check"], args].concat());
+    (out.code, out.json())
 }
 
 fn assert_deny(args: &[&str], reason: &str) -> Value {
@@ -41,9 +32,7 @@ impl Pki {
     fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         // Subject O=cluster.local, as Istio's self-signed CA (the shipped policies pin that issuer).
-        let (code, _, err) =
-            peerguard(&["cert", "ca", "--out-dir", dir.path().to_str().unwrap(), "--name", "ca", "--cn", ""]);
-        assert_eq!(code, 0, "{err}");
+        ok(&["cert", "ca", "--out-dir", dir.path().to_str().unwrap(), "--name", "ca", "--cn", ""]);
         Pki { dir }
     }
 
@@ -55,8 +44,7 @@ impl Pki {
     fn issue(&self, name: &str, flags: &[&str]) -> String {
         let (ca, key, out) = (self.path("ca.pem"), self.path("ca-key.pem"), self.path(""));
         let base = ["cert", "issue", "--ca", &ca, "--ca-key", &key, "--out-dir", &out, "--name", name];
-        let (code, _, err) = peerguard(&[&base[..], flags].concat());
-        assert_eq!(code, 0, "issue {name} {flags:?}: {err}");
+        ok(&[&base[..], flags].concat());
         self.path(&format!("{name}.pem"))
     }
 
@@ -178,9 +166,9 @@ fn row_12_validate_refuses_what_istio_refuses() {
         (r#"{"certificate": {"certPins": []}}"#, "certificate.certPins"),
     ] {
         let file = pki.policy("bad.json", doc);
-        let (code, _, stderr) = peerguard(&["validate", &file]);
-        assert_eq!(code, 2, "{doc}");
-        assert!(stderr.contains(path), "{doc}: {stderr}");
+        let out = peerguard(&["validate", &file]);
+        assert_eq!(out.code, 2, "{doc}");
+        assert!(out.stderr.contains(path), "{doc}: {}", out.stderr);
     }
     let port = pki.policy(
         "port.json",

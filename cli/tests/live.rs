@@ -4,33 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{peerguard, s};
 use peerguard_cli::policy_file::PolicyFile;
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn pg(args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn repo(rel: &str) -> String {
     peerguard_e2e::repo_root().join(rel).display().to_string()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// A scratch directory with `live init` done from envoy/policy.yaml and envoy/certs.
@@ -43,7 +26,7 @@ impl Live {
     fn init() -> Live {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("live");
-        let out = pg(&[
+        let out = peerguard(&[
             "live",
             "init",
             "--dir",
@@ -112,7 +95,7 @@ fn reload_refuses_an_invalid_policy_and_writes_nothing() {
         ("empty.yaml", "", ": .: empty"),
     ] {
         let file = live.write(name, text);
-        let out = pg(&["live", "reload", "--dir", s(&live.dir), s(&file)]);
+        let out = peerguard(&["live", "reload", "--dir", s(&live.dir), s(&file)]);
         assert_eq!(out.code, 2, "{name}: {}", out.stderr);
         assert!(out.stderr.contains(&format!("{}{needle}", file.display())), "{name}: {}", out.stderr);
         assert!(out.stderr.contains("nothing written"), "{name}: {}", out.stderr);
@@ -120,7 +103,7 @@ fn reload_refuses_an_invalid_policy_and_writes_nothing() {
         assert_eq!(live.ecds(), before, "{name}: the ECDS file changed");
     }
     // A file that does not exist is refused the same way.
-    let out = pg(&["live", "reload", "--dir", s(&live.dir), s(&live.tmp.path().join("missing.yaml"))]);
+    let out = peerguard(&["live", "reload", "--dir", s(&live.dir), s(&live.tmp.path().join("missing.yaml"))]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(live.ecds(), before);
 }
@@ -129,7 +112,7 @@ fn reload_refuses_an_invalid_policy_and_writes_nothing() {
 fn reload_swaps_the_policy_and_keeps_the_module_unless_told() {
     let live = Live::init();
     let yaml = live.write("p.yaml", "mtls: permissive\npolicies:\n  - name: b\n    rules: [{}]\n");
-    let out = pg(&["live", "reload", "--dir", s(&live.dir), s(&yaml)]);
+    let out = peerguard(&["live", "reload", "--dir", s(&live.dir), s(&yaml)]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("swapped"), "{}", out.stdout);
     let config = live.ecds_config();
@@ -137,7 +120,7 @@ fn reload_swaps_the_policy_and_keeps_the_module_unless_told() {
     assert_eq!(config["vm_config"]["code"]["local"]["filename"], "/opt/peerguard/peerguard.wasm");
     // The same policy as JSON, keys in another order: the same plugin configuration string.
     let json = live.write("p.json", r#"{"policies":[{"rules":[{}],"name":"b"}],"mtls":"permissive"}"#);
-    assert_eq!(pg(&["live", "reload", "--dir", s(&live.dir), "--wasm", "other.wasm", s(&json)]).code, 0);
+    assert_eq!(peerguard(&["live", "reload", "--dir", s(&live.dir), "--wasm", "other.wasm", s(&json)]).code, 0);
     let again = live.ecds_config();
     assert_eq!(again["configuration"], config["configuration"]);
     assert_eq!(again["vm_config"]["code"]["local"]["filename"], "other.wasm");
@@ -147,14 +130,14 @@ fn reload_swaps_the_policy_and_keeps_the_module_unless_told() {
 fn reload_force_writes_a_policy_the_filter_will_refuse_and_says_so() {
     let live = Live::init();
     let bad = live.write("bad.json", r#"{"policies":[{"name":"a","rulez":[]}]}"#);
-    let out = pg(&["live", "reload", "--force", "--dir", s(&live.dir), s(&bad)]);
+    let out = peerguard(&["live", "reload", "--force", "--dir", s(&live.dir), s(&bad)]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("policies[0].rulez") && out.stderr.contains("503 config_invalid"), "{}", out.stderr);
     assert_eq!(live.ecds_config()["configuration"]["value"], r#"{"policies":[{"name":"a","rulez":[]}]}"#);
     // --force does not make a file that is not JSON or YAML into a policy.
     let before = live.ecds();
     let garbage = live.write("garbage.json", "{\"policies\": [");
-    assert_eq!(pg(&["live", "reload", "--force", "--dir", s(&live.dir), s(&garbage)]).code, 2);
+    assert_eq!(peerguard(&["live", "reload", "--force", "--dir", s(&live.dir), s(&garbage)]).code, 2);
     assert_eq!(live.ecds(), before);
 }
 
@@ -162,11 +145,17 @@ fn reload_force_writes_a_policy_the_filter_will_refuse_and_says_so() {
 fn reload_and_rotate_without_init_say_what_to_run() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("nothing");
-    let out = pg(&["live", "reload", "--dir", s(&dir), &repo("envoy/policy.yaml")]);
+    let out = peerguard(&["live", "reload", "--dir", s(&dir), &repo("envoy/policy.yaml")]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("peerguard live init"), "{}", out.stderr);
-    let out =
-        pg(&["live", "rotate", "--dir", s(&dir), &repo("envoy/certs/server.pem"), &repo("envoy/certs/server-key.pem")]);
+    let out = peerguard(&[
+        "live",
+        "rotate",
+        "--dir",
+        s(&dir),
+        &repo("envoy/certs/server.pem"),
+        &repo("envoy/certs/server-key.pem"),
+    ]);
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("peerguard live init"), "{}", out.stderr);
     assert!(!dir.exists(), "rotate without init created {}", dir.display());
@@ -182,13 +171,13 @@ fn rotate_checks_the_pair_then_moves_data_once() {
         ("envoy/policy.yaml", "envoy/certs/server-key.pem", "envoy/policy.yaml"),
         ("envoy/certs/server.pem", "envoy/certs/server.pem", "not a PEM private key"),
     ] {
-        let out = pg(&["live", "rotate", "--dir", &dir, &repo(cert), &repo(key)]);
+        let out = peerguard(&["live", "rotate", "--dir", &dir, &repo(cert), &repo(key)]);
         assert_eq!(out.code, 2, "{cert} {key}: {}", out.stderr);
         assert!(out.stderr.contains(needle), "{cert} {key}: {}", out.stderr);
         assert!(out.stderr.contains("nothing written"), "{}", out.stderr);
         assert_eq!(live.data_link(), PathBuf::from("..gen-1"));
     }
-    let out = pg(&[
+    let out = peerguard(&[
         "live",
         "rotate",
         "--dir",

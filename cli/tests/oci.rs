@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
+use common::{ok, peerguard, s};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -16,18 +18,8 @@ fn sha(b: &[u8]) -> String {
 }
 
 fn build(wasm: &Path, out: &Path, tar: &Path, tag: &str) -> Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_peerguard"))
-        .args(["render", "oci", "--wasm"])
-        .arg(wasm)
-        .arg("--out")
-        .arg(out)
-        .arg("--tar")
-        .arg(tar)
-        .args(["--tag", tag])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    let o = ok(&["render", "oci", "--wasm", s(wasm), "--out", s(out), "--tar", s(tar), "--tag", tag]);
+    serde_json::from_str(&o.stdout).unwrap()
 }
 
 fn blob(dir: &Path, digest: &str) -> Vec<u8> {
@@ -157,14 +149,15 @@ fn oci_refuses_a_file_that_is_not_webassembly() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("x.wasm");
     std::fs::write(&p, b"#!/bin/sh\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_peerguard"))
-        .args(["render", "oci", "--wasm"])
-        .arg(&p)
-        .arg("--out")
-        .arg(d.path().join("o"))
-        .arg("--tar")
-        .arg(d.path().join("o.tar"))
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    let o = peerguard(&[
+        "render",
+        "oci",
+        "--wasm",
+        s(&p),
+        "--out",
+        s(&d.path().join("o")),
+        "--tar",
+        s(&d.path().join("o.tar")),
+    ]);
+    assert_eq!(o.code, 2);
 }

@@ -1,26 +1,13 @@
 //! `peerguard test` on real files with the real binary: pass, fail, invalid files, JUnit, coverage, --init.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{peerguard_in, Out};
 use peerguard_e2e::repo_root;
 use tempfile::TempDir;
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn peerguard_in(dir: &Path, args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_peerguard")).current_dir(dir).args(args).output().unwrap();
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("policy/tests/fixtures").join(name)).unwrap()

@@ -5,20 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use common::{ok, peerguard, s, write};
 use peerguard_e2e::istio_schema::{parse_yaml_docs, Schemas};
 use serde_json::{json, Value};
 
-fn pg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peerguard")).args(args).output().unwrap()
-}
-
-fn ok(args: &[&str]) -> Value {
-    let out = pg(args);
-    assert!(out.status.success(), "peerguard {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
+/// A rendered manifest: exit 0, and the first document validates against the vendored CRDs.
+fn rendered(args: &[&str]) -> Value {
+    let text = ok(args).stdout;
     let doc = parse_yaml_docs(&text).unwrap().remove(0);
     Schemas::load().unwrap().validate(&doc).unwrap_or_else(|e| panic!("{}\n{text}", e.join("\n")));
     doc
@@ -26,23 +21,13 @@ fn ok(args: &[&str]) -> Value {
 
 /// Exit code 2 and stderr.
 fn refused(args: &[&str]) -> String {
-    let out = pg(args);
-    assert_eq!(out.status.code(), Some(2), "peerguard {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+    let out = peerguard(args);
+    assert_eq!(out.code, 2, "peerguard {args:?} should fail: {}", out.stdout);
+    out.stderr
 }
 
 const SIDECAR: &str = "mtls: strict\npolicies:\n- name: a\n  rules:\n  - from: [{source: {principals: [\"cluster.local/ns/client/sa/curl\"]}}]\n";
 const WAYPOINT: &str = "proxy: waypoint\nmtls: strict\npolicies:\n- name: a\n  rules:\n  - from: [{source: {principals: [\"cluster.local/ns/client/sa/curl\"]}}]\n";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn sidecar_trafficextension_has_the_wasmplugins_digest_and_policy_under_wasm() {
@@ -61,8 +46,8 @@ fn sidecar_trafficextension_has_the_wasmplugins_digest_and_policy_under_wasm() {
         "--selector",
         "app=nginx",
     ];
-    let te = ok(&[&["render", "trafficextension"], &common[..]].concat());
-    let wp = ok(&[&["render", "wasmplugin"], &common[..]].concat());
+    let te = rendered(&[&["render", "trafficextension"], &common[..]].concat());
+    let wp = rendered(&[&["render", "wasmplugin"], &common[..]].concat());
     assert_eq!(te["kind"], "TrafficExtension");
     let (t, w) = (&te["spec"], &wp["spec"]);
     assert_eq!(t["selector"], json!({"matchLabels": {"app": "nginx"}}));
@@ -77,8 +62,8 @@ fn sidecar_trafficextension_has_the_wasmplugins_digest_and_policy_under_wasm() {
     assert!(t.get("url").is_none() && t.get("pluginConfig").is_none(), "{t}");
     // --out writes the same document.
     let out = d.path().join("te.yaml");
-    let o = pg(&[&["render", "trafficextension", "--out", s(&out)], &common[..]].concat());
-    assert!(o.status.success() && o.stdout.is_empty());
+    let o = peerguard(&[&["render", "trafficextension", "--out", s(&out)], &common[..]].concat());
+    assert!(o.code == 0 && o.stdout.is_empty(), "{}", o.stderr);
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.starts_with("# Rendered by `peerguard render trafficextension`"), "{text}");
     assert_eq!(parse_yaml_docs(&text).unwrap().remove(0), te);
@@ -91,7 +76,16 @@ fn waypoint_trafficextension_targets_the_service_and_refuses_what_a_waypoint_can
     let sidecar = write(d.path(), "s.yaml", SIDECAR);
     let with_cert = write(d.path(), "c.yaml", &format!("{WAYPOINT}certificate: {{maxLifetime: 24h}}\n"));
     let url = "oci://r.example/peerguard:1";
-    let te = ok(&["render", "trafficextension", "--policy", s(&waypoint), "--url", url, "--waypoint-service", "nginx"]);
+    let te = rendered(&[
+        "render",
+        "trafficextension",
+        "--policy",
+        s(&waypoint),
+        "--url",
+        url,
+        "--waypoint-service",
+        "nginx",
+    ]);
     assert_eq!(te["spec"]["targetRefs"], json!([{"kind": "Service", "group": "", "name": "nginx"}]));
     assert!(te["spec"].get("selector").is_none() && te["spec"].get("match").is_none(), "{}", te["spec"]);
     assert_eq!(te["spec"]["wasm"]["pluginConfig"]["proxy"], "waypoint");
