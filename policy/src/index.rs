@@ -38,10 +38,12 @@ impl RuleSet {
         let id = u32::try_from(self.rules.len()).unwrap_or(u32::MAX);
         let sources = rule.from.as_deref().filter(|s| !s.is_empty());
         let principal_keys = sources.and_then(|ss| {
-            ss.iter().map(|s| s.principals.as_ref().and_then(StringMatcher::exact_only)).collect::<Option<Vec<_>>>()
+            ss.iter().map(|s| s.principals.as_deref().and_then(StringMatcher::exact_only)).collect::<Option<Vec<_>>>()
         });
         let namespace_keys = sources.and_then(|ss| {
-            ss.iter().map(|s| s.namespaces.as_ref().and_then(NamespaceMatcher::exact_only)).collect::<Option<Vec<_>>>()
+            ss.iter()
+                .map(|s| s.namespaces.as_deref().and_then(NamespaceMatcher::exact_only))
+                .collect::<Option<Vec<_>>>()
         });
         if let Some(sets) = principal_keys {
             for k in sets.into_iter().flatten() {

@@ -196,12 +196,14 @@ impl Compiler {
             }
         }
         let compiled = CompiledSource {
-            principals: self.principals(principals, &format!("{path}.principals")),
-            not_principals: self.principals(not_principals, &format!("{path}.notPrincipals")),
-            namespaces: self.namespaces(namespaces, &format!("{path}.namespaces")),
-            not_namespaces: self.namespaces(not_namespaces, &format!("{path}.notNamespaces")),
-            trust_domains: self.trust_domain_patterns(trust_domains, &format!("{path}.trustDomains")),
-            not_trust_domains: self.trust_domain_patterns(not_trust_domains, &format!("{path}.notTrustDomains")),
+            principals: self.principals(principals, &format!("{path}.principals")).map(Box::new),
+            not_principals: self.principals(not_principals, &format!("{path}.notPrincipals")).map(Box::new),
+            namespaces: self.namespaces(namespaces, &format!("{path}.namespaces")).map(Box::new),
+            not_namespaces: self.namespaces(not_namespaces, &format!("{path}.notNamespaces")).map(Box::new),
+            trust_domains: self.trust_domain_patterns(trust_domains, &format!("{path}.trustDomains")).map(Box::new),
+            not_trust_domains: self
+                .trust_domain_patterns(not_trust_domains, &format!("{path}.notTrustDomains"))
+                .map(Box::new),
         };
         let set = [principals, not_principals, namespaces, not_namespaces, trust_domains, not_trust_domains];
         if !any && set.iter().all(|f| f.is_none()) {
@@ -224,14 +226,14 @@ impl Compiler {
             self.error(path, "empty operation: Istio refuses it; remove the `to` entry to match any operation");
         }
         CompiledOperation {
-            hosts: self.hosts(hosts, &format!("{path}.hosts")),
-            not_hosts: self.hosts(not_hosts, &format!("{path}.notHosts")),
-            ports: self.ports(ports, &format!("{path}.ports")),
-            not_ports: self.ports(not_ports, &format!("{path}.notPorts")),
-            methods: self.strings(methods, &format!("{path}.methods"), false),
-            not_methods: self.strings(not_methods, &format!("{path}.notMethods"), false),
-            paths: self.paths(paths, &format!("{path}.paths")),
-            not_paths: self.paths(not_paths, &format!("{path}.notPaths")),
+            hosts: self.hosts(hosts, &format!("{path}.hosts")).map(Box::new),
+            not_hosts: self.hosts(not_hosts, &format!("{path}.notHosts")).map(Box::new),
+            ports: self.ports(ports, &format!("{path}.ports")).map(Box::new),
+            not_ports: self.ports(not_ports, &format!("{path}.notPorts")).map(Box::new),
+            methods: self.strings(methods, &format!("{path}.methods"), false).map(Box::new),
+            not_methods: self.strings(not_methods, &format!("{path}.notMethods"), false).map(Box::new),
+            paths: self.paths(paths, &format!("{path}.paths")).map(Box::new),
+            not_paths: self.paths(not_paths, &format!("{path}.notPaths")).map(Box::new),
         }
     }
 
