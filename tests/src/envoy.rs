@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use peerguard_filter::envoy_config::{stats_tags, WasmFilter, WASM_TYPE_URL};
+use peerguard_filter::envoy_config::{stats_tags, NativeFilter, WasmFilter, NATIVE_TYPE_URL, WASM_TYPE_URL};
 // The ECDS/SDS files and their names are `peerguard live`'s: the tests swap policies and
 // certificates the way users do.
 use peerguard_cli::live::{write_ecds, write_server_sds, ECDS_FILE, ECDS_RESOURCE, SDS_FILE, SDS_SERVER_SECRET};
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 // re-exported here because the end-to-end tests import them from `envoy`.
 pub use crate::admin::admin_get;
 pub use crate::launcher::{default_timeout, Envoy, Launch};
-pub use crate::repo::{envoy_bin, wasm_path};
+pub use crate::repo::{envoy_bin, native_path, wasm_path, Build};
 
 /// `forward_client_cert_details` of the HTTP connection manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,9 @@ pub struct EnvoyConfig {
     pub policy: Option<String>,
     /// The wasm module; defaults to [`wasm_path`] when a policy is set.
     pub wasm: Option<PathBuf>,
+    /// Which build runs the policy; `None` is `PEERGUARD_BUILD` ([`Build::from_env`]), so that
+    /// `just test` runs every end-to-end test against both builds.
+    pub build: Option<Build>,
     pub forward_client_cert: ForwardClientCert,
     pub client_cert_details: ClientCertDetails,
     /// Envoy's `-l` log level.
@@ -124,6 +127,7 @@ impl EnvoyConfig {
             tls,
             policy: None,
             wasm: None,
+            build: None,
             forward_client_cert: ForwardClientCert::SanitizeSet,
             client_cert_details: ClientCertDetails::all(),
             log_level: "info".into(),
@@ -168,15 +172,29 @@ impl EnvoyConfig {
         }
     }
 
-    /// The wasm HTTP filter's typed config running peerguard with `policy`.
+    /// The build this instance runs ([`EnvoyConfig::build`], else `PEERGUARD_BUILD`).
+    pub fn build(&self) -> Result<Build> {
+        self.build.map_or_else(Build::from_env, Ok)
+    }
+
+    /// The HTTP filter's typed config running peerguard with `policy`, in the chosen build.
     fn wasm_config(&self, policy: &str) -> Result<Value> {
-        Ok(wasm_filter_config(&self.wasm_file()?, policy))
+        match self.build()? {
+            Build::Wasm => Ok(wasm_filter_config(&self.wasm_file()?, policy)),
+            Build::Native => {
+                native_path()?;
+                Ok(NativeFilter { configuration: policy }.typed_config())
+            }
+        }
     }
 
     /// Writes the files the ECDS and SDS sources read at startup; call before [`Envoy::start`].
     pub fn write_dynamic_files(&self) -> Result<()> {
         if let (Some(dir), Some(policy)) = (&self.ecds_dir, &self.policy) {
-            write_ecds(&dir.join(ECDS_FILE), policy, &self.wasm_file()?)?;
+            match self.build()? {
+                Build::Wasm => write_ecds(&dir.join(ECDS_FILE), policy, &self.wasm_file()?)?,
+                Build::Native => write_native_ecds(&dir.join(ECDS_FILE), policy)?,
+            }
         }
         if let (Some(dir), Some(tls)) = (&self.sds_dir, &self.tls) {
             write_server_sds(&dir.join(SDS_FILE), &tls.server_cert, &tls.server_key)?;
@@ -187,6 +205,12 @@ impl EnvoyConfig {
     /// Adds the peerguard filter with this policy (a JSON string).
     pub fn with_policy(mut self, policy_json: &str) -> Self {
         self.policy = Some(policy_json.to_string());
+        self
+    }
+
+    /// Runs this build whatever `PEERGUARD_BUILD` says.
+    pub fn with_build(mut self, build: Build) -> Self {
+        self.build = Some(build);
         self
     }
 
@@ -214,7 +238,7 @@ impl EnvoyConfig {
                 "name": ECDS_RESOURCE,
                 "config_discovery": {
                     "config_source": watched_file_source(&dir.join(ECDS_FILE), dir),
-                    "type_urls": [WASM_TYPE_URL]
+                    "type_urls": [match self.build()? { Build::Wasm => WASM_TYPE_URL, Build::Native => NATIVE_TYPE_URL }]
                 }
             }));
         } else if let Some(policy) = &self.policy {
@@ -366,6 +390,20 @@ pub fn downstream_tls(cert: &Path, key: &Path, trusted_ca: &Path, require_client
             }
         }
     })
+}
+
+/// Writes (atomically) the ECDS discovery response that gives the `peerguard` filter this policy
+/// in the native build: what `peerguard live reload` writes for the Wasm build.
+pub fn write_native_ecds(path: &Path, policy_json: &str) -> Result<()> {
+    let doc = json!({
+        "resources": [{
+            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+            "name": ECDS_RESOURCE,
+            "typed_config": NativeFilter { configuration: policy_json }.typed_config()
+        }]
+    });
+    peerguard_cli::live::atomic_write(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
+    Ok(())
 }
 
 /// The body of the wasm HTTP filter config that runs peerguard with `policy` (a JSON string): the

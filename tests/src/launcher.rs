@@ -156,6 +156,7 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        native_search_path(&mut cmd);
         if let Some(c) = &self.component_log_level {
             cmd.args(["--component-log-level", c]);
         }
@@ -383,7 +384,9 @@ impl Drop for Envoy {
 /// wrapper, with a 120 s limit; returns Envoy's output on failure.
 pub fn validate(config: &Path, cwd: &Path) -> Result<()> {
     let bin = envoy_bin()?;
-    let out = Command::new(timeout_bin()?)
+    let mut cmd = Command::new(timeout_bin()?);
+    native_search_path(&mut cmd);
+    let out = cmd
         .args(["--kill-after=5", "120"])
         .arg(&bin)
         .args(["--mode", "validate", "--disable-hot-restart", "-l", "warn", "-c"])
@@ -402,6 +405,15 @@ pub fn validate(config: &Path, cwd: &Path) -> Result<()> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
+    }
+}
+
+/// Lets Envoy find the native module (dynamic module `peerguard_native`) in
+/// [`crate::repo::native_dir`], unless the caller's environment already says where to look.
+fn native_search_path(cmd: &mut Command) {
+    use peerguard_filter::envoy_config::NATIVE_SEARCH_PATH_ENV;
+    if std::env::var_os(NATIVE_SEARCH_PATH_ENV).is_none() {
+        cmd.env(NATIVE_SEARCH_PATH_ENV, crate::repo::native_dir());
     }
 }
 

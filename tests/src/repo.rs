@@ -48,6 +48,50 @@ pub fn wasm_path() -> Result<PathBuf> {
     }
 }
 
+/// Which build of the filter the end-to-end tests run: `PEERGUARD_BUILD=wasm` (the default) or
+/// `native` (the dynamic module, `just build-native`). Anything else is an error, never a
+/// silent fallback to one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// dist/peerguard.wasm in Envoy's Wasm filter (V8).
+    Wasm,
+    /// dist/libpeerguard_native.so as an Envoy dynamic module.
+    Native,
+}
+
+impl Build {
+    /// The build chosen by `PEERGUARD_BUILD`.
+    pub fn from_env() -> Result<Build> {
+        match std::env::var("PEERGUARD_BUILD").ok().as_deref().map(str::trim) {
+            None | Some("") | Some("wasm") => Ok(Build::Wasm),
+            Some("native") => Ok(Build::Native),
+            Some(other) => bail!("PEERGUARD_BUILD={other}: expected wasm or native"),
+        }
+    }
+}
+
+/// The directory Envoy searches for the native module (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`):
+/// `$PEERGUARD_NATIVE_DIR`, else `<repo>/dist`.
+pub fn native_dir() -> PathBuf {
+    match std::env::var_os("PEERGUARD_NATIVE_DIR").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join("dist"),
+    }
+}
+
+/// The native module in [`native_dir`]. Missing is an error.
+pub fn native_path() -> Result<PathBuf> {
+    let p = native_dir().join("libpeerguard_native.so");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        bail!(
+            "peerguard native module not found at {}: run `just build-native` (or set PEERGUARD_NATIVE_DIR)",
+            p.display()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
