@@ -42,7 +42,11 @@ case "${1:-filter}" in
       note="no wasm-opt: apt-get install binaryen to shrink it"
     fi
     size="$(wc -c < "$repo/dist/peerguard.wasm")"
-    echo "==> dist/peerguard.wasm: $size bytes ($(( (size + 1023) / 1024 )) KiB; $note)"
+    limit=1048576
+    echo "==> dist/peerguard.wasm: $size bytes ($(( (size + 1023) / 1024 )) KiB, $(( size * 100 / limit ))% of the 1 MiB limit, $(( limit - size )) bytes left; $note)"
+    if (( size > limit )); then
+      echo "warning: dist/peerguard.wasm is over 1 MiB: tests/tests/module_size.rs fails (README \"Performance\" lists what each dependency costs)" >&2
+    fi
     ;;
   floor)
     target=wasm32-wasip1
