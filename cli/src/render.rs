@@ -87,6 +87,10 @@ The `sha256` field: for an oci:// URL, Istio compares it with the image's manife
 (pkg/wasm/cache.go), which `render` computes from --wasm by building the same deterministic image
 as `render oci`; for http(s):// and file:// URLs it is the SHA-256 of the module itself.
 
+A policy with `proxy: waypoint` (Istio ambient) is refused with --selector, which a waypoint
+ignores: attach it to a Service's waypoint with `render trafficextension --waypoint-service
+SERVICE`, or use --gateway WAYPOINT (docs/policy.md \"Ambient waypoints\").
+
 Examples:
   peerguard render wasmplugin --policy istio/policy.yaml --namespace server --selector app=server \\
       --url oci://ghcr.io/example/peerguard:0.1.0 --wasm dist/peerguard.wasm > peerguard.yaml
@@ -325,8 +329,29 @@ pub fn wasmplugin_value(a: &WasmPluginArgs) -> Result<Value, RenderError> {
     }))
 }
 
+/// Refuses a `proxy: waypoint` policy attached with --selector (docs/policy.md "Ambient
+/// waypoints"): a waypoint ignores `selector`, so the filter would run only in the selected
+/// sidecars, where no HBONE identity exists and every request is `no_peer_certificate`.
+/// `instead` says how this command attaches to a waypoint.
+fn refuse_waypoint_selector(a: &WasmPluginArgs, plugin: &Value, instead: &str) -> Result<(), RenderError> {
+    if plugin["spec"]["pluginConfig"]["proxy"] == "waypoint" && !a.selector.is_empty() {
+        return Err(RenderError::Usage(format!(
+            "{} sets `proxy: waypoint`, but --selector attaches to sidecars, and a waypoint ignores `selector`: \
+             {instead}",
+            a.policy.display()
+        )));
+    }
+    Ok(())
+}
+
 fn wasmplugin(a: &WasmPluginArgs) -> Result<String, RenderError> {
     let v = wasmplugin_value(a)?;
+    refuse_waypoint_selector(
+        a,
+        &v,
+        "attach to a Service's waypoint with `peerguard render trafficextension --waypoint-service SERVICE` \
+         (Istio 1.30+), or use --gateway WAYPOINT (targetRefs to the waypoint's Gateway)",
+    )?;
     Ok(format!("# Rendered by `peerguard render wasmplugin` from {}\n{}", a.policy.display(), yaml(&v)?))
 }
 

@@ -123,3 +123,38 @@ fn waypoint_trafficextension_targets_the_service_and_refuses_what_a_waypoint_can
     ]);
     assert!(e.contains("certificate") && e.contains("never sees the client's certificate"), "{e}");
 }
+
+#[test]
+fn wasmplugin_refuses_a_waypoint_policy_attached_by_selector_and_names_the_ways_that_work() {
+    let d = tempfile::tempdir().unwrap();
+    let waypoint = write(d.path(), "w.yaml", WAYPOINT);
+    let as_json = write(d.path(), "w.json", r#"{"proxy": "waypoint", "mtls": "strict", "policies": [{"name": "a"}]}"#);
+    let url = "oci://r.example/peerguard:1";
+    let out = d.path().join("wp.yaml");
+    for policy in [&waypoint, &as_json] {
+        for selectors in [&["--selector", "app=nginx"][..], &["--selector", "app=nginx", "--selector", "tier=web"]] {
+            let args = [&["render", "wasmplugin", "--policy", s(policy), "--url", url, "--out", s(&out)], selectors];
+            let o = peerguard(&args.concat());
+            assert_eq!(o.code, 2, "{policy:?} {selectors:?} should be refused: {}", o.stdout);
+            assert!(o.stdout.is_empty(), "{}", o.stdout);
+            assert!(!out.exists(), "a refused WasmPlugin was written");
+            let e = &o.stderr;
+            for want in
+                ["proxy: waypoint", "ignores `selector`", "--gateway", "render trafficextension --waypoint-service"]
+            {
+                assert!(e.contains(want), "error does not say {want:?}: {e}");
+            }
+        }
+    }
+    // The ways that work: targetRefs to the waypoint's Gateway, and the same policy in a
+    // TrafficExtension for one Service's waypoint.
+    let wp = rendered(&["render", "wasmplugin", "--policy", s(&waypoint), "--url", url, "--gateway", "waypoint"]);
+    assert_eq!(wp["spec"]["targetRefs"][0]["name"], "waypoint");
+    assert!(wp["spec"].get("selector").is_none(), "{}", wp["spec"]);
+    assert_eq!(wp["spec"]["pluginConfig"]["proxy"], "waypoint");
+    rendered(&["render", "trafficextension", "--policy", s(&waypoint), "--url", url, "--waypoint-service", "nginx"]);
+    // A sidecar policy with a selector is still a WasmPlugin for those sidecars.
+    let sidecar = write(d.path(), "s.yaml", SIDECAR);
+    let wp = rendered(&["render", "wasmplugin", "--policy", s(&sidecar), "--url", url, "--selector", "app=nginx"]);
+    assert_eq!(wp["spec"]["selector"], json!({"matchLabels": {"app": "nginx"}}));
+}

@@ -8,7 +8,7 @@
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use super::{emit, wasmplugin_value, RenderError, WasmPluginArgs};
+use super::{emit, refuse_waypoint_selector, wasmplugin_value, RenderError, WasmPluginArgs};
 
 /// `spec` keys that stay at the top of a TrafficExtension; every other WasmPlugin key moves
 /// under `spec.wasm`.
@@ -44,24 +44,15 @@ pub struct TrafficExtensionArgs {
 pub fn trafficextension_value(a: &TrafficExtensionArgs) -> Result<Value, RenderError> {
     let mut plugin = wasmplugin_value(&a.plugin)?;
     let proxy_is_waypoint = plugin["spec"]["pluginConfig"]["proxy"] == "waypoint";
-    match (&a.waypoint_service, proxy_is_waypoint) {
-        (Some(svc), false) => {
-            return Err(RenderError::Unsafe(format!(
-                "--waypoint-service {svc}: {} does not set `proxy: waypoint`. At a waypoint the filter runs behind \
-                 the HBONE listener and sees no client certificate, so a sidecar policy would deny every request \
-                 with no_peer_certificate. Add `proxy: waypoint` to the policy (docs/policy.md \"Ambient waypoints\").",
-                a.plugin.policy.display()
-            )))
-        }
-        (None, true) if !a.plugin.selector.is_empty() => {
-            return Err(RenderError::Usage(format!(
-                "{} sets `proxy: waypoint`, but --selector attaches to sidecars, and a waypoint ignores `selector`: \
-                 use --waypoint-service SERVICE (or --gateway WAYPOINT)",
-                a.plugin.policy.display()
-            )))
-        }
-        _ => {}
+    if let (Some(svc), false) = (&a.waypoint_service, proxy_is_waypoint) {
+        return Err(RenderError::Unsafe(format!(
+            "--waypoint-service {svc}: {} does not set `proxy: waypoint`. At a waypoint the filter runs behind \
+             the HBONE listener and sees no client certificate, so a sidecar policy would deny every request \
+             with no_peer_certificate. Add `proxy: waypoint` to the policy (docs/policy.md \"Ambient waypoints\").",
+            a.plugin.policy.display()
+        )));
     }
+    refuse_waypoint_selector(&a.plugin, &plugin, "use --waypoint-service SERVICE (or --gateway WAYPOINT)")?;
     let Value::Object(plugin_spec) = plugin["spec"].take() else {
         return Err(RenderError::Usage("internal: the WasmPlugin has no spec".into()));
     };
