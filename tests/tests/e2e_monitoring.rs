@@ -1,9 +1,11 @@
 //! The monitoring pack in deploy/monitoring against real parts: a Prometheus server (Debian's
 //! `prometheus`) scrapes a real Envoy running peerguard, with the shipped alerting rules (their
 //! windows shortened to seconds), while clients get denied and fail TLS handshakes; the expected
-//! alerts must fire through Prometheus's HTTP API within a minute. The Grafana dashboard may name
-//! only metrics that scrape returned. Fails (never skips) when Envoy, the module or Prometheus is
-//! missing, with how to get them.
+//! alerts must fire through Prometheus's HTTP API within a minute. A second Envoy, with CRL sources
+//! (one good whose CRL goes stale, one serving garbage, one down) and no traffic, is scraped too,
+//! so the CRL source alerts must fire for exactly those sources. The Grafana dashboard and the
+//! rules may name only metrics those scrapes returned. Fails (never skips) when Envoy, the module
+//! or Prometheus is missing, with how to get them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -12,14 +14,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use peerguard_certkit::{Ca, CaSpec, CrlSpec, DnType};
 use peerguard_e2e::certs::{DemoCa, LeafSpec};
 use peerguard_e2e::client::{Client, Request};
+use peerguard_e2e::crl_server::CrlServer;
 use peerguard_e2e::demo::Stack;
+use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
 use peerguard_e2e::repo_root;
-use serde_json::Value;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
 
-/// The alerts the traffic below must make fire.
-const EXPECTED: [&str; 2] = ["PeerguardCertificateDenials", "EnvoyMtlsHandshakeFailures"];
+/// The alerts the traffic and the CRL sources below must make fire.
+const EXPECTED: [&str; 4] = [
+    "PeerguardCertificateDenials",
+    "EnvoyMtlsHandshakeFailures",
+    "PeerguardCrlSourceFetchFailing",
+    "PeerguardCrlSourceStale",
+];
+/// The sources each CRL alert must fire for, and only for.
+const CRL_ALERTS: [(&str, &[&str]); 2] =
+    [("PeerguardCrlSourceFetchFailing", &["down", "garbage"]), ("PeerguardCrlSourceStale", &["good"])];
+/// How far away the good source's nextUpdate is when its CRL is made: it goes stale within the test.
+const NEXT_UPDATE_SECS: i64 = 4;
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn monitoring(file: &str) -> PathBuf {
@@ -71,13 +87,16 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(dir: &Path, admin_port: u16, rules: &str) -> Prometheus {
+    /// Scrapes `/stats/prometheus` of the Envoys with these admin ports, as one job.
+    fn start(dir: &Path, admin_ports: &[u16], rules: &str) -> Prometheus {
         std::fs::write(dir.join("rules.yaml"), rules).unwrap();
+        let targets: Vec<String> = admin_ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let targets = targets.join(", ");
         let config = format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
              rule_files: [rules.yaml]\n\
              scrape_configs:\n\
-             - job_name: peerguard\n  metrics_path: /stats/prometheus\n  static_configs: [{{targets: ['127.0.0.1:{admin_port}']}}]\n"
+             - job_name: peerguard\n  metrics_path: /stats/prometheus\n  static_configs: [{{targets: [{targets}]}}]\n"
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let port = free_port();
@@ -102,15 +121,28 @@ impl Prometheus {
         (r.status == 200).then(|| serde_json::from_str(&r.body_text()).ok()).flatten()
     }
 
-    fn firing(&self) -> BTreeSet<String> {
+    /// The firing alerts: (alertname, its `source` label or "").
+    fn firing_with_source(&self) -> BTreeSet<(String, String)> {
         let Some(v) = self.api("/api/v1/alerts") else { return BTreeSet::new() };
         v["data"]["alerts"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|a| a["state"] == "firing")
-            .filter_map(|a| a["labels"]["alertname"].as_str().map(String::from))
+            .filter_map(|a| {
+                let name = a["labels"]["alertname"].as_str()?;
+                Some((name.to_owned(), a["labels"]["source"].as_str().unwrap_or("").to_owned()))
+            })
             .collect()
+    }
+
+    fn firing(&self) -> BTreeSet<String> {
+        self.firing_with_source().into_iter().map(|(name, _)| name).collect()
+    }
+
+    /// The sources `alert` fires for.
+    fn firing_sources(&self, alert: &str) -> BTreeSet<String> {
+        self.firing_with_source().into_iter().filter(|(name, _)| name == alert).map(|(_, s)| s).collect()
     }
 
     /// Prometheus's log (it writes to stderr) and what it says about the rules and the target.
@@ -239,6 +271,50 @@ fn dashboard_exprs() -> Vec<String> {
     out
 }
 
+/// A second Envoy whose policy fetches three CRL sources every second and which gets no
+/// requests: `good` serves a CRL signed by the policy's trust anchor whose nextUpdate is
+/// [`NEXT_UPDATE_SECS`] away (installed, then answered 304, then stale), `garbage` serves bytes
+/// that are no CRL (refused), and `down` is a port nothing listens on any more (failed).
+struct CrlSources {
+    envoy: Envoy,
+    _good: CrlServer,
+    _garbage: CrlServer,
+}
+
+impl CrlSources {
+    fn start(stack: &Stack, dir: &Path) -> CrlSources {
+        let day = Duration::from_secs(86_400);
+        let subject = vec![(DnType::CommonName, "monitoring CRL CA".to_owned())];
+        let ca = Ca::self_signed(&CaSpec::around_now(subject, day, 365 * day)).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut spec = CrlSpec::new(now - Duration::from_secs(3600), now + time::Duration::seconds(NEXT_UPDATE_SECS));
+        spec.number = 1;
+        let good = CrlServer::start(ca.crl(&spec).unwrap().as_bytes()).unwrap();
+        let garbage = CrlServer::start(b"not a CRL").unwrap();
+        let down_port = CrlServer::start(b"").unwrap().port(); // dropped at once: stopped, port closed
+        let source = |name: &str| json!({"name": name, "cluster": format!("route-crl-{name}"), "path": "/ca.crl", "refresh": "1s", "timeout": "1s"});
+        let policy = json!({
+            "certificate": {"trustAnchors": [ca.cert_pem()], "crlSources": [source("good"), source("garbage"), source("down")]},
+        });
+        let tls = ListenerTls {
+            server_cert: stack.server.cert_path.clone(),
+            server_key: stack.server.key_path.clone(),
+            trusted_ca: stack.ca.cert_path.clone(),
+            require_client_certificate: false,
+        };
+        // The routes only make the clusters; no request is sent to them.
+        let config = EnvoyConfig::new(stack.upstream.port(), Some(tls))
+            .with_route("crl-good", "/__crl-good", good.port())
+            .with_route("crl-garbage", "/__crl-garbage", garbage.port())
+            .with_route("crl-down", "/__crl-down", down_port)
+            .with_policy(&policy.to_string());
+        let envoy_dir = dir.join("crl-envoy");
+        std::fs::create_dir_all(&envoy_dir).unwrap();
+        let envoy = Envoy::start(&config, &envoy_dir).unwrap();
+        CrlSources { envoy, _good: good, _garbage: garbage }
+    }
+}
+
 #[test]
 fn dashboard_is_valid_grafana_json_with_a_panel_for_each_concern() {
     let v: Value =
@@ -246,7 +322,7 @@ fn dashboard_is_valid_grafana_json_with_a_panel_for_each_concern() {
     assert!(v["title"].is_string() && v["uid"].is_string() && v["schemaVersion"].is_u64(), "dashboard envelope");
     let titles: Vec<String> =
         v["panels"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap().to_lowercase()).collect();
-    for want in ["decisions", "denies by reason", "policy", "handshake", "expir"] {
+    for want in ["decisions", "denies by reason", "policy", "handshake", "expir", "per identity", "crl source"] {
         assert!(titles.iter().any(|t| t.contains(want)), "no panel about {want:?} in {titles:?}");
     }
     let exprs = dashboard_exprs();
@@ -291,8 +367,9 @@ fn alerts_fire_in_a_real_prometheus_scraping_a_real_envoy_with_peerguard() {
     let rogue = DemoCa::create_named(dir.path(), "rogue-ca", "rogue CA").unwrap();
     let rogue_leaf = rogue.issue("rogue", &LeafSpec::workload("frontend", "web")).unwrap();
     let rogue_client = Client::mtls(&stack.ca.cert_path, &rogue_leaf.cert_path, &rogue_leaf.key_path).unwrap();
+    let crl = CrlSources::start(&stack, dir.path());
     let rules = fast_rules(&std::fs::read_to_string(monitoring("peerguard-rules.yaml")).unwrap());
-    let prom = Prometheus::start(dir.path(), admin, &rules);
+    let prom = Prometheus::start(dir.path(), &[admin, crl.envoy.admin_addr().port()], &rules);
     let start = Instant::now();
     let mut handshake_refused = 0;
     let mut firing = BTreeSet::new();
@@ -308,7 +385,8 @@ fn alerts_fire_in_a_real_prometheus_scraping_a_real_envoy_with_peerguard() {
             }
         }
         firing = prom.firing();
-        if EXPECTED.iter().all(|a| firing.contains(*a)) {
+        let crl_complete = CRL_ALERTS.iter().all(|(a, want)| prom.firing_sources(a).len() >= want.len());
+        if EXPECTED.iter().all(|a| firing.contains(*a)) && crl_complete {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -322,6 +400,13 @@ fn alerts_fire_in_a_real_prometheus_scraping_a_real_envoy_with_peerguard() {
         prometheus.display()
     );
     eprintln!("alerts {firing:?} fired after {:?}", start.elapsed());
+    // The CRL alerts name exactly the sources that fail or went stale: never the good source
+    // for failing fetches (its fetches succeed or are answered 304).
+    for (alert, want) in CRL_ALERTS {
+        let got = prom.firing_sources(alert);
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, want, "{alert}\n{}\ncrl envoy log:\n{}", prom.report(), crl.envoy.log_tail(30));
+    }
     // No alert that the traffic does not justify: the policy is valid, no certificate expires.
     for quiet in ["PeerguardConfigInvalid", "PeerguardClientCertificatesExpiring"] {
         assert!(!firing.contains(quiet), "{quiet} fired\n{}", prom.report());
