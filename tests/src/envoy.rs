@@ -457,8 +457,10 @@ mod tests {
 
     #[test]
     fn bootstrap_with_policy_embeds_the_json_as_a_string_value() {
-        let cfg =
-            EnvoyConfig::new(1234, None).with_policy(r#"{"mtls":"strict"}"#).with_wasm(Path::new("/x/peerguard.wasm"));
+        let cfg = EnvoyConfig::new(1234, None)
+            .with_policy(r#"{"mtls":"strict"}"#)
+            .with_wasm(Path::new("/x/peerguard.wasm"))
+            .with_build(Build::Wasm);
         let v = cfg.bootstrap().unwrap();
         let wasm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
             ["http_filters"][0]["typed_config"]["config"];
