@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use peerguard_filter::envoy_config::{stats_tags, WasmFilter, DEFAULT_NAME};
+use peerguard_filter::envoy_config::{stats_tags, NativeFilter, WasmFilter, DEFAULT_NAME, NATIVE_SEARCH_PATH_ENV};
 use peerguard_policy::ConfigErrors;
 use serde_json::{json, Value};
 
@@ -108,9 +108,16 @@ certificate, so that peerguard's chain check gives a reason instead of a handsha
 refused unless the policy has certificate.trustAnchors or certificate.trustBundles: without them,
 nothing checks who signed the certificate, and any self-made certificate passes.
 
+--native runs the native build (an Envoy dynamic module, `just build-native`) instead of the Wasm
+module: the same policy, decisions, counters and audit lines. Envoy loads libpeerguard_native.so
+from the directory in ENVOY_DYNAMIC_MODULES_SEARCH_PATH; the module only runs on the Envoy
+version it was built for (README \"The native build\").
+
 Example:
   peerguard render envoy --policy envoy/policy.yaml > my-inbound.yaml
-  envoy --mode validate -c my-inbound.yaml && envoy -c my-inbound.yaml";
+  envoy --mode validate -c my-inbound.yaml && envoy -c my-inbound.yaml
+  peerguard render envoy --native --policy envoy/policy.yaml > my-native.yaml
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=dist envoy -c my-native.yaml";
 
 const OCI_HELP: &str = "\
 Example:
@@ -188,6 +195,10 @@ pub struct EnvoyArgs {
     /// The filter's root_id (Istio's pluginName)
     #[arg(long, default_value = "peerguard")]
     pub plugin_name: String,
+    /// Run the native build (dynamic module libpeerguard_native.so, found through
+    /// ENVOY_DYNAMIC_MODULES_SEARCH_PATH) instead of the Wasm module
+    #[arg(long, conflicts_with_all = ["wasm", "plugin_name"])]
+    pub native: bool,
     /// Write here instead of stdout
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -436,7 +447,11 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
                                     "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]}]
                             },
                             "http_filters": [
-                                WasmFilter::new(&a.wasm, &policy_json).named(&a.plugin_name).http_filter(DEFAULT_NAME),
+                                if a.native {
+                                    NativeFilter { configuration: &policy_json }.http_filter(DEFAULT_NAME)
+                                } else {
+                                    WasmFilter::new(&a.wasm, &policy_json).named(&a.plugin_name).http_filter(DEFAULT_NAME)
+                                },
                                 {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
                             ]
                         }
@@ -455,7 +470,12 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
 
 fn envoy(a: &EnvoyArgs) -> Result<String, RenderError> {
     let v = envoy_value(a)?;
-    Ok(format!("# Rendered by `peerguard render envoy` from {}\n{}", a.policy.display(), yaml(&v)?))
+    let run = if a.native {
+        format!("\n# The native build: run with {NATIVE_SEARCH_PATH_ENV}=<directory of libpeerguard_native.so> (`just build-native` puts it in dist/).")
+    } else {
+        String::new()
+    };
+    Ok(format!("# Rendered by `peerguard render envoy` from {}{run}\n{}", a.policy.display(), yaml(&v)?))
 }
 
 fn oci_cmd(a: &OciArgs) -> Result<String, RenderError> {

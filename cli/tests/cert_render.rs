@@ -358,6 +358,28 @@ fn render_envoy_embeds_the_policy_as_a_string_value_and_passes_envoy_validate() 
     peerguard_e2e::sidecar::validate(&cfg, &root).unwrap();
 }
 
+#[test]
+fn render_envoy_native_loads_the_dynamic_module_with_the_same_policy_and_passes_envoy_validate() {
+    let root = peerguard_e2e::repo_root();
+    let d = tempfile::tempdir().unwrap();
+    let policy = policy_file(d.path());
+    let cfg = d.path().join("native.yaml");
+    peerguard_e2e::envoy::native_path().unwrap();
+    ok(&["render", "envoy", "--native", "--policy", s(&policy), "--out", s(&cfg)]);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("ENVOY_DYNAMIC_MODULES_SEARCH_PATH"), "{text}");
+    let doc = parse_yaml_docs(&text).unwrap().remove(0);
+    let filter = &rendered_hcm(&doc)["http_filters"][0]["typed_config"];
+    assert_eq!(filter["@type"], peerguard_filter::envoy_config::NATIVE_TYPE_URL);
+    assert_eq!(filter["dynamic_module_config"]["name"], "peerguard_native");
+    let embedded: Value = serde_json::from_str(filter["filter_config"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(embedded["policies"][0]["name"], "a");
+    // The wasm path and plugin name belong to the Wasm filter: refused with --native.
+    let bad = peerguard(&["render", "envoy", "--native", "--policy", s(&policy), "--wasm", "x.wasm"]);
+    assert_ne!(bad.code, 0);
+    peerguard_e2e::sidecar::validate(&cfg, &root).unwrap();
+}
+
 /// The HTTP connection manager of a rendered inbound config.
 fn rendered_hcm(doc: &Value) -> &Value {
     &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
