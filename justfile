@@ -26,7 +26,7 @@ up *ARGS: build
 
 # Benchmark: peerguard vs no filter vs native RBAC vs Lua vs the wasm floor, interleaved rounds
 # (args: --quick for about a minute; --help for the rest). Table on stdout; JSON, markdown, PNG in target/bench/
-bench *ARGS: build
+bench *ARGS: build build-native
     scripts/build-wasm.sh floor
     ENVOY_BIN="$(scripts/ensure-envoy.sh)" cargo run -q --release -p peerguard-bench -- {{ARGS}}
 

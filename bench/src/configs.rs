@@ -3,7 +3,7 @@
 //! Every policy allows one principal per rule on paths under `/api/`, and the client matches only
 //! the LAST rule: a linear scan pays for every rule, an index does not.
 
-use peerguard_filter::envoy_config::WasmFilter;
+use peerguard_filter::envoy_config::{NativeFilter, WasmFilter};
 use serde_json::{json, Value};
 
 use crate::certs::CLIENT_SPIFFE;
@@ -29,6 +29,11 @@ pub enum Kind {
     WasmFloorReads,
     /// peerguard with `rules` rules of a realistic shape other than one exact principal.
     PeerguardShape(Shape),
+    /// The native build (Envoy dynamic module, `just build-native`) with `rules` rules.
+    PeerguardNative,
+    /// The native build with the full certificate checks of [`Kind::PeerguardFullCert`]; the
+    /// certificate comes from the digest-bound XFCC element Envoy sets (SANITIZE_SET, cert: true).
+    PeerguardNativeFullCert,
 }
 
 /// Rule shapes the scale curve also runs: each needs its own index to stay flat.
@@ -104,6 +109,7 @@ impl Config {
             Kind::PeerguardShape(shape) => {
                 (format!("shape-{}-{rules}", shape.name()), format!("peerguard, {rules} {} rules", shape.name()))
             }
+            Kind::PeerguardNative | Kind::PeerguardNativeFullCert => native_id_label(kind, rules),
         };
         Config { id, label, kind, rules, upstream: None }
     }
@@ -120,6 +126,23 @@ impl Config {
         c.upstream = Some(load);
         c
     }
+}
+
+/// Id and label of the native build's configurations.
+fn native_id_label(kind: Kind, rules: usize) -> (String, String) {
+    if kind == Kind::PeerguardNativeFullCert {
+        (
+            format!("native-full-{rules}"),
+            format!("peerguard native, {rules} rules + full cert checks (chain, 10k CRL, cert from XFCC)"),
+        )
+    } else {
+        (format!("native-{rules}"), format!("peerguard native (dynamic module), {rules} rules"))
+    }
+}
+
+/// The native build's HTTP filter running `configuration`.
+pub fn native_filter(configuration: &str) -> Value {
+    NativeFilter { configuration }.http_filter("peerguard")
 }
 
 /// The principal of rule `i` of `n` (without `spiffe://`): only the last one is the client.

@@ -47,6 +47,17 @@ pub fn bootstrap(pki: &Pki, http_filters: &[Value]) -> Value {
     })
 }
 
+/// [`bootstrap`] with Envoy setting a fresh XFCC header carrying the client certificate
+/// (`SANITIZE_SET`, `cert: true`), which the native build needs for certificate checks: the
+/// dynamic-module ABI gives the certificate's digest and SANs, not the certificate.
+pub fn bootstrap_with_xfcc(pki: &Pki, http_filters: &[Value]) -> Value {
+    let mut b = bootstrap(pki, http_filters);
+    let hcm = &mut b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm["forward_client_cert_details"] = json!("SANITIZE_SET");
+    hcm["set_current_client_cert_details"] = json!({"cert": true, "chain": true});
+    b
+}
+
 /// The Envoy under test, started by the test kit's launcher (hard timeout, stopped by PID on drop).
 pub struct Envoy {
     process: launcher::Envoy,

@@ -121,6 +121,7 @@ impl Options {
             out.push(Config::new(Kind::Rbac, n));
             out.push(Config::new(Kind::Peerguard, n));
         }
+        out.extend(self.native_configs());
         if self.extended {
             out.extend(self.scale_and_latency_configs());
         }
@@ -132,6 +133,15 @@ impl Options {
 }
 
 impl Options {
+    /// The native build at every scale, beside RBAC `rules` and (extended) RBAC `matcher`, and
+    /// with the full certificate checks at the first scale.
+    pub fn native_configs(&self) -> Vec<Config> {
+        let mut out: Vec<Config> = self.scale.iter().map(|&n| Config::new(Kind::PeerguardNative, n)).collect();
+        let base = self.scale.first().copied().unwrap_or(10);
+        out.push(Config::new(Kind::PeerguardNativeFullCert, base));
+        out
+    }
+
     /// RBAC at its best (the matcher's exact map) at every scale, peerguard's other rule shapes
     /// at every scale, the floor filter making 2..4 property reads (per host call cost), and the
     /// latency mode: no filter at its maximum through the upstream, then no filter, the floor and
@@ -305,7 +315,11 @@ fn prepare(opts: &Options, pki: &Pki, config: &Config) -> Result<Prepared> {
             &pg_wasm,
             &configs::peerguard_policy(config.rules, None).to_string(),
         )]),
-        Kind::PeerguardCertChecks | Kind::PeerguardFullCert => {
+        Kind::PeerguardNative => match peerguard_e2e::envoy::native_path() {
+            Ok(_) => Ok(vec![configs::native_filter(&configs::peerguard_policy(config.rules, None).to_string())]),
+            Err(e) => Err(format!("{e:#}")),
+        },
+        Kind::PeerguardCertChecks | Kind::PeerguardFullCert | Kind::PeerguardNativeFullCert => {
             let facts = peerguard_policy::CertFacts::from_der(&pki.client_der)
                 .map_err(|e| anyhow::anyhow!("parse the client certificate: {e:?}"))?;
             let base = json!({
@@ -321,7 +335,8 @@ fn prepare(opts: &Options, pki: &Pki, config: &Config) -> Result<Prepared> {
             // The full configuration asks for a CRL of `crl_entries`; when the engine refuses that
             // (an input limit, say), the largest smaller CRL it accepts is measured and the
             // refusal is reported, never hidden.
-            let sizes: Vec<usize> = if config.kind == Kind::PeerguardFullCert {
+            let full = matches!(config.kind, Kind::PeerguardFullCert | Kind::PeerguardNativeFullCert);
+            let sizes: Vec<usize> = if full {
                 [opts.crl_entries, 5_000, 2_000, 1_000].into_iter().filter(|&n| n <= opts.crl_entries).collect()
             } else {
                 vec![0]
@@ -330,7 +345,7 @@ fn prepare(opts: &Options, pki: &Pki, config: &Config) -> Result<Prepared> {
             let mut chosen = None;
             for n in sizes {
                 let mut cert = base.clone();
-                if config.kind == Kind::PeerguardFullCert {
+                if full {
                     cert["trustAnchors"] = json!([pki.ca_pem]);
                     cert["crls"] = json!([pki.crl_pem(n)?]);
                     cert["revocation"] = json!({"depth": "chain", "unknownStatus": "deny"});
@@ -356,12 +371,21 @@ fn prepare(opts: &Options, pki: &Pki, config: &Config) -> Result<Prepared> {
                     if config.kind == Kind::PeerguardFullCert && n != opts.crl_entries {
                         config.label =
                             format!("peerguard, {} rules + full cert checks (chain, {n}-entry CRL)", config.rules);
+                    } else if full && n != opts.crl_entries {
+                        config.label = format!("{} ({n}-entry CRL)", config.label);
                     }
-                    Ok(vec![configs::wasm_filter("peerguard", &pg_wasm, &policy)])
+                    if config.kind == Kind::PeerguardNativeFullCert {
+                        Ok(vec![configs::native_filter(&policy)])
+                    } else {
+                        Ok(vec![configs::wasm_filter("peerguard", &pg_wasm, &policy)])
+                    }
                 }
                 None => Err(format!("not available: {}", note.clone().unwrap_or_default())),
             };
-            return Ok(Prepared { config, bootstrap: filters.map(|f| envoy::bootstrap(pki, &f)), note });
+            let native = config.kind == Kind::PeerguardNativeFullCert;
+            let bootstrap =
+                filters.map(|f| if native { envoy::bootstrap_with_xfcc(pki, &f) } else { envoy::bootstrap(pki, &f) });
+            return Ok(Prepared { config, bootstrap, note });
         }
     };
     Ok(Prepared { config: config.clone(), bootstrap: filters.map(|f| envoy::bootstrap(pki, &f)), note: None })
