@@ -65,20 +65,29 @@ pub fn program_init() {
 pub fn config_new(envoy: &EnvoyConfig, _name: &[u8], raw: &[u8]) -> Arc<Config> {
     let host = ConfigHost(envoy);
     let counters = Counters::define_all(&host);
-    let engine = configure::compile(raw);
+    let engine = compile(raw);
     if let Ok(e) = &engine {
         for name in e.policy_names() {
             counters.define_policy(&host, name);
         }
-        if !e.crl_sources().is_empty() {
-            log::warn!(
-                "peerguard: the native build does not fetch crlSources; certificates they cover are refused until \
-                 it does (use the Wasm build for CRL sources)"
-            );
-        }
     }
     configure::report(&engine, BUILD, &counters, &host, host.now_unix());
     Arc::new(Config { policy: raw.to_vec(), first: Mutex::new(Some(engine)), counters: Mutex::new(counters) })
+}
+
+/// The policy as the Wasm build compiles it, except that `crlSources` is refused: this build does
+/// not fetch CRLs, and running without them would leave revocation to `unknownStatus` (`allow`
+/// unless set), so a policy that relies on them fails closed with 503 `config_invalid`.
+fn compile(raw: &[u8]) -> Result<Engine, ConfigErrors> {
+    let engine = configure::compile(raw)?;
+    if engine.crl_sources().is_empty() {
+        Ok(engine)
+    } else {
+        Err(ConfigErrors::one(
+            ".certificate.crlSources",
+            "the native build does not fetch CRL sources; use the Wasm build, or certificate.crls",
+        ))
+    }
 }
 
 /// A new stream: this thread's worker for `config`, built on the thread's first stream of it.
@@ -98,7 +107,7 @@ fn worker_for(config: &Arc<Config>) -> Rc<Worker> {
             Ok(mut first) => first.take(),
             Err(_) => None,
         }
-        .unwrap_or_else(|| configure::compile(&config.policy));
+        .unwrap_or_else(|| compile(&config.policy));
         let counters = match config.counters.lock() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
