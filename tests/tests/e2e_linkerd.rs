@@ -14,11 +14,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use peerguard_e2e::client::{Client, Request, Response};
-use peerguard_e2e::envoy::{default_timeout, wasm_path, Envoy};
+use peerguard_e2e::envoy::{default_timeout, native_path, wasm_path, Build, Envoy};
 use peerguard_e2e::istio_schema::load_yaml_docs;
 use peerguard_e2e::repo_root;
 use peerguard_e2e::standalone::rewrite_ports;
 use peerguard_e2e::upstream::EchoServer;
+use peerguard_filter::envoy_config::NativeFilter;
 use serde_json::{json, Value};
 
 const FRONTEND: &str = "frontend.web.serviceaccount.identity.linkerd.cluster.local";
@@ -45,6 +46,12 @@ fn ingress(dir: &Path, upstream: u16, policy: Option<&Value>, use_remote_address
     wasm["vm_config"]["code"]["local"]["filename"] = json!(wasm_path().unwrap().display().to_string());
     if let Some(p) = policy {
         wasm["configuration"]["value"] = json!(p.to_string());
+    }
+    // The same filter in the native build when `PEERGUARD_BUILD=native` (README "The native build").
+    if Build::from_env().unwrap() == Build::Native {
+        native_path().unwrap();
+        let configuration = wasm["configuration"]["value"].as_str().unwrap().to_owned();
+        hcm["http_filters"][0]["typed_config"] = NativeFilter { configuration: &configuration }.typed_config();
     }
     std::fs::create_dir_all(dir).unwrap();
     Envoy::start_yaml(&doc.to_string(), dir, default_timeout(), "info", None).unwrap()
