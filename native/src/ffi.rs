@@ -466,68 +466,44 @@ extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
 }
 
 // The hooks below do nothing for peerguard; Envoy 1.40 refuses a module that lacks them.
-// Their extra arguments (after the two pointers) are left undeclared: under the C calling
-// convention the callee may ignore trailing arguments.
+// Their extra arguments (after the two pointers, or the end-of-stream flag) are left undeclared:
+// under the C calling convention the callee may ignore trailing arguments.
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_request_body(_: *mut c_void, _: *const c_void, _: bool) -> u32 {
-    CONTINUE
+/// Hooks that let the stream continue (`*_status_Continue`).
+macro_rules! continue_hooks {
+    ($($name:ident($($arg:ty),*);)*) => {$(
+        #[no_mangle]
+        extern "C" fn $name($(_: $arg),*) -> u32 {
+            CONTINUE
+        }
+    )*};
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_: *mut c_void, _: *const c_void) -> u32 {
-    CONTINUE
+/// Hooks with nothing to do and nothing to return.
+macro_rules! empty_hooks {
+    ($($name:ident;)*) => {$(
+        #[no_mangle]
+        extern "C" fn $name(_: *mut c_void, _: *const c_void) {}
+    )*};
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(_: *mut c_void, _: *const c_void, _: bool) -> u32 {
-    CONTINUE
+continue_hooks! {
+    envoy_dynamic_module_on_http_filter_request_body(*mut c_void, *const c_void, bool);
+    envoy_dynamic_module_on_http_filter_request_trailers(*mut c_void, *const c_void);
+    envoy_dynamic_module_on_http_filter_response_headers(*mut c_void, *const c_void, bool);
+    envoy_dynamic_module_on_http_filter_response_body(*mut c_void, *const c_void, bool);
+    envoy_dynamic_module_on_http_filter_response_trailers(*mut c_void, *const c_void);
 }
 
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_response_body(_: *mut c_void, _: *const c_void, _: bool) -> u32 {
-    CONTINUE
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_: *mut c_void, _: *const c_void) -> u32 {
-    CONTINUE
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(_: *mut c_void, _: *const c_void) {}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
-    _: *mut c_void,
-    _: *const c_void,
-) {
-}
-
-#[no_mangle]
-extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
-    _: *mut c_void,
-    _: *const c_void,
-) {
+empty_hooks! {
+    envoy_dynamic_module_on_http_filter_stream_complete;
+    envoy_dynamic_module_on_http_filter_http_callout_done;
+    envoy_dynamic_module_on_http_filter_http_stream_headers;
+    envoy_dynamic_module_on_http_filter_http_stream_data;
+    envoy_dynamic_module_on_http_filter_http_stream_trailers;
+    envoy_dynamic_module_on_http_filter_http_stream_complete;
+    envoy_dynamic_module_on_http_filter_http_stream_reset;
+    envoy_dynamic_module_on_http_filter_scheduled;
+    envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark;
+    envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark;
 }
