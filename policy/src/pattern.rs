@@ -133,9 +133,10 @@ impl StringMatcher {
         m
     }
 
-    /// The exact values only when the matcher has no wildcard pattern; used for indexing.
-    pub fn exact_only(&self) -> Option<&FnvHashSet<String>> {
-        (self.prefixes.is_empty() && self.suffixes.is_empty() && !self.present).then_some(&self.exact)
+    /// The exact values and the prefixes when the matcher has no suffix and no `*`; used for
+    /// indexing (a prefix is never empty: a lone `*` is presence).
+    pub fn exact_and_prefixes(&self) -> Option<(&FnvHashSet<String>, &[String])> {
+        (self.suffixes.is_empty() && !self.present).then_some((&self.exact, self.prefixes.as_slice()))
     }
 
     /// Whether a present value matches any pattern. An absent value never matches.
@@ -199,9 +200,12 @@ mod tests {
     }
 
     #[test]
-    fn exact_only_is_reported_only_without_wildcards() {
-        assert!(m(&["a", "b"]).exact_only().is_some());
-        assert!(m(&["a", "b*"]).exact_only().is_none());
-        assert!(m(&["*"]).exact_only().is_none());
+    fn exact_and_prefixes_are_reported_only_without_suffixes_or_presence() {
+        let both = m(&["a", "b*"]);
+        let (exact, prefixes) = both.exact_and_prefixes().unwrap();
+        assert!(exact.contains("a") && exact.len() == 1);
+        assert_eq!(prefixes, ["b".to_owned()]);
+        assert!(m(&["a", "*b"]).exact_and_prefixes().is_none());
+        assert!(m(&["*"]).exact_and_prefixes().is_none());
     }
 }
