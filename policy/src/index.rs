@@ -194,8 +194,8 @@ impl RuleSet {
         best.and_then(|id| self.rules.get(id as usize))
     }
 
-    /// The first matching rule by scanning every rule: what the index must agree with.
-    #[cfg(debug_assertions)]
+    /// The first matching rule by scanning every rule: what the index must agree with (called
+    /// only with debug assertions on).
     fn scan_first(&self, ctx: &EvalCtx<'_>) -> Option<u32> {
         self.rules.iter().position(|r| r.matches(ctx)).and_then(|i| u32::try_from(i).ok())
     }
