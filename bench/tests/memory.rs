@@ -8,13 +8,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use peerguard_bench::configs::{peerguard_policy, shape_policy, Shape};
 use peerguard_policy::Engine;
 
-/// Bytes currently allocated through the global allocator.
+/// Bytes currently allocated through the global allocator, their high-water mark (what a wasm
+/// VM's linear memory grows to and keeps), and the number of allocations.
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::SeqCst);
+        let now = LIVE.fetch_add(layout.size(), Ordering::SeqCst) + layout.size();
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
         System.alloc(layout)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -22,8 +27,10 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
         if new_size >= layout.size() {
-            LIVE.fetch_add(new_size - layout.size(), Ordering::SeqCst);
+            let now = LIVE.fetch_add(new_size - layout.size(), Ordering::SeqCst) + new_size - layout.size();
+            PEAK.fetch_max(now, Ordering::SeqCst);
         } else {
             LIVE.fetch_sub(layout.size() - new_size, Ordering::SeqCst);
         }
@@ -34,11 +41,15 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Heap the compiled engine keeps (the JSON text is made before and dropped after).
+/// Heap the compiled engine keeps (the JSON text is made before and dropped after); the peak
+/// while compiling is printed too.
 fn engine_heap(policy: &str) -> usize {
     let before = LIVE.load(Ordering::SeqCst);
+    PEAK.store(before, Ordering::SeqCst);
     let engine = Engine::from_json(policy).expect("the bench policy compiles");
     let after = LIVE.load(Ordering::SeqCst);
+    let peak = PEAK.load(Ordering::SeqCst).saturating_sub(before);
+    eprintln!("  compile peak {:.2} MiB over the {} bytes of JSON", peak as f64 / 1048576.0, policy.len());
     drop(engine);
     after.saturating_sub(before)
 }
@@ -65,8 +76,13 @@ fn report(what: &str, rows: &[(usize, usize)]) -> f64 {
 /// regression that stores every rule's matchers unboxed again (1,673 bytes a rule) fails here.
 const MAX_PER_RULE: f64 = 12.5 * 1048576.0 / 9_990.0;
 
-/// One test, so that no other test thread allocates while the counter is read.
+/// One test, so that no other test thread allocates while the counters are read.
 #[test]
+fn compiled_heap_per_vm_and_allocations_per_decision() {
+    every_rule_shape_stays_within_the_per_vm_heap_budget();
+    allocations_per_allowed_decision();
+}
+
 fn every_rule_shape_stays_within_the_per_vm_heap_budget() {
     let rows = measure(|n| peerguard_policy(n, None).to_string());
     assert!(rows[0].1 > 0, "the counting allocator saw no allocation: {rows:?}");
@@ -80,5 +96,32 @@ fn every_rule_shape_stays_within_the_per_vm_heap_budget() {
             "{}: {per_rule:.0} bytes per rule > {MAX_PER_RULE:.0}: {rows:?}",
             shape.name()
         );
+    }
+}
+
+/// Allocations an allowed decision makes on the request path (exact principal + path, 10 and
+/// 10,000 rules): each is a call into the module's allocator on every request.
+fn allocations_per_allowed_decision() {
+    use peerguard_policy::{Peer, PeerAttributes, Request};
+    let headers: Vec<(String, String)> = Vec::new();
+    let attrs = PeerAttributes {
+        uri_san: Some(peerguard_bench::certs::CLIENT_SPIFFE.to_string()),
+        dns_san: None,
+        subject: None,
+    };
+    let peer = Peer::Attributes(&attrs);
+    let req = Request { method: "GET", path: "/api/bench", host: "bench", port: None, sni: None, headers: &headers };
+    for n in [10, 10_000] {
+        let engine = Engine::from_json(&peerguard_policy(n, None).to_string()).unwrap();
+        assert!(engine.decide(&req, &peer, 0).allowed());
+        let before = ALLOCS.load(Ordering::SeqCst);
+        let rounds = 100;
+        for _ in 0..rounds {
+            std::hint::black_box(engine.decide(&req, &peer, 0));
+        }
+        let per = (ALLOCS.load(Ordering::SeqCst) - before) as f64 / f64::from(rounds);
+        eprintln!("{n} rules: {per:.1} allocations per allowed decision");
+        // The index keeps this flat: 10,000 rules must not allocate more per decision than 10.
+        assert!(per <= 40.0, "{per} allocations per decision at {n} rules");
     }
 }
