@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench -p peerguard-bench --bench shapes -- --warm-up-time 1 --measurement-time 2`
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // benchmark code: a policy that does not compile is a bug in the bench
+
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use peerguard_bench::certs::CLIENT_SPIFFE;
 use peerguard_bench::configs::{peerguard_policy, shape_policy, Shape};

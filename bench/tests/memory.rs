@@ -2,6 +2,8 @@
 //! (the main thread's and one per worker) compiles the policy once, so this is what a policy
 //! costs per VM. `just bench` shows the RSS side of the same figure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
