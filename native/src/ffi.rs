@@ -221,55 +221,37 @@ impl EnvoyConfig {
 pub struct EnvoyFilter(*mut c_void);
 
 impl EnvoyFilter {
-    /// The first value of a request header (`None` when absent).
-    pub fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+    /// The value at `index` of a request header (`None` past its last value, or when absent).
+    /// The one place that reads request headers through the ABI.
+    fn request_header_at(&self, name: &str, index: usize) -> Option<Vec<u8>> {
         let mut buf = EMPTY;
         let mut count = 0usize;
         // SAFETY: `self.0` is the filter pointer of the running hook; key, result and count are
-        // valid for the call.
+        // valid for the call, and `count` is written on every call that finds the key.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_get_header(
                 self.0,
                 REQUEST_HEADER,
                 ModuleBuffer::of(name.as_bytes()),
                 &mut buf,
-                0,
+                index,
                 &mut count,
             )
         };
-        if count == 0 {
+        if index >= count {
             return None;
         }
         copy_out(ok, buf)
     }
 
+    /// The first value of a request header (`None` when absent).
+    pub fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.request_header_at(name, 0)
+    }
+
     /// Every value of a request header, in order.
     pub fn request_header_values(&self, name: &str) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut count = 0usize;
-        let mut i = 0usize;
-        loop {
-            let mut buf = EMPTY;
-            // SAFETY: as in `request_header`; `count` is written on every call that finds the key.
-            let ok = unsafe {
-                envoy_dynamic_module_callback_http_get_header(
-                    self.0,
-                    REQUEST_HEADER,
-                    ModuleBuffer::of(name.as_bytes()),
-                    &mut buf,
-                    i,
-                    &mut count,
-                )
-            };
-            if i >= count {
-                return out;
-            }
-            match copy_out(ok, buf) {
-                Some(v) => out.push(v),
-                None => return out,
-            }
-            i += 1;
-        }
+        (0..).map_while(|i| self.request_header_at(name, i)).collect()
     }
 
     /// Replaces every copy of a request header with one value, or removes it (`None`).
