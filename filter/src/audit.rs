@@ -1,6 +1,6 @@
 //! One JSON audit line per deny, would-deny and AUDIT match, rate-limited per worker.
 
-use peerguard_policy::{Decision, PreparedCert};
+use peerguard_policy::{rfc3339, Decision, PreparedCert};
 use serde_json::json;
 
 /// Lines allowed per window, per worker.
@@ -46,26 +46,6 @@ pub struct AuditRequest<'a> {
     pub host: &'a str,
     /// `x-request-id`
     pub request_id: Option<&'a str>,
-}
-
-/// Formats Unix seconds as an RFC 3339 UTC timestamp (`2026-11-29T08:15:00Z`).
-///
-/// Done by hand from the host clock's seconds: the wasm build has no time zone database and
-/// needs none, and the conversion is Howard Hinnant's `civil_from_days`
-/// (<https://howardhinnant.github.io/date_algorithms.html#civil_from_days>).
-pub fn rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// The line written when a window opens after lines were dropped: how many, and since when.
@@ -129,15 +109,6 @@ mod tests {
         assert_eq!(l.admit(10), (false, 0));
         assert_eq!(l.admit(11), (true, 2));
         assert_eq!(l.admit(11), (true, 0));
-    }
-
-    #[test]
-    fn rfc3339_formats_utc_from_unix_seconds() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod sigalg;
 mod sources;
 mod spiffe;
 mod template;
+mod timestamp;
 pub mod xfcc;
 
 pub use cache::CertCache;
@@ -57,3 +58,4 @@ pub use pem::{pem_certificates, percent_decode};
 pub use reason::Reason;
 pub use request::{HeaderSource, Request, RequestSource};
 pub use spiffe::{SpiffeId, SpiffeIdError};
+pub use timestamp::rfc3339;
