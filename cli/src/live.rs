@@ -15,7 +15,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use peerguard_filter::envoy_config::WasmFilter;
+use peerguard_filter::envoy_config::{
+    NativeFilter, WasmFilter, NATIVE_MODULE_NAME, NATIVE_SEARCH_PATH_ENV, NATIVE_TYPE_URL, WASM_TYPE_URL,
+};
 use peerguard_policy::CertFacts;
 use serde_json::{json, Value};
 
@@ -87,20 +89,30 @@ pub enum LiveCommand {
 
 const INIT_HELP: &str = "\
 DIR (default .run/live, relative to where Envoy runs) receives:
-  ecds/peerguard.yaml   the ECDS discovery response: the peerguard Wasm filter with POLICY
+  ecds/peerguard.yaml   the ECDS discovery response: the peerguard filter (Wasm, or with --native
+                        the dynamic module) with POLICY
   sds/server.yaml       the SDS secret naming server-certs/cert.pem and key.pem
   server-certs/         cert.pem and key.pem behind a ..data symlink (a Kubernetes Secret's layout)
 
-Example (from the repository root; envoy/live-reload.yaml reads .run/live):
+Envoy's `peerguard` filter must take its config by ECDS from that file, with the build's type URL
+in `config_discovery.type_urls` (envoy/live-reload.yaml allows both builds). The native build is
+libpeerguard_native.so, which Envoy loads from the directory in ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+
+Examples (from the repository root; envoy/live-reload.yaml reads .run/live):
   peerguard live init --policy envoy/policy.yaml
-  envoy -c envoy/live-reload.yaml --disable-hot-restart";
+  envoy -c envoy/live-reload.yaml --disable-hot-restart
+
+  peerguard live init --native --policy envoy/policy.yaml
+  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=dist envoy -c envoy/live-reload.yaml --disable-hot-restart";
 
 const RELOAD_HELP: &str = "\
 The policy is loaded and compiled as the filter will (every error with its JSON path); if it
 fails, nothing is written and Envoy keeps the policy it runs (exit code 2). New requests get the
 new policy within about a second; requests already running finish under the old one.
 
-Without --wasm, the module path already in DIR/ecds/peerguard.yaml is kept.
+The build in DIR/ecds/peerguard.yaml is kept: a Wasm file gets a Wasm reload (without --wasm,
+with the module path it names), a native file (`live init --native`) a native one. --wasm on a
+native file is refused (exit code 2): run `peerguard live init` to change builds.
 
 Examples:
   peerguard live reload my-policy.yaml
@@ -134,9 +146,14 @@ pub struct InitArgs {
     /// Server private key (PEM)
     #[arg(long, value_name = "PEM", default_value = "envoy/certs/server-key.pem")]
     pub key: PathBuf,
-    /// Module path as Envoy should open it (relative paths resolve against Envoy's working directory)
-    #[arg(long, default_value = DEFAULT_WASM)]
-    pub wasm: String,
+    /// Wasm module path as Envoy should open it (relative paths resolve against Envoy's working
+    /// directory) [default: dist/peerguard.wasm]
+    #[arg(long)]
+    pub wasm: Option<String>,
+    /// Run the native build (libpeerguard_native.so as an Envoy dynamic module, loaded from
+    /// ENVOY_DYNAMIC_MODULES_SEARCH_PATH) instead of the Wasm module
+    #[arg(long, conflicts_with = "wasm")]
+    pub native: bool,
 }
 
 #[derive(Debug, Args)]
@@ -146,7 +163,8 @@ pub struct ReloadArgs {
     /// Directory Envoy watches (as given to `live init`)
     #[arg(long, default_value = DEFAULT_DIR)]
     pub dir: PathBuf,
-    /// Module path as Envoy should open it; default: the one already in the ECDS file
+    /// Wasm module path as Envoy should open it; default: the one already in the ECDS file.
+    /// Refused when the ECDS file runs the native build
     #[arg(long)]
     pub wasm: Option<String>,
     /// Write the policy even if it does not compile: the filter then answers every request with
@@ -175,28 +193,88 @@ pub fn run(cmd: &LiveCommand) -> Result<String, LiveError> {
     }
 }
 
+/// Which build of the filter an ECDS file runs: what [`write_ecds`] writes and `live reload`
+/// keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterBuild {
+    /// The Wasm module at this path (as Envoy opens it) in Envoy's Wasm filter.
+    Wasm(String),
+    /// `libpeerguard_native.so` as an Envoy dynamic module, which Envoy loads from the directory
+    /// in `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (README "The native build").
+    Native,
+}
+
+impl FilterBuild {
+    /// The HTTP filter's `typed_config` running `policy_json` in this build.
+    pub fn typed_config(&self, policy_json: &str) -> Value {
+        match self {
+            FilterBuild::Wasm(module) => WasmFilter::new(module, policy_json).typed_config(),
+            FilterBuild::Native => NativeFilter { configuration: policy_json }.typed_config(),
+        }
+    }
+
+    /// The type URL Envoy's `config_discovery.type_urls` must allow for this build's ECDS file.
+    pub fn type_url(&self) -> &'static str {
+        match self {
+            FilterBuild::Wasm(_) => WASM_TYPE_URL,
+            FilterBuild::Native => NATIVE_TYPE_URL,
+        }
+    }
+
+    /// What to tell the user after `live init`: the module Envoy loads and how it finds it.
+    fn describe(&self) -> String {
+        match self {
+            FilterBuild::Wasm(module) => format!("Wasm module {module}"),
+            FilterBuild::Native => format!(
+                "native build: Envoy loads lib{NATIVE_MODULE_NAME}.so from the directory in {NATIVE_SEARCH_PATH_ENV}"
+            ),
+        }
+    }
+}
+
 /// `live init`: validates the policy and the certificate, then writes the ECDS file, the
 /// certificate directory and the SDS file.
 pub fn init(a: &InitArgs) -> Result<String, LiveError> {
+    let build = match (&a.wasm, a.native) {
+        (Some(_), true) => return Err(LiveError::Usage("--native and --wasm exclude each other".into())),
+        (None, true) => FilterBuild::Native,
+        (Some(w), false) => FilterBuild::Wasm(w.clone()),
+        (None, false) => FilterBuild::Wasm(DEFAULT_WASM.into()),
+    };
     let policy = load(&a.policy)?;
     let (cert_pem, key_pem) = read_server_pair(&a.cert, &a.key)?;
     let ecds = a.dir.join("ecds").join(ECDS_FILE);
     let sds = a.dir.join("sds").join(SDS_FILE);
-    write_ecds(&ecds, &policy.json, Path::new(&a.wasm))?;
+    write_ecds(&ecds, &policy.json, &build)?;
     let (cert, key) = rotate_cert_dir(&a.dir.join("server-certs"), &cert_pem, &key_pem)?;
     write_server_sds(&sds, &cert, &key)?;
-    Ok(format!(
-        "wrote {} (policy {}, module {}) and {} (certificate {})\n",
+    let mut out = format!(
+        "wrote {} (policy {}, {}) and {} (certificate {})\n\
+         Envoy: the `peerguard` HTTP filter takes its config by ECDS from {} (config_discovery.type_urls: [{}]), \
+         the listener certificate by SDS from {}\n",
         ecds.display(),
         a.policy.display(),
-        a.wasm,
+        build.describe(),
         sds.display(),
-        a.cert.display()
-    ))
+        a.cert.display(),
+        ecds.display(),
+        build.type_url(),
+        sds.display(),
+    );
+    if a.dir == Path::new(DEFAULT_DIR) {
+        let env = match build {
+            FilterBuild::Wasm(_) => String::new(),
+            FilterBuild::Native => format!("{NATIVE_SEARCH_PATH_ENV}=dist "),
+        };
+        out.push_str(&format!(
+            "next (from the repository root): {env}envoy -c envoy/live-reload.yaml --disable-hot-restart\n"
+        ));
+    }
+    Ok(out)
 }
 
-/// `live reload`: validates the policy, then swaps the ECDS file. Nothing is written when the
-/// policy does not load (unless `force`).
+/// `live reload`: validates the policy, then swaps the ECDS file, keeping the build it runs.
+/// Nothing is written when the policy does not load (unless `force`).
 pub fn reload(a: &ReloadArgs) -> Result<String, LiveError> {
     let ecds = a.dir.join("ecds").join(ECDS_FILE);
     let current = std::fs::read_to_string(&ecds).map_err(|e| {
@@ -206,11 +284,7 @@ pub fn reload(a: &ReloadArgs) -> Result<String, LiveError> {
             a.dir.display()
         ))
     })?;
-    let wasm = match &a.wasm {
-        Some(w) => w.clone(),
-        None => ecds_module(&current)
-            .ok_or_else(|| LiveError::Usage(format!("{} names no module; pass --wasm", ecds.display())))?,
-    };
+    let build = reload_build(&ecds, &current, a.wasm.as_deref())?;
     let json = match load(&a.policy) {
         Ok(policy) => policy.json,
         Err(LiveError::Policy(e @ LoadError::Invalid { .. })) if a.force => {
@@ -223,8 +297,37 @@ pub fn reload(a: &ReloadArgs) -> Result<String, LiveError> {
         }
         Err(e) => return Err(e),
     };
-    write_ecds(&ecds, &json, Path::new(&wasm))?;
+    write_ecds(&ecds, &json, &build)?;
     Ok(format!("swapped {} to {}; Envoy applies it to new requests\n", ecds.display(), a.policy.display()))
+}
+
+/// The build a reload writes: the one the ECDS file at `path` (text `ecds`) runs, with `wasm` as
+/// the new module path of a Wasm file. Envoy only accepts the type URLs its bootstrap allows, so
+/// a reload never changes the build; `--wasm` on a native file is refused rather than ignored.
+fn reload_build(path: &Path, ecds: &str, wasm: Option<&str>) -> Result<FilterBuild, LiveError> {
+    let v: Option<Value> = serde_json::from_str(ecds).ok();
+    let typed = v.as_ref().map(|v| &v["resources"][0]["typed_config"]);
+    let type_url = typed.and_then(|t| t["@type"].as_str());
+    match (type_url, wasm) {
+        (Some(NATIVE_TYPE_URL), Some(_)) => Err(LiveError::Usage(format!(
+            "{} runs the native build (the dynamic module lib{NATIVE_MODULE_NAME}.so), and --wasm names a \
+             Wasm module; a reload keeps the build (drop --wasm), `peerguard live init --dir {} --wasm ...` changes it",
+            path.display(),
+            path.parent().and_then(Path::parent).unwrap_or(Path::new(".")).display()
+        ))),
+        (Some(NATIVE_TYPE_URL), None) => Ok(FilterBuild::Native),
+        (_, Some(w)) => Ok(FilterBuild::Wasm(w.to_owned())),
+        (Some(WASM_TYPE_URL), None) => typed
+            .and_then(|t| t["config"]["vm_config"]["code"]["local"]["filename"].as_str())
+            .map(|m| FilterBuild::Wasm(m.to_owned()))
+            .ok_or_else(|| LiveError::Usage(format!("{} names no Wasm module; pass --wasm", path.display()))),
+        (other, None) => Err(LiveError::Usage(format!(
+            "{} holds neither the Wasm nor the native peerguard filter (typed_config @type {}); \
+             run `peerguard live init` to write it",
+            path.display(),
+            other.unwrap_or("missing")
+        ))),
+    }
 }
 
 /// `live rotate`: checks the pair, then installs it with one rename of `..data`.
@@ -247,13 +350,6 @@ fn load(file: &Path) -> Result<PolicyFile, LiveError> {
     let policy = PolicyFile::load(file).map_err(LiveError::Policy)?;
     policy.print_warnings();
     Ok(policy)
-}
-
-/// The module path in an ECDS file that [`write_ecds`] wrote.
-fn ecds_module(ecds: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(ecds).ok()?;
-    let path = &v["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
-    path.as_str().map(str::to_owned)
 }
 
 /// Reads a server certificate and key, refusing what Envoy could not serve: a certificate that
@@ -293,16 +389,15 @@ fn pretty(v: &Value) -> Vec<u8> {
 }
 
 /// Writes (atomically) the ECDS discovery response that gives the `peerguard` filter this
-/// policy (the plugin configuration string, as [`PolicyFile::json`]) and module. Envoy watching
+/// policy (the plugin configuration string, as [`PolicyFile::json`]) in this build. Envoy watching
 /// the directory applies it to new streams; streams already running finish under the policy they
 /// started with. Nothing is checked here: [`reload`] checks the policy first.
-pub fn write_ecds(path: &Path, policy_json: &str, wasm: &Path) -> Result<(), LiveError> {
-    let wasm = wasm.display().to_string();
+pub fn write_ecds(path: &Path, policy_json: &str, build: &FilterBuild) -> Result<(), LiveError> {
     let doc = json!({
         "resources": [{
             "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
             "name": ECDS_RESOURCE,
-            "typed_config": WasmFilter::new(&wasm, policy_json).typed_config()
+            "typed_config": build.typed_config(policy_json)
         }]
     });
     atomic_write(path, &pretty(&doc))

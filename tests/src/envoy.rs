@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use peerguard_filter::envoy_config::{stats_tags, NativeFilter, WasmFilter, NATIVE_TYPE_URL, WASM_TYPE_URL};
+use peerguard_filter::envoy_config::{stats_tags, WasmFilter};
 // The ECDS/SDS files and their names are `peerguard live`'s: the tests swap policies and
 // certificates the way users do.
-use peerguard_cli::live::{write_ecds, write_server_sds, ECDS_FILE, ECDS_RESOURCE, SDS_FILE, SDS_SERVER_SECRET};
+use peerguard_cli::live::{
+    write_ecds, write_server_sds, FilterBuild, ECDS_FILE, ECDS_RESOURCE, SDS_FILE, SDS_SERVER_SECRET,
+};
 use serde_json::{json, Value};
 
 // The launcher, the admin client and the repository paths live in their own modules; they are
@@ -177,13 +179,14 @@ impl EnvoyConfig {
         self.build.map_or_else(Build::from_env, Ok)
     }
 
-    /// The HTTP filter's typed config running peerguard with `policy`, in the chosen build.
-    fn wasm_config(&self, policy: &str) -> Result<Value> {
+    /// The chosen build as `peerguard live` writes it: the Wasm module's path, or the native
+    /// module (which must be built: Envoy finds it through the launcher's search path).
+    pub fn filter_build(&self) -> Result<FilterBuild> {
         match self.build()? {
-            Build::Wasm => Ok(wasm_filter_config(&self.wasm_file()?, policy)),
+            Build::Wasm => Ok(FilterBuild::Wasm(self.wasm_file()?.display().to_string())),
             Build::Native => {
                 native_path()?;
-                Ok(NativeFilter { configuration: policy }.typed_config())
+                Ok(FilterBuild::Native)
             }
         }
     }
@@ -191,10 +194,7 @@ impl EnvoyConfig {
     /// Writes the files the ECDS and SDS sources read at startup; call before [`Envoy::start`].
     pub fn write_dynamic_files(&self) -> Result<()> {
         if let (Some(dir), Some(policy)) = (&self.ecds_dir, &self.policy) {
-            match self.build()? {
-                Build::Wasm => write_ecds(&dir.join(ECDS_FILE), policy, &self.wasm_file()?)?,
-                Build::Native => write_native_ecds(&dir.join(ECDS_FILE), policy)?,
-            }
+            write_ecds(&dir.join(ECDS_FILE), policy, &self.filter_build()?)?;
         }
         if let (Some(dir), Some(tls)) = (&self.sds_dir, &self.tls) {
             write_server_sds(&dir.join(SDS_FILE), &tls.server_cert, &tls.server_key)?;
@@ -238,13 +238,13 @@ impl EnvoyConfig {
                 "name": ECDS_RESOURCE,
                 "config_discovery": {
                     "config_source": watched_file_source(&dir.join(ECDS_FILE), dir),
-                    "type_urls": [match self.build()? { Build::Wasm => WASM_TYPE_URL, Build::Native => NATIVE_TYPE_URL }]
+                    "type_urls": [self.filter_build()?.type_url()]
                 }
             }));
         } else if let Some(policy) = &self.policy {
             http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
-                "typed_config": self.wasm_config(policy)?
+                "typed_config": self.filter_build()?.typed_config(policy)
             }));
         }
         http_filters.push(json!({
@@ -390,20 +390,6 @@ pub fn downstream_tls(cert: &Path, key: &Path, trusted_ca: &Path, require_client
             }
         }
     })
-}
-
-/// Writes (atomically) the ECDS discovery response that gives the `peerguard` filter this policy
-/// in the native build: what `peerguard live reload` writes for the Wasm build.
-pub fn write_native_ecds(path: &Path, policy_json: &str) -> Result<()> {
-    let doc = json!({
-        "resources": [{
-            "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-            "name": ECDS_RESOURCE,
-            "typed_config": NativeFilter { configuration: policy_json }.typed_config()
-        }]
-    });
-    peerguard_cli::live::atomic_write(path, serde_json::to_string_pretty(&doc)?.as_bytes())?;
-    Ok(())
 }
 
 /// The body of the wasm HTTP filter config that runs peerguard with `policy` (a JSON string): the

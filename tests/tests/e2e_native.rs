@@ -8,10 +8,11 @@
 
 use std::time::{Duration, Instant};
 
+use peerguard_cli::live::{write_ecds, FilterBuild};
 use peerguard_e2e::certs::{DemoCa, LeafSpec};
 use peerguard_e2e::client::{Client, Request, Response};
 use peerguard_e2e::demo::{Stack, StackOptions, DEMO_POLICY, IDENTITY_HEADER};
-use peerguard_e2e::envoy::{write_native_ecds, Build, Envoy, EnvoyConfig, ForwardClientCert, ListenerTls};
+use peerguard_e2e::envoy::{Build, Envoy, EnvoyConfig, ForwardClientCert, ListenerTls};
 use peerguard_e2e::upstream::EchoServer;
 use peerguard_policy::CertFacts;
 
@@ -149,14 +150,14 @@ fn a_reload_storm_leaves_envoy_answering_with_the_last_policy() {
     let policies = [deny_all, "{broken", DEMO_POLICY, "", deny_all];
     // 100 reloads as fast as the file can be swapped, a request after every fifth.
     for i in 0..100 {
-        write_native_ecds(&ecds_file, policies[i % policies.len()]).unwrap();
+        write_ecds(&ecds_file, policies[i % policies.len()], &FilterBuild::Native).unwrap();
         if i % 5 == 4 {
             let r = send();
             assert!(matches!(r.status, 200 | 403 | 503), "reload {i}: {} {}", r.status, r.body_text());
         }
     }
     // Settle on the denying policy; Envoy applies it within a few seconds and keeps answering.
-    write_native_ecds(&ecds_file, deny_all).unwrap();
+    write_ecds(&ecds_file, deny_all, &FilterBuild::Native).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = send();

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use peerguard_cli::live::{rotate_cert_dir, LiveError, ReloadArgs, RotateArgs, ECDS_FILE};
+use peerguard_cli::live::{rotate_cert_dir, InitArgs, LiveError, ReloadArgs, RotateArgs, ECDS_FILE};
 use peerguard_e2e::certs::{DemoCa, Issued, LeafSpec};
 use peerguard_e2e::client::{Client, Request, Response};
-use peerguard_e2e::envoy::{Build, Envoy, EnvoyConfig, ListenerTls};
+use peerguard_e2e::envoy::{wasm_path, Build, Envoy, EnvoyConfig, ListenerTls};
 use peerguard_e2e::upstream::EchoServer;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -41,7 +41,8 @@ const POLICY_B: &str = r#"{"mtls":"strict","identity":["spiffe"],"policies":[{"n
 const POLICY_INVALID: &str = r#"{"mtls":"strict","policies":[{"name":"broken","action":"ALLOW","rulez":[]}]}"#;
 
 /// CA, identities, echo upstream and Envoy, with the policy by ECDS and the server certificate
-/// by SDS from files in a temp directory. Dropped in field order: Envoy first.
+/// by SDS from files in a temp directory, written by `peerguard live init` (with `--native` when
+/// `PEERGUARD_BUILD=native`). Dropped in field order: Envoy first.
 struct Live {
     envoy: Envoy,
     upstream: EchoServer,
@@ -62,22 +63,37 @@ impl Live {
         for (name, ns, sa) in [("frontend", "frontend", "web"), ("other", "other", "batch")] {
             ca.issue(name, &LeafSpec::workload(ns, sa)).unwrap();
         }
-        let server = ca.issue("server-gen1", &LeafSpec::server()).unwrap();
+        ca.issue("server-gen1", &LeafSpec::server()).unwrap();
+        // `peerguard live init` writes DIR/ecds, DIR/sds and DIR/server-certs, as for a user.
+        let build = Build::from_env().unwrap();
+        let policy_file = dir.path().join("policy-init.json");
+        std::fs::write(&policy_file, policy).unwrap();
+        peerguard_cli::live::init(&InitArgs {
+            dir: dir.path().to_path_buf(),
+            policy: policy_file,
+            cert: dir.path().join("server-gen1.pem"),
+            key: dir.path().join("server-gen1-key.pem"),
+            wasm: match build {
+                Build::Wasm => Some(wasm_path().unwrap().display().to_string()),
+                Build::Native => None,
+            },
+            native: build == Build::Native,
+        })
+        .unwrap();
         let certs_dir = dir.path().join("server-certs");
-        let (cert, key) = rotate_cert_dir(&certs_dir, &server.cert_pem, &server.key_pem).unwrap();
         let upstream = EchoServer::start().unwrap();
         let tls = ListenerTls {
-            server_cert: cert,
-            server_key: key,
+            server_cert: certs_dir.join("cert.pem"),
+            server_key: certs_dir.join("key.pem"),
             trusted_ca: ca.cert_path.clone(),
             require_client_certificate: false,
         };
         let cfg = EnvoyConfig::new(upstream.port(), Some(tls))
+            .with_build(build)
             .with_policy(policy)
             .with_ecds(&dir.path().join("ecds"))
             .with_sds(&dir.path().join("sds"))
             .with_timeout(Duration::from_secs(240));
-        cfg.write_dynamic_files().unwrap();
         let envoy = Envoy::start(&cfg, dir.path()).unwrap();
         Live { envoy, upstream, ca, cfg, certs_dir, dir }
     }

@@ -64,7 +64,8 @@ fn scratch_root() -> tempfile::TempDir {
         policy: root.join("envoy/policy.yaml"),
         cert: root.join("envoy/certs/server.pem"),
         key: root.join("envoy/certs/server-key.pem"),
-        wasm: wasm_path().unwrap().display().to_string(),
+        wasm: Some(wasm_path().unwrap().display().to_string()),
+        native: false,
     })
     .unwrap();
     d
