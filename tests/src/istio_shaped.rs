@@ -1,4 +1,5 @@
-//! Envoy configs in the shape istiod generates for a sidecar with a peerguard WasmPlugin.
+//! Envoy configs in the shape istiod generates for a sidecar with a peerguard WasmPlugin (or,
+//! for the native build, the filter an EnvoyFilter inserts).
 //!
 //! What is Istio's: the listener and cluster names (`virtualInbound`, `inbound|8080||`,
 //! `outbound|8080||api.mesh.svc.cluster.local`), the workload certificate and root CA as the SDS
@@ -9,44 +10,89 @@
 //! `pluginConfig` as a JSON `google.protobuf.StringValue`. What is not: istiod sends the Wasm
 //! filter by ECDS and the secrets by SDS from istio-agent, and the agent rewrites the `oci://`
 //! URL to a local file; here they are static, with the same contents.
+//!
+//! The native build has no Istio resource of its own: an `EnvoyFilter` inserts its
+//! `DynamicModuleFilter` before the router (`INSERT_BEFORE envoy.filters.http.router`) and, since
+//! the native build reads the certificate only from the digest-bound XFCC element (README "The
+//! native build"), also merges `set_current_client_cert_details: {cert: true}` into the inbound
+//! HCM ([`Xfcc::for_build`]). Envoy finds the module through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`,
+//! which [`crate::sidecar::RawEnvoy`] sets like every launcher here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use peerguard_filter::envoy_config::WasmFilter;
+use anyhow::{bail, Result};
+use peerguard_filter::envoy_config::{NativeFilter, WasmFilter};
 use serde_json::{json, Value};
 
-/// A WasmPlugin as istiod would deliver it to this proxy.
+use crate::repo::{native_path, wasm_path, Build};
+
+/// peerguard as Istio delivers it to this proxy: a WasmPlugin (or TrafficExtension, rendered the
+/// same) for the Wasm build, an EnvoyFilter for the native build.
 #[derive(Debug, Clone)]
-pub struct WasmPlugin {
+pub struct Plugin {
     pub namespace: String,
     pub name: String,
-    /// `spec.pluginName`: becomes `root_id`.
+    /// `spec.pluginName`: becomes `root_id` (Wasm build).
     pub plugin_name: String,
-    /// The module as istio-agent stores it after pulling the image.
-    pub wasm: PathBuf,
-    /// `spec.pluginConfig`, serialized to JSON by istiod.
+    /// The module as istio-agent stores it after pulling the image (Wasm build); `None` is
+    /// [`wasm_path`].
+    pub wasm: Option<PathBuf>,
+    /// `spec.pluginConfig`, serialized to JSON by istiod (for the native build, the
+    /// `filter_config` the EnvoyFilter carries: the same policy JSON).
     pub plugin_config: Value,
-    /// `vm_config.configuration` (the filter's VM options), as a JSON string.
+    /// `vm_config.configuration` (the Wasm filter's VM options), as a JSON string. The native
+    /// build has none: setting it there is an error, never silently dropped.
     pub vm_configuration: Option<String>,
+    /// Which build runs the policy; `None` is `PEERGUARD_BUILD` ([`Build::from_env`]).
+    pub build: Option<Build>,
 }
 
-impl WasmPlugin {
-    /// The HTTP filter, as istiod renders it into the inbound chain (phase AUTHZ, FAIL_CLOSE):
-    /// named `NAMESPACE.NAME`, no VM id, built by the filter's own [`WasmFilter`].
-    pub fn http_filter(&self) -> Value {
-        let name = format!("{}.{}", self.namespace, self.name);
-        let wasm = self.wasm.display().to_string();
+impl Plugin {
+    /// The build this plugin renders ([`Plugin::build`], else `PEERGUARD_BUILD`).
+    pub fn build(&self) -> Result<Build> {
+        self.build.map_or_else(Build::from_env, Ok)
+    }
+
+    /// The filter's name in the chain: `NAMESPACE.NAME`, as istiod names a WasmPlugin's filter
+    /// (the EnvoyFilter of the native build names its filter the same way, so that logs and
+    /// config dumps read alike).
+    pub fn filter_name(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
+    /// The HTTP filter for the inbound chain, before the router. Wasm: as istiod renders a
+    /// WasmPlugin (phase AUTHZ, FAIL_CLOSE): no VM id, built by the filter's own [`WasmFilter`].
+    /// Native: the EnvoyFilter's patch value, the filter's own [`NativeFilter`] with the same
+    /// policy JSON. A missing module is an error.
+    pub fn http_filter(&self) -> Result<Value> {
+        let name = self.filter_name();
         let config = self.plugin_config.to_string();
-        let filter = WasmFilter {
-            name: &name,
-            root_id: &self.plugin_name,
-            vm_id: None,
-            wasm: &wasm,
-            configuration: &config,
-            vm_configuration: self.vm_configuration.as_deref(),
-        };
-        filter.http_filter(&name)
+        match self.build()? {
+            Build::Wasm => {
+                let wasm = match &self.wasm {
+                    Some(p) => p.clone(),
+                    None => wasm_path()?,
+                };
+                let wasm = wasm.display().to_string();
+                let filter = WasmFilter {
+                    name: &name,
+                    root_id: &self.plugin_name,
+                    vm_id: None,
+                    wasm: &wasm,
+                    configuration: &config,
+                    vm_configuration: self.vm_configuration.as_deref(),
+                };
+                Ok(filter.http_filter(&name))
+            }
+            Build::Native => {
+                if let Some(vm) = &self.vm_configuration {
+                    bail!("{name}: the native build has no Wasm VM options ({vm}); run this with Build::Wasm");
+                }
+                native_path()?;
+                Ok(NativeFilter { configuration: &config }.http_filter(&name))
+            }
+        }
     }
 }
 
@@ -72,27 +118,44 @@ fn sock(a: SocketAddr) -> Value {
     json!({"socket_address": {"address": a.ip().to_string(), "port_value": a.port()}})
 }
 
-/// What the inbound HCM puts into XFCC (Istio: Subject, URI, DNS).
-#[derive(Debug, Clone, Copy)]
+/// What the inbound HCM puts into XFCC besides Subject, URI and DNS (Istio's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Xfcc {
+    /// `cert` and `chain`: the URL-encoded PEM certificate and chain.
     pub cert: bool,
 }
 
-/// The inbound listener (`virtualInbound`) for an app port, with the Wasm filter if any.
+impl Xfcc {
+    /// Istio's default: Subject, URI and DNS, no certificate.
+    pub const ISTIO_DEFAULT: Xfcc = Xfcc { cert: false };
+
+    /// What the inbound HCM sets when `build` runs peerguard: Istio's default for the Wasm
+    /// build; for the native build, which reads the certificate only from the XFCC element bound
+    /// to the connection's digest, the EnvoyFilter also sets `cert` (and `chain`).
+    pub fn for_build(build: Build) -> Xfcc {
+        match build {
+            Build::Wasm => Xfcc::ISTIO_DEFAULT,
+            Build::Native => Xfcc { cert: true },
+        }
+    }
+}
+
+/// The inbound listener (`virtualInbound`) for an app port, with peerguard (if any) before the
+/// router.
 pub fn inbound_listener(
     listen: SocketAddr,
     app_port: u16,
     trust_domain: &str,
-    plugin: Option<&WasmPlugin>,
+    plugin: Option<&Plugin>,
     xfcc: Xfcc,
-) -> Value {
+) -> Result<Value> {
     let mut filters = Vec::new();
     if let Some(p) = plugin {
-        filters.push(p.http_filter());
+        filters.push(p.http_filter()?);
     }
     filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
     let cluster = format!("inbound|{app_port}||");
-    json!({
+    Ok(json!({
         "name": "virtualInbound",
         "address": sock(listen),
         "traffic_direction": "INBOUND",
@@ -134,7 +197,7 @@ pub fn inbound_listener(
                 }
             }]
         }]
-    })
+    }))
 }
 
 /// `inbound|PORT||`: the app behind the sidecar.

@@ -20,7 +20,8 @@ use serde_json::Value;
 
 use crate::client::{Client, Request};
 use crate::envoy::wasm_path;
-use crate::istio_shaped::{self as istio, Destination, WasmPlugin, Workload, Xfcc};
+use crate::istio_shaped::{self as istio, Destination, Plugin, Workload, Xfcc};
+use crate::repo::Build;
 use crate::repo_root;
 use crate::sidecar::RawEnvoy;
 use crate::upstream::EchoServer;
@@ -165,13 +166,15 @@ pub fn sidecar_bootstrap(s: &Service, certs: &Path, wasm: &Path, addrs: &Address
         key: certs.join(format!("{}-key.pem", s.name)),
         root_ca: certs.join("ca.pem"),
     };
-    let plugin = WasmPlugin {
+    // `just mesh` runs the Wasm module it was given, as Istio would (WasmPlugin).
+    let plugin = Plugin {
         namespace: s.name.into(),
         name: "peerguard".into(),
         plugin_name: "peerguard".into(),
-        wasm: wasm.to_path_buf(),
+        wasm: Some(wasm.to_path_buf()),
         plugin_config: policy(s.name)?,
         vm_configuration: None,
+        build: Some(Build::Wasm),
     };
     let mut dests = Vec::new();
     for d in SERVICES.iter().filter(|d| d.name != s.name) {
@@ -188,8 +191,8 @@ pub fn sidecar_bootstrap(s: &Service, certs: &Path, wasm: &Path, addrs: &Address
         SERVICE_PORT,
         TRUST_DOMAIN,
         Some(&plugin),
-        Xfcc { cert: false },
-    )];
+        Xfcc::ISTIO_DEFAULT,
+    )?];
     listeners.push(istio::outbound_listener(s.addr(0), &dests));
     let mut clusters = vec![istio::inbound_cluster_for(SERVICE_PORT, Addresses::get(&addrs.app, s.name)?)];
     clusters.extend(dests.iter().map(istio::outbound_cluster));

@@ -17,16 +17,19 @@
 //! keys its upstream connection pools by the hashable filter state shared with the upstream, and
 //! with a plain `envoy.string` (istiod before 1.29.2) tunnels of different clients can share one
 //! connection to `main_internal` and its filter state. This file's tests with `envoy.string` saw
-//! `other` served as `frontend` in two runs of three. The ztunnel
+//! `other` served as `frontend` in two runs of three. The native build reads the same filter
+//! state through the dynamic-module ABI (`get_filter_state_bytes`), which returns an
+//! `envoy.hashable_string` object's string. The ztunnel
 //! stand-in is an Envoy `tcp_proxy` with `tunneling_config` (HTTP/2 CONNECT over mTLS with the
 //! client workload's certificate), which is what ztunnel does on the wire.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::istio_shaped::{secrets, WasmPlugin, Workload};
+use crate::istio_shaped::{secrets, Plugin, Workload};
 
 fn sock(a: SocketAddr) -> Value {
     json!({"socket_address": {"address": a.ip().to_string(), "port_value": a.port()}})
@@ -105,14 +108,15 @@ pub fn connect_terminate_listener(listen: SocketAddr) -> Value {
 }
 
 /// `main_internal`: the internal listener where the request inside the tunnel is served, with
-/// the TrafficExtension's Wasm filter (if any) before the router to the app.
-pub fn main_internal_listener(plugin: Option<&WasmPlugin>, app_cluster: &str) -> Value {
+/// peerguard (if any: a TrafficExtension's Wasm filter, or the native build as an EnvoyFilter
+/// inserts it) before the router to the app.
+pub fn main_internal_listener(plugin: Option<&Plugin>, app_cluster: &str) -> Result<Value> {
     let mut filters = Vec::new();
     if let Some(p) = plugin {
-        filters.push(p.http_filter());
+        filters.push(p.http_filter()?);
     }
     filters.push(router());
-    json!({
+    Ok(json!({
         "name": "main_internal",
         "internal_listener": {},
         "filter_chains": [{
@@ -131,7 +135,7 @@ pub fn main_internal_listener(plugin: Option<&WasmPlugin>, app_cluster: &str) ->
                 }
             }]
         }]
-    })
+    }))
 }
 
 /// The cluster that hands the tunnel to `main_internal` (an internal address).
@@ -166,19 +170,19 @@ pub fn app_cluster(app: SocketAddr) -> Value {
 pub fn waypoint_bootstrap(
     admin: SocketAddr,
     waypoint: &Workload,
-    plugin: Option<&WasmPlugin>,
+    plugin: Option<&Plugin>,
     app: SocketAddr,
-) -> Value {
-    json!({
+) -> Result<Value> {
+    Ok(json!({
         "admin": {"address": sock(admin)},
         "bootstrap_extensions": [{"name": "envoy.bootstrap.internal_listener", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"}}],
         "static_resources": {
-            "listeners": [connect_terminate_listener(SocketAddr::from(([127, 0, 0, 1], 0))), main_internal_listener(plugin, "app")],
+            "listeners": [connect_terminate_listener(SocketAddr::from(([127, 0, 0, 1], 0))), main_internal_listener(plugin, "app")?],
             "clusters": [main_internal_cluster(), app_cluster(app)],
             "secrets": secrets(waypoint)
         }
-    })
+    }))
 }
 
 /// One client workload behind the ztunnel stand-in: its name and its certificate.

@@ -1,6 +1,8 @@
-//! The filter in the Envoy config istiod generates for a peerguard WasmPlugin (see
-//! `peerguard_e2e::istio_shaped`): the same decisions as the standalone setup, XFCC under
-//! APPEND_FORWARD that a client cannot forge, and the XFCC-only certificate path of older Envoys.
+//! The filter in the Envoy config istiod generates for a peerguard WasmPlugin, or for the native
+//! build as an EnvoyFilter inserts it (see `peerguard_e2e::istio_shaped`): the same decisions as
+//! the standalone setup, XFCC under APPEND_FORWARD that a client cannot forge, and the XFCC-only
+//! certificate path (older Envoys for the Wasm build; always, for the native build).
+//! Runs the build `PEERGUARD_BUILD` names (`just test` runs both), except where a test pins one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -11,14 +13,29 @@ use std::time::Duration;
 use peerguard_e2e::certs::{DemoCa, Issued, LeafSpec};
 use peerguard_e2e::client::{Client, Request, Response};
 use peerguard_e2e::demo::{cases, Stack, DEMO_POLICY, IDENTITIES, IDENTITY_HEADER};
-use peerguard_e2e::envoy::wasm_path;
-use peerguard_e2e::istio_shaped::{self as istio, WasmPlugin, Workload, Xfcc};
+use peerguard_e2e::envoy::{wasm_path, Build};
+use peerguard_e2e::istio_shaped::{self as istio, Plugin, Workload, Xfcc};
 use peerguard_e2e::sidecar::RawEnvoy;
 use peerguard_e2e::upstream::EchoServer;
 use serde_json::Value;
 use tempfile::TempDir;
 
 const H: Duration = Duration::from_secs(3600);
+
+/// The build under test: `PEERGUARD_BUILD`.
+fn env_build() -> Build {
+    Build::from_env().unwrap()
+}
+
+/// The Wasm filter's VM option that plays an Envoy without `connection.peer_certificate`
+/// (older than 1.38). The native build has no VM options and always reads the certificate from
+/// the digest-bound XFCC element (README "The native build"), so it runs without it.
+fn without_peer_certificate_attribute(build: Build) -> Option<&'static str> {
+    match build {
+        Build::Wasm => Some(r#"{"emulateEnvoyWithoutPeerCertificate": true}"#),
+        Build::Native => None,
+    }
+}
 
 /// An Istio-shaped inbound sidecar in front of an echo app, with its own demo PKI.
 struct IstioStack {
@@ -31,7 +48,14 @@ struct IstioStack {
 }
 
 impl IstioStack {
-    fn start(policy_json: &str, vm_configuration: Option<&str>, xfcc: Xfcc) -> IstioStack {
+    /// The build `PEERGUARD_BUILD` names, with the XFCC details its Istio config sets
+    /// ([`Xfcc::for_build`]).
+    fn start(policy_json: &str) -> IstioStack {
+        let build = env_build();
+        IstioStack::start_with(build, policy_json, None, Xfcc::for_build(build))
+    }
+
+    fn start_with(build: Build, policy_json: &str, vm_configuration: Option<&str>, xfcc: Xfcc) -> IstioStack {
         let dir = tempfile::Builder::new().prefix("peerguard-istio-").tempdir().unwrap();
         let ca = DemoCa::create(dir.path()).unwrap();
         let server = ca.issue("server", &LeafSpec::server().uri("spiffe://cluster.local/ns/backend/sa/api")).unwrap();
@@ -44,13 +68,14 @@ impl IstioStack {
         let long = LeafSpec::workload("frontend", "web").valid_around_now(H, 47 * H);
         ids.insert("long-lived".into(), ca.issue("long-lived", &long).unwrap());
         let upstream = EchoServer::start().unwrap();
-        let plugin = WasmPlugin {
+        let plugin = Plugin {
             namespace: "backend".into(),
             name: "peerguard".into(),
             plugin_name: "peerguard".into(),
-            wasm: wasm_path().unwrap(),
+            wasm: None,
             plugin_config: serde_json::from_str(policy_json).unwrap(),
             vm_configuration: vm_configuration.map(String::from),
+            build: Some(build),
         };
         let workload =
             Workload { cert: server.cert_path.clone(), key: server.key_path.clone(), root_ca: ca.cert_path.clone() };
@@ -59,7 +84,7 @@ impl IstioStack {
         let boot = istio::bootstrap(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             &workload,
-            vec![istio::inbound_listener(listen, upstream.port(), "cluster.local", Some(&plugin), xfcc)],
+            vec![istio::inbound_listener(listen, upstream.port(), "cluster.local", Some(&plugin), xfcc).unwrap()],
             vec![istio::inbound_cluster(app)],
         );
         let cfg = dir.path().join("sidecar.yaml");
@@ -134,7 +159,7 @@ fn demo_policy_with(extra: &str) -> String {
 #[test]
 fn istio_shaped_sidecar_decides_exactly_like_the_standalone_setup() {
     let standalone = Stack::demo().unwrap();
-    let istio = IstioStack::start(DEMO_POLICY, None, Xfcc { cert: false });
+    let istio = IstioStack::start(DEMO_POLICY);
     let mut compared = 0;
     for c in cases() {
         let a = standalone.send(c.identity, &c.request()).unwrap();
@@ -156,16 +181,38 @@ fn istio_shaped_sidecar_decides_exactly_like_the_standalone_setup() {
         }
     }
     assert!(compared >= 4, "only {compared} cases compared");
-    // The filter is the AUTHZ-phase WasmPlugin named NAMESPACE.NAME, and it ran.
+    // The filter is NAMESPACE.NAME right before the router, in the build under test, and it ran.
     let config = std::fs::read_to_string(&istio.envoy.config_path).unwrap();
-    assert!(config.contains("name: backend.peerguard") && config.contains("root_id: peerguard"), "{config}");
-    assert!(config.contains("APPEND_FORWARD"), "{config}");
+    let boot: Value = serde_yaml::from_str(&config).unwrap();
+    let hcm = &boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let names: Vec<&str> =
+        hcm["http_filters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["backend.peerguard", "envoy.filters.http.router"], "{config}");
+    let filter = &hcm["http_filters"][0]["typed_config"];
+    let details = &hcm["set_current_client_cert_details"];
+    match env_build() {
+        // The AUTHZ-phase WasmPlugin as istiod renders it, under Istio's default XFCC details.
+        Build::Wasm => {
+            assert_eq!(filter["config"]["root_id"], "peerguard", "{config}");
+            assert_eq!(details["cert"], false, "{config}");
+        }
+        // The EnvoyFilter's dynamic module, which also turns on Cert= in XFCC.
+        Build::Native => {
+            assert_eq!(filter["dynamic_module_config"]["name"], "peerguard_native", "{config}");
+            assert_eq!(
+                filter["filter_config"]["value"].as_str().map(serde_json::from_str::<Value>).unwrap().unwrap(),
+                serde_json::from_str::<Value>(DEMO_POLICY).unwrap()
+            );
+            assert_eq!(details["cert"], true, "{config}");
+        }
+    }
+    assert_eq!(hcm["forward_client_cert_details"], "APPEND_FORWARD", "{config}");
     assert!(istio.envoy.log().contains("policy loaded"), "{}", istio.envoy.log_tail(30));
 }
 
 #[test]
 fn forged_xfcc_under_append_forward_does_not_change_the_identity() {
-    let s = IstioStack::start(DEMO_POLICY, None, Xfcc { cert: false });
+    let s = IstioStack::start(DEMO_POLICY);
     let victim = s.ids["frontend"].clone();
     let victim_hash = sha256_hex(&victim.cert_der);
     // `other` claims to be frontend through a forged element carrying frontend's real Hash and Cert.
@@ -193,11 +240,12 @@ fn forged_xfcc_under_append_forward_does_not_change_the_identity() {
 
 #[test]
 fn xfcc_only_certificate_path_allows_a_healthy_certificate_and_rejects_forgeries() {
-    // As on an Envoy older than 1.38: no connection.peer_certificate; the full certificate must
-    // come from the XFCC element bound to the connection's digest (Cert= added to XFCC).
+    // As on an Envoy older than 1.38 (Wasm) and always (native): no connection.peer_certificate;
+    // the full certificate must come from the XFCC element bound to the connection's digest
+    // (Cert= added to XFCC).
     let policy = demo_policy_with(r#"{"certificate": {"maxLifetime": "24h"}}"#);
-    let vm = r#"{"emulateEnvoyWithoutPeerCertificate": true}"#;
-    let s = IstioStack::start(&policy, Some(vm), Xfcc { cert: true });
+    let build = env_build();
+    let s = IstioStack::start_with(build, &policy, without_peer_certificate_attribute(build), Xfcc { cert: true });
     let log = || s.envoy.log_tail(30);
 
     let r = s.send(Some("frontend"), &Request::get("/api/items")).unwrap();
@@ -223,9 +271,11 @@ fn xfcc_only_certificate_path_allows_a_healthy_certificate_and_rejects_forgeries
 #[test]
 fn xfcc_only_path_without_cert_in_xfcc_fails_closed() {
     // Istio's default XFCC (Subject, URI, DNS) carries no Cert=: a policy that needs the full
-    // certificate cannot be satisfied on an old Envoy, and peerguard says so instead of allowing.
+    // certificate cannot be satisfied on an old Envoy (Wasm), or by the native build under an
+    // EnvoyFilter that does not set cert: true, and peerguard says so instead of allowing.
     let policy = demo_policy_with(r#"{"certificate": {"maxLifetime": "24h"}}"#);
-    let s = IstioStack::start(&policy, Some(r#"{"emulateEnvoyWithoutPeerCertificate": true}"#), Xfcc { cert: false });
+    let build = env_build();
+    let s = IstioStack::start_with(build, &policy, without_peer_certificate_attribute(build), Xfcc::ISTIO_DEFAULT);
     let r = s.send(Some("frontend"), &Request::get("/api/items")).unwrap();
     assert_eq!(outcome(&r), (403, Some("certificate_unavailable".into())), "{}", s.envoy.log_tail(30));
     // ...and a client cannot fill the gap with a Cert= of its own choosing.
@@ -269,9 +319,10 @@ fn trafficextension_and_wasmplugin_plugin_configs_decide_alike() {
     // Istio 1.30 turns a WasmPlugin into a TrafficExtension and renders either as the same Wasm
     // filter: NAMESPACE.NAME, root_id = pluginName, the pluginConfig as a JSON StringValue. Each
     // resource's pluginConfig runs in its own Istio-shaped sidecar; every answer must match.
+    // Wasm only, under either PEERGUARD_BUILD: both resources load Wasm; the native build has neither.
     let (wp_config, te_config) = rendered_plugin_configs(DEMO_POLICY);
-    let wp = IstioStack::start(&wp_config.to_string(), None, Xfcc { cert: false });
-    let te = IstioStack::start(&te_config.to_string(), None, Xfcc { cert: false });
+    let wp = IstioStack::start_with(Build::Wasm, &wp_config.to_string(), None, Xfcc::ISTIO_DEFAULT);
+    let te = IstioStack::start_with(Build::Wasm, &te_config.to_string(), None, Xfcc::ISTIO_DEFAULT);
     let mut statuses = std::collections::BTreeSet::new();
     let mut compared = 0;
     for c in cases().iter().filter(|c| c.identity.is_some()) {

@@ -8,7 +8,8 @@
 //!   with `no_peer_certificate`;
 //! - certificate checks are refused when the policy compiles (503 config_invalid, fail closed).
 //!
-//! Fails (never skips) without Envoy or the built module.
+//! Runs the build `PEERGUARD_BUILD` names (`just test` runs both). Fails (never skips) without
+//! Envoy or the built module.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -19,11 +20,12 @@ use std::time::Duration;
 use peerguard_e2e::certs::{DemoCa, LeafSpec};
 use peerguard_e2e::client::{Client, Request, Response};
 use peerguard_e2e::demo::{DEMO_POLICY, IDENTITY_HEADER};
-use peerguard_e2e::istio_shaped::{self as istio, WasmPlugin, Workload};
+use peerguard_e2e::envoy::Build;
+use peerguard_e2e::istio_shaped::{self as istio, Plugin, Workload};
 use peerguard_e2e::sidecar::RawEnvoy;
 use peerguard_e2e::upstream::EchoServer;
-use peerguard_e2e::wasm_path;
 use peerguard_e2e::waypoint::{self, ClientWorkload};
+use peerguard_filter::envoy_config::{NATIVE_TYPE_URL, WASM_TYPE_URL};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -66,19 +68,22 @@ impl WaypointStack {
             clients.push(ClientWorkload { name: name.to_string(), cert: i.cert_path, key: i.key_path });
         }
         let upstream = EchoServer::start().unwrap();
-        let plugin = WasmPlugin {
+        // The build is PEERGUARD_BUILD's: a TrafficExtension's Wasm filter, or the native build
+        // as an EnvoyFilter inserts it.
+        let plugin = Plugin {
             namespace: "backend".into(),
             name: "peerguard-waypoint".into(),
             plugin_name: "peerguard".into(),
-            wasm: wasm_path().unwrap(),
+            wasm: None,
             plugin_config: serde_json::from_str(policy_json).unwrap(),
             vm_configuration: None,
+            build: None,
         };
         let workload = Workload { cert: wp_cert.cert_path, key: wp_cert.key_path, root_ca: ca.cert_path.clone() };
         let app = SocketAddr::from(([127, 0, 0, 1], upstream.port()));
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let cfg = dir.path().join("waypoint.yaml");
-        istio::write(&cfg, &waypoint::waypoint_bootstrap(any, &workload, Some(&plugin), app)).unwrap();
+        istio::write(&cfg, &waypoint::waypoint_bootstrap(any, &workload, Some(&plugin), app).unwrap()).unwrap();
         let limit = Duration::from_secs(300);
         let waypoint = RawEnvoy::start("waypoint", &cfg, dir.path(), dir.path(), limit).unwrap();
         let hbone = SocketAddr::from(([127, 0, 0, 1], waypoint.listener_port("connect_terminate").unwrap()));
@@ -158,6 +163,19 @@ fn identity_based_authorization_works_at_the_waypoint_from_the_hbone_identity() 
     // It really is the waypoint shape: the requests came through the HBONE listener.
     let stats = s.waypoint.stats("connect_terminate").unwrap();
     assert!(stats.contains("http.connect_terminate.downstream_rq_total"), "{stats}");
+    // ...and the build under test decided on main_internal (for the native build, from the
+    // filter state read through the dynamic-module ABI), right before the router.
+    let config = std::fs::read_to_string(&s.waypoint.config_path).unwrap();
+    let boot: Value = serde_yaml::from_str(&config).unwrap();
+    let main = boot["static_resources"]["listeners"].as_array().unwrap().iter().find(|l| l["name"] == "main_internal");
+    let filters = &main.unwrap()["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+    let want = match Build::from_env().unwrap() {
+        Build::Wasm => WASM_TYPE_URL,
+        Build::Native => NATIVE_TYPE_URL,
+    };
+    assert_eq!(filters[0]["name"], "backend.peerguard-waypoint", "{config}");
+    assert_eq!(filters[0]["typed_config"]["@type"], want, "{config}");
+    assert_eq!(filters[1]["name"], "envoy.filters.http.router", "{config}");
 }
 
 #[test]
