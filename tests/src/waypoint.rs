@@ -18,8 +18,9 @@
 //! with a plain `envoy.string` (istiod before 1.29.2) tunnels of different clients can share one
 //! connection to `main_internal` and its filter state. This file's tests with `envoy.string` saw
 //! `other` served as `frontend` in two runs of three. The native build reads the same filter
-//! state through the dynamic-module ABI (`get_filter_state_bytes`), which returns an
-//! `envoy.hashable_string` object's string. The ztunnel
+//! state through the dynamic-module ABI (`get_filter_state_bytes`): Envoy answers with the
+//! string of a `Router::StringAccessor` object, which an `envoy.hashable_string` is, and with
+//! nothing (no peer, so a denial) for an object of another type. The ztunnel
 //! stand-in is an Envoy `tcp_proxy` with `tunneling_config` (HTTP/2 CONNECT over mTLS with the
 //! client workload's certificate), which is what ztunnel does on the wire.
 
