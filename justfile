@@ -45,7 +45,7 @@ test: build build-native
     echo "==================== native tests: cargo test --workspace ===================="
     cargo test --workspace
     echo "==================== end-to-end against the native build (PEERGUARD_BUILD=native) ===================="
-    PEERGUARD_BUILD=native cargo test -p peerguard-e2e {{native_e2e}} -- --skip live_reload_and_rotate --skip policy_reload_under_load
+    PEERGUARD_BUILD=native cargo test -p peerguard-e2e {{native_e2e}}
     echo "==================== conformance: chain verification vs x509-limbo (policy/tests/limbo.rs) ===================="
     cargo test -p peerguard-policy --test limbo -- --ignored
     echo "==================== wasm tests: peerguard-policy on wasm32-unknown-unknown ===================="
@@ -72,8 +72,8 @@ lint:
 
 # The end-to-end tests that `just test` runs a second time against the native build. Left out:
 # CRL sources and expiry gauges (not in the native build yet), the Prometheus alert test (the
-# expiry alert), the Istio-shaped and waypoint stacks (Istio loads Wasm), and the two tests that
-# drive `peerguard live` (it writes Wasm ECDS; e2e_native has the native reload storm).
+# expiry alert), and the Istio-shaped and waypoint stacks (Istio loads Wasm). e2e_operations
+# drives `peerguard live init --native` and `live reload` in the native build.
 native_e2e := "--test e2e_foundation --test e2e_paths_headers --test e2e_certificates --test e2e_federation --test e2e_linkerd --test e2e_operations --test e2e_native"
 
 # --- shipping (issue 6): OCI image, Istio manifests, standalone Envoy, local mesh ---
