@@ -43,7 +43,7 @@ pub struct Response<'a> {
     pub read_body: &'a dyn Fn(usize) -> Option<Vec<u8>>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Source {
     spec: CrlSourceSpec,
     next_due: i64,
@@ -62,7 +62,14 @@ pub struct CrlFetcher {
     ids: LazyIds,
 }
 
-fn metric(spec: &CrlSourceSpec, what: &str) -> String {
+/// The counters each source has (`peerguard.crl_source.<name>.<what>`), for a host that must
+/// define every metric up front (the native build).
+pub const SOURCE_COUNTERS: [&str; 4] = ["fetch_ok", "fetch_failed", "fetch_not_modified", "rejected"];
+/// The gauges each source has, likewise.
+pub const SOURCE_GAUGES: [&str; 3] = ["age_seconds", "entries", "next_update"];
+
+/// The name of one of a source's metrics.
+pub fn metric(spec: &CrlSourceSpec, what: &str) -> String {
     format!("{}{}.{what}", names::CRL_SOURCE, spec.name)
 }
 
@@ -103,6 +110,32 @@ impl CrlFetcher {
             sources.push(s);
         }
         CrlFetcher { sources, calls: HashMap::new(), ids: previous.ids }
+    }
+
+    /// The CRL in force of each source, in the policy's order: what the native build's worker
+    /// threads install into their own engines.
+    pub fn last_good(&self) -> Vec<Option<&[u8]>> {
+        self.sources.iter().map(|s| s.last_good.as_deref()).collect()
+    }
+
+    /// Copies this fetcher's sources (validators and CRL in force) into `memory`, replacing the
+    /// same source (cluster, path and authority) there. The native build keeps such a memory per
+    /// process, since a new filter config never receives the old one's fetcher.
+    pub fn remember_into(&self, memory: &mut CrlFetcher) {
+        for s in self.sources.iter().filter(|s| s.last_good.is_some()) {
+            memory.sources.retain(|m| {
+                !(m.spec.cluster == s.spec.cluster
+                    && m.spec.path == s.spec.path
+                    && m.spec.authority == s.spec.authority)
+            });
+            memory.sources.push(s.clone());
+        }
+    }
+
+    /// The sources of `self` as a previous fetcher for [`CrlFetcher::for_engine`], without calls
+    /// in flight or metric ids (those belong to the filter config that made them).
+    pub fn memory(&self) -> CrlFetcher {
+        CrlFetcher { sources: self.sources.clone(), calls: HashMap::new(), ids: LazyIds::default() }
     }
 
     /// Whether the policy has CRL sources (the root context then ticks).

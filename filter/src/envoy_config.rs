@@ -101,6 +101,18 @@ pub const NATIVE_SEARCH_PATH_ENV: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
 /// Prometheus), [`STATS_TAGS`] apply unchanged, and dashboards and alerts need no second copy.
 pub const NATIVE_METRICS_NAMESPACE: &str = "wasmcustom";
 
+/// The Envoy runtime flag that drops a dynamic module's stats namespace in `/stats/prometheus`.
+/// Envoy 1.40 strips the `wasmcustom` namespace of a Wasm filter always, but a dynamic module's
+/// loaded by name only under this flag (off by default): without it the native build's counters
+/// read `envoy_wasmcustom_peerguard_allowed` instead of `peerguard_allowed`.
+pub const NATIVE_STRIP_PREFIX_FLAG: &str = "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix";
+
+/// The bootstrap's `layered_runtime` for the native build: [`NATIVE_STRIP_PREFIX_FLAG`] on, so
+/// that Prometheus sees the Wasm build's metric names and the shipped rules and dashboard apply.
+pub fn native_layered_runtime() -> Value {
+    json!({"layers": [{"name": "peerguard-native", "static_layer": {NATIVE_STRIP_PREFIX_FLAG: true}}]})
+}
+
 /// peerguard as an Envoy dynamic module (`native/`), running the policy `configuration`.
 #[derive(Clone, Copy, Debug)]
 pub struct NativeFilter<'a> {

@@ -6,7 +6,9 @@
 //! [`GAUGE_NAMES_PER_IDENTITY`] × `maxIdentities` distinct principals ever get a gauge name; past
 //! that, a principal is counted as left out even when it is among the closest.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use crate::stats::MetricType;
 
@@ -73,6 +75,35 @@ pub fn encode_principal(principal: &str) -> String {
 /// cuts `.<encoded>` out, so Prometheus sees `peerguard_peer_cert_expiry_seconds{principal=...}`.
 pub fn gauge_name(principal: &str) -> String {
     format!("{}{}{}", names::PEER_CERT_EXPIRY.0, encode_principal(principal), names::PEER_CERT_EXPIRY.1)
+}
+
+/// Where requests report what they saw: the Wasm build's tracker is the VM's own (one thread); the
+/// native build shares one tracker between Envoy's worker threads, so its gauges are per process.
+pub trait ExpiryObserver {
+    /// See [`ExpiryTracker::observe`].
+    fn observe(&self, principal: &str, not_after: i64, now: i64);
+    /// See [`ExpiryTracker::certificate_seen`].
+    fn certificate_seen(&self, not_after: i64, now: i64);
+}
+
+impl ExpiryObserver for RefCell<ExpiryTracker> {
+    fn observe(&self, principal: &str, not_after: i64, now: i64) {
+        self.borrow_mut().observe(principal, not_after, now);
+    }
+    fn certificate_seen(&self, not_after: i64, now: i64) {
+        self.borrow_mut().certificate_seen(not_after, now);
+    }
+}
+
+impl ExpiryObserver for Mutex<ExpiryTracker> {
+    fn observe(&self, principal: &str, not_after: i64, now: i64) {
+        // A poisoned lock only means another thread panicked mid-update: the data is still a
+        // valid tracker, and losing the gauges would be worse than a half-applied observation.
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).observe(principal, not_after, now);
+    }
+    fn certificate_seen(&self, not_after: i64, now: i64) {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner).certificate_seen(not_after, now);
+    }
 }
 
 impl ExpiryTracker {

@@ -34,8 +34,9 @@ pub struct Worker {
     pub audit: Rc<RefCell<AuditLimiter>>,
     /// Ignore `connection.peer_certificate`, as an Envoy older than 1.38 would (VM option).
     pub ignore_peer_certificate_attribute: bool,
-    /// Per-identity peer certificate expiry (shared with the root context, which reports it).
-    pub expiry: Rc<RefCell<crate::expiry::ExpiryTracker>>,
+    /// Per-identity peer certificate expiry (shared with whatever reports it: the Wasm root
+    /// context, or the native build's config tick).
+    pub expiry: Rc<dyn crate::expiry::ExpiryObserver>,
     /// The host clock as the root context last read it (docs/policy.md "Certificates and revocation").
     pub clock: Rc<Clock>,
 }
@@ -193,7 +194,7 @@ impl Worker {
         // The expiry gauges report the clients this service serves (allowed, or let through by
         // dry run), not the ones it refuses.
         if let (Some(p), Some(principal), true) = (cert, decision.principal(), decision.allowed()) {
-            self.expiry.borrow_mut().observe(principal, p.facts.not_after, now);
+            self.expiry.observe(principal, p.facts.not_after, now);
         }
 
         let reason = match decision.verdict {
@@ -264,7 +265,7 @@ impl Worker {
         match resolve_peer(evidence) {
             ResolvedPeer::Certificate { facts, chain } => {
                 let prepared = engine.prepare(*facts, &chain, now);
-                self.expiry.borrow_mut().certificate_seen(prepared.facts.not_after, now);
+                self.expiry.certificate_seen(prepared.facts.not_after, now);
                 PeerLookup::Certificate(self.cache.borrow_mut().insert(digest, prepared))
             }
             ResolvedPeer::AttributesOnly => PeerLookup::Attributes(PeerAttributes {
@@ -407,7 +408,7 @@ mod tests {
             counters: Rc::new(Counters::default()),
             audit: Rc::new(RefCell::new(AuditLimiter::default())),
             ignore_peer_certificate_attribute: false,
-            expiry: Rc::default(),
+            expiry: Rc::new(RefCell::new(crate::expiry::ExpiryTracker::default())),
             clock: Rc::new(Clock::at(1_800_000_000)),
         }
     }

@@ -23,6 +23,14 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PeerguardRoot::new()) });
 }}
 
+thread_local! {
+    /// The CRL sources of every root context this VM has had: a reloaded policy starts from the
+    /// last good CRL of a source it shares with an earlier one, so a reload never forgets a
+    /// revocation (docs/policy.md "CRL sources"). Envoy gives each new plugin config (an ECDS or
+    /// LDS update) a new root context in the same VM, which starts with an empty fetcher.
+    static CRL_MEMORY: RefCell<CrlFetcher> = RefCell::default();
+}
+
 /// Options of the VM (`vm_config.configuration`), as opposed to the policy (`configuration`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -69,7 +77,7 @@ impl PeerguardRoot {
             counters: counters.clone(),
             audit: audit.clone(),
             ignore_peer_certificate_attribute: false,
-            expiry: Rc::default(),
+            expiry: Rc::new(RefCell::new(ExpiryTracker::default())),
             clock: clock.clone(),
         });
         PeerguardRoot {
@@ -97,6 +105,7 @@ impl Context for PeerguardRoot {
         if self.crls.on_response(token_id, engine, Response { headers, body_size, read_body: &read_body }, &HostStats) {
             // Cached verdicts may rest on the replaced CRL (docs/policy.md "CRL sources").
             *self.worker.cache.borrow_mut() = CertCache::new(CERT_CACHE_CAPACITY);
+            CRL_MEMORY.with(|m| self.crls.remember_into(&mut m.borrow_mut()));
         }
     }
 }
@@ -139,7 +148,14 @@ impl RootContext for PeerguardRoot {
             clock: self.clock.clone(),
         });
         let now = self.clock.now();
-        self.crls = CrlFetcher::for_engine(self.worker.engine.as_ref().ok(), std::mem::take(&mut self.crls), now);
+        // An ECDS update gives Envoy a new plugin, so a new root context in this VM: the last good
+        // CRLs come from the VM's memory, not from this root context's fetcher alone.
+        let previous = CRL_MEMORY.with(|m| {
+            let mut memory = m.borrow_mut();
+            self.crls.remember_into(&mut memory);
+            memory.memory()
+        });
+        self.crls = CrlFetcher::for_engine(self.worker.engine.as_ref().ok(), previous, now);
         // The tick runs whatever the policy (with no CRL source too): requests read its clock.
         if let Err(e) = proxy_wasm::hostcalls::set_tick_period(TICK) {
             log::error!(

@@ -47,6 +47,15 @@ struct ModuleHttpHeader {
     value_length: usize,
 }
 
+/// `envoy_dynamic_module_type_envoy_http_header`: a header owned by Envoy, valid during the hook.
+#[repr(C)]
+pub struct EnvoyHttpHeader {
+    key_ptr: *const c_char,
+    key_length: usize,
+    value_ptr: *const c_char,
+    value_length: usize,
+}
+
 /// `envoy_dynamic_module_type_http_header_type_RequestHeader`.
 const REQUEST_HEADER: u32 = 0;
 /// `envoy_dynamic_module_type_on_http_filter_*_status_Continue` (every status enum starts with it).
@@ -138,6 +147,46 @@ extern "C" {
         label_values_length: usize,
         value: u64,
     ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        config_envoy_ptr: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        gauge_id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config_envoy_ptr: *mut c_void,
+        name: ModuleBuffer,
+        label_names: *const ModuleBuffer,
+        label_names_length: usize,
+        histogram_id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config_envoy_ptr: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+        config_envoy_ptr: *mut c_void,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config_envoy_ptr: *mut c_void,
+        callout_id: *mut u64,
+        cluster_name: ModuleBuffer,
+        headers: *const ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_milliseconds: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config_envoy_ptr: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(scheduler: *mut c_void, event_id: u64);
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_increment_counter(
         filter_envoy_ptr: *mut c_void,
         id: usize,
@@ -174,46 +223,142 @@ pub fn log_enabled(level: LogLevel) -> bool {
     unsafe { envoy_dynamic_module_callback_log_enabled(level as u32) }
 }
 
-/// The filter config Envoy is building: only usable inside `on_http_filter_config_new`, where
-/// counters can still be defined.
+/// A filter config's Envoy side: valid from `on_http_filter_config_new` until
+/// `on_http_filter_config_destroy`, and used only on Envoy's main thread (the config hooks).
+/// Metrics can be defined only inside `config_new` (Envoy freezes them after it).
 pub struct EnvoyConfig(*mut c_void);
 
-impl EnvoyConfig {
-    /// Defines a counter (no labels); `None` when Envoy refuses.
-    pub fn define_counter(&self, name: &str) -> Option<u32> {
-        let mut id = 0usize;
-        // SAFETY: `self.0` is the config pointer of the running `config_new` hook; the name buffer
-        // lives through the call; `id` is a valid place to write.
-        let r = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_define_counter(
-                self.0,
-                ModuleBuffer::of(name.as_bytes()),
-                std::ptr::null(),
-                0,
-                &mut id,
-            )
-        };
-        if r == METRICS_SUCCESS {
-            u32::try_from(id).ok()
-        } else {
-            None
-        }
-    }
+/// Kinds of metric, as the ABI defines them with one callback each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Label values as the ABI takes them (pointers into the strings, which outlive the call).
+fn label_buffers(labels: &[&str]) -> Vec<ModuleBuffer> {
+    labels.iter().map(|l| ModuleBuffer::of(l.as_bytes())).collect()
+}
+
+/// One header of an HTTP callout, as the ABI takes it.
+fn module_headers(headers: &[(&str, &str)]) -> Vec<ModuleHttpHeader> {
+    headers
+        .iter()
+        .map(|(k, v)| ModuleHttpHeader {
+            key_ptr: k.as_ptr().cast(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr().cast(),
+            value_length: v.len(),
+        })
+        .collect()
 }
 
 impl EnvoyConfig {
-    /// Adds one to a counter of this config (an invalid policy is counted while it is built).
-    pub fn increment_counter(&self, id: u32) {
-        // SAFETY: `self.0` is the config pointer of the running `config_new` hook; no labels.
+    /// Defines a metric with these label names (none for a plain one); `None` when Envoy refuses.
+    /// Labelled and plain metrics have separate id spaces in Envoy: an id is only meaningful with
+    /// the same number of label values it was defined with.
+    pub fn define(&self, kind: MetricKind, name: &str, label_names: &[&str]) -> Option<usize> {
+        let labels = label_buffers(label_names);
+        let (ptr, len) = if labels.is_empty() { (std::ptr::null(), 0) } else { (labels.as_ptr(), labels.len()) };
+        let define = match kind {
+            MetricKind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter,
+            MetricKind::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            MetricKind::Histogram => envoy_dynamic_module_callback_http_filter_config_define_histogram,
+        };
+        let mut id = 0usize;
+        // SAFETY: `self.0` is the config pointer of the running `config_new` hook; the name and the
+        // label buffers (and the strings they point into) live through the call; `id` is writable.
+        let r = unsafe { define(self.0, ModuleBuffer::of(name.as_bytes()), ptr, len, &mut id) };
+        (r == METRICS_SUCCESS).then_some(id)
+    }
+
+    /// Defines a plain counter; `None` when Envoy refuses.
+    pub fn define_counter(&self, name: &str) -> Option<u32> {
+        self.define(MetricKind::Counter, name, &[]).and_then(|id| u32::try_from(id).ok())
+    }
+
+    /// Adds to a counter, sets a gauge or records a histogram value, with the label values the
+    /// metric was defined for (Envoy stats are thread-safe; this runs on the main thread).
+    pub fn record(&self, kind: MetricKind, id: usize, label_values: &[&str], value: u64) {
+        let labels = label_buffers(label_values);
+        let (ptr, len) = if labels.is_empty() { (std::ptr::null(), 0) } else { (labels.as_ptr(), labels.len()) };
+        let update = match kind {
+            MetricKind::Counter => envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            MetricKind::Gauge => envoy_dynamic_module_callback_http_filter_config_set_gauge,
+            MetricKind::Histogram => envoy_dynamic_module_callback_http_filter_config_record_histogram_value,
+        };
+        // SAFETY: `self.0` is the config pointer of a running config hook; the label buffers live
+        // through the call. A wrong id or label count is refused by Envoy with a result code.
         unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.0,
-                id as usize,
-                std::ptr::null(),
-                0,
-                1,
-            );
+            update(self.0, id, ptr, len, value);
         }
+    }
+
+    /// Adds one to a plain counter of this config (an invalid policy is counted while it is built).
+    pub fn increment_counter(&self, id: u32) {
+        self.record(MetricKind::Counter, id as usize, &[], 1);
+    }
+
+    /// Starts an HTTP call through `cluster` on the main thread; its answer comes to
+    /// `on_http_filter_config_http_callout_done` with the returned id. `Err` carries Envoy's
+    /// `http_callout_init_result` (1 missing `:method`/`:path`/host, 2 unknown cluster, 4 no
+    /// request could be made).
+    pub fn http_callout(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> Result<u64, u32> {
+        let hs = module_headers(headers);
+        let mut id = 0u64;
+        // SAFETY: `self.0` is the config pointer of a running config hook on the main thread (the
+        // only thread Envoy allows config callouts on); the headers, the strings they point into
+        // and the cluster name live through the call, and Envoy copies them; `id` is writable.
+        let r = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                hs.as_ptr(),
+                hs.len(),
+                ModuleBuffer::NULL,
+                timeout_ms,
+            )
+        };
+        if r == 0 {
+            Ok(id)
+        } else {
+            Err(r)
+        }
+    }
+
+    /// A scheduler that posts events to this config's `on_http_filter_config_scheduled` on the
+    /// main thread, from any thread.
+    pub fn scheduler(&self) -> Option<ConfigScheduler> {
+        // SAFETY: `self.0` is the config pointer of the running `config_new` hook.
+        let p = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
+        (!p.is_null()).then_some(ConfigScheduler(p))
+    }
+}
+
+/// Envoy's config scheduler, owned by the module: dropping it deletes it.
+pub struct ConfigScheduler(*mut c_void);
+
+// SAFETY: abi.h allows `scheduler_commit` from any thread (that is what the scheduler is for);
+// Envoy's side holds only a weak reference to the config and posts to the main dispatcher.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as above; `commit` takes `&self` and Envoy synchronises the posting.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// Posts `event_id` to the main thread; a no-op once the config is gone.
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: the pointer is live until `drop` below, which takes `self` by value, so no
+        // commit can follow the delete.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event_id) }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by `scheduler_new`, deleted exactly once, here.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
     }
 }
 
@@ -272,15 +417,7 @@ impl EnvoyFilter {
 
     /// Ends the stream with a local reply.
     pub fn send_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        let hs: Vec<ModuleHttpHeader> = headers
-            .iter()
-            .map(|(k, v)| ModuleHttpHeader {
-                key_ptr: k.as_ptr().cast(),
-                key_length: k.len(),
-                value_ptr: v.as_ptr().cast(),
-                value_length: v.len(),
-            })
-            .collect();
+        let hs = module_headers(headers);
         // SAFETY: `self.0` is the filter pointer of the running hook; `hs` and the strings it
         // points into, the body and the details live through the call; Envoy copies them.
         unsafe {
@@ -380,8 +517,86 @@ extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config_module_p
         if !config_module_ptr.is_null() {
             // SAFETY: the pointer came from `Arc::into_raw` in `config_new`, and Envoy destroys
             // each config exactly once: this gives back the reference Envoy owned.
-            drop(unsafe { Arc::from_raw(config_module_ptr.cast::<Config>()) });
+            let config = unsafe { Arc::from_raw(config_module_ptr.cast::<Config>()) };
+            // The tick thread stops before its scheduler is deleted; streams still running keep
+            // their workers (and so the policy) through their own references.
+            config.shutdown();
+            drop(config);
         }
+    });
+}
+
+/// The config behind a config hook's module pointer, borrowed for the hook.
+///
+/// SAFETY (for callers): `ptr` must be the pointer `config_new` returned, and Envoy must still own
+/// its reference, which holds during every config hook (Envoy drops the weak handle it posts
+/// events through before `config_destroy`).
+unsafe fn config_ref<'a>(ptr: *const c_void) -> Option<&'a Config> {
+    // SAFETY: see above; a null pointer is refused.
+    unsafe { ptr.cast::<Config>().as_ref() }
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy_ptr: *mut c_void,
+    config_module_ptr: *const c_void,
+    _event_id: u64,
+) {
+    guard("on_http_filter_config_scheduled", (), || {
+        // SAFETY: a config hook: Envoy still owns the config (see `config_ref`).
+        if let Some(config) = unsafe { config_ref(config_module_ptr) } {
+            filter::config_tick(config, &EnvoyConfig(config_envoy_ptr));
+        }
+    });
+}
+
+#[no_mangle]
+extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    config_envoy_ptr: *mut c_void,
+    config_module_ptr: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    guard("on_http_filter_config_http_callout_done", (), || {
+        // SAFETY: a config hook: Envoy still owns the config (see `config_ref`).
+        let Some(config) = (unsafe { config_ref(config_module_ptr) }) else {
+            return;
+        };
+        let headers: Vec<(String, String)> = if result != 0 || headers.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: Envoy passes `headers_size` headers it owns, valid until the hook returns.
+            unsafe { std::slice::from_raw_parts(headers, headers_size) }
+                .iter()
+                .map(|h| {
+                    let text = |p: *const c_char, n: usize| {
+                        String::from_utf8_lossy(&copy_out(true, EnvoyBuffer { ptr: p, length: n }).unwrap_or_default())
+                            .into_owned()
+                    };
+                    (text(h.key_ptr, h.key_length), text(h.value_ptr, h.value_length))
+                })
+                .collect()
+        };
+        let chunks: &[EnvoyBuffer] = if result != 0 || body_chunks.is_null() {
+            &[]
+        } else {
+            // SAFETY: Envoy passes `body_chunks_size` buffers it owns, valid until the hook returns.
+            unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
+        };
+        let body_size = chunks.iter().map(|c| c.length).sum();
+        let read_body = |limit: usize| {
+            let mut body = Vec::with_capacity(limit.min(body_size));
+            for c in chunks {
+                body.extend(copy_out(true, *c).unwrap_or_default());
+            }
+            body.truncate(limit);
+            (!body.is_empty()).then_some(body)
+        };
+        filter::config_callout_done(config, &EnvoyConfig(config_envoy_ptr), callout_id, headers, body_size, &read_body);
     });
 }
 
