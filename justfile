@@ -70,12 +70,12 @@ lint:
     @echo "==================== clippy (wasm32-wasip1) ===================="
     scripts/build-wasm.sh clippy
 
-# The end-to-end tests that `just test` runs a second time against the native build. Left out:
-# CRL sources and expiry gauges (not in the native build yet) and the Prometheus alert test (the
-# expiry alert). e2e_operations drives `peerguard live init --native` and `live reload` in the
-# native build; the Istio-shaped and waypoint stacks run the native filter as an EnvoyFilter
-# would insert it (their WasmPlugin/TrafficExtension test stays on Wasm).
-native_e2e := "--test e2e_foundation --test e2e_paths_headers --test e2e_certificates --test e2e_federation --test e2e_linkerd --test e2e_operations --test e2e_native --test e2e_waypoint --test e2e_istio_shaped"
+# The end-to-end tests that `just test` runs a second time against the native build: every
+# e2e suite except diff_istio (the differential run against Istio's RBAC), launcher (the test
+# kit itself) and module_size (the .wasm). e2e_operations drives `peerguard live init --native`;
+# the Istio-shaped and waypoint stacks run the native filter as an EnvoyFilter would insert it
+# (their WasmPlugin/TrafficExtension test stays on Wasm).
+native_e2e := "--test e2e_foundation --test e2e_paths_headers --test e2e_certificates --test e2e_federation --test e2e_linkerd --test e2e_operations --test e2e_native --test e2e_waypoint --test e2e_istio_shaped --test e2e_crl_sources --test e2e_monitoring"
 
 # --- shipping (issue 6): OCI image, Istio manifests, standalone Envoy, local mesh ---
 

@@ -12,7 +12,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-use peerguard_filter::envoy_config::{stats_tags, NativeFilter, WasmFilter, DEFAULT_NAME, NATIVE_SEARCH_PATH_ENV};
+use peerguard_filter::envoy_config::{
+    native_layered_runtime, stats_tags, NativeFilter, WasmFilter, DEFAULT_NAME, NATIVE_SEARCH_PATH_ENV,
+};
 use peerguard_policy::ConfigErrors;
 use serde_json::{json, Value};
 
@@ -403,7 +405,7 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
     let policy = load_policy(&a.policy)?;
     check_trust_chain_verification(a, &policy)?;
     let policy_json = serde_json::to_string(&policy).map_err(|e| RenderError::Usage(e.to_string()))?;
-    Ok(json!({
+    let mut boot = json!({
         "admin": {"address": socket(&a.admin, "--admin")?},
         // The reason and policy in peerguard's counter names become Prometheus labels.
         "stats_config": {"stats_tags": stats_tags()},
@@ -465,7 +467,13 @@ pub fn envoy_value(a: &EnvoyArgs) -> Result<Value, RenderError> {
                 "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(&a.upstream, "--upstream")?}}]}]}
             }]
         }
-    }))
+    });
+    if a.native {
+        // Prometheus then shows the Wasm build's metric names (`peerguard_allowed`), so the
+        // shipped rules and dashboard apply to either build.
+        boot["layered_runtime"] = native_layered_runtime();
+    }
+    Ok(boot)
 }
 
 fn envoy(a: &EnvoyArgs) -> Result<String, RenderError> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use peerguard_filter::envoy_config::{stats_tags, WasmFilter};
+use peerguard_filter::envoy_config::{native_layered_runtime, stats_tags, WasmFilter};
 // The ECDS/SDS files and their names are `peerguard live`'s: the tests swap policies and
 // certificates the way users do.
 use peerguard_cli::live::{
@@ -299,7 +299,7 @@ impl EnvoyConfig {
                 }]);
             }
         }
-        Ok(json!({
+        let mut boot = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             // xDS from files (ECDS, SDS) requires a node id and cluster.
             "node": {"id": "peerguard-e2e", "cluster": "peerguard-e2e"},
@@ -312,7 +312,12 @@ impl EnvoyConfig {
                 }],
                 "clusters": self.clusters()
             }
-        }))
+        });
+        if self.policy.is_some() && self.build()? == Build::Native {
+            // The Wasm build's metric names in Prometheus (envoy_config::NATIVE_STRIP_PREFIX_FLAG).
+            boot["layered_runtime"] = native_layered_runtime();
+        }
+        Ok(boot)
     }
 
     /// The routes: [`EnvoyConfig::extra_routes`] in order, then the catch-all route to `upstream`.

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peerguard_certkit::{spiffe_id, Ca, CaSpec, CrlSpec, DnType, Leaf, RevocationReason, SerialNumber};
+use peerguard_cli::live::{write_ecds, ECDS_FILE};
 use peerguard_e2e::client::{Client, Request};
 use peerguard_e2e::crl_server::CrlServer;
 use peerguard_e2e::envoy::{Envoy, EnvoyConfig, ListenerTls};
+use peerguard_e2e::repo::Build;
 use peerguard_e2e::upstream::EchoServer;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -256,6 +258,71 @@ fn before_the_first_good_crl_and_past_max_stale_unknown_status_decides() {
     assert!(deny.log().contains("fetch failed"), "no failure logged");
 }
 
+#[test]
+fn a_reload_keeps_the_last_good_crl_while_the_source_is_down() {
+    let pki = Pki::new();
+    pki.leaf("revoked", 0x70, 3600, false);
+    pki.leaf("other", 0x71, 3600, false);
+    let mut server = CrlServer::start(&pki.crl(1, &[0x70], 3600)).unwrap();
+    let upstream = EchoServer::start().unwrap();
+    // unknownStatus allow (the default): forgetting the CRL on a reload would let `revoked` in.
+    let policy = |deny_path: &str| {
+        json!({
+            "certificate": {"trustAnchors": [pki.ca_pem], "crlSources": [source("1h")]},
+            "denyResponse": {"exposeReason": true},
+            "policies": [
+                {"name": "marker", "action": "DENY", "rules": [{"to": [{"operation": {"paths": [deny_path]}}]}]},
+                {"name": "all", "action": "ALLOW", "rules": [{}]}
+            ],
+        })
+        .to_string()
+    };
+    let ecds = tempfile::tempdir().unwrap();
+    let tls = ListenerTls {
+        server_cert: pki.dir.join("server.pem"),
+        server_key: pki.dir.join("server-key.pem"),
+        trusted_ca: pki.dir.join("ca.pem"),
+        require_client_certificate: true,
+    };
+    let config = EnvoyConfig::new(upstream.port(), Some(tls))
+        .with_route("crl", "/__crl-server-not-routed", server.port())
+        .with_policy(&policy("/before"))
+        .with_ecds(ecds.path());
+    config.write_dynamic_files().unwrap();
+    let envoy = Envoy::start(&config, &pki.dir).unwrap();
+    let (revoked, other) = (pki.client("revoked"), pki.client("other"));
+    wait_for(&revoked, &envoy, (403, Some("revoked")), Duration::from_secs(5));
+    assert_eq!(call(&other, &envoy), (200, None));
+
+    // The CRL server goes away, then a new policy arrives by ECDS: a new filter config, whose
+    // first fetch fails. It must start from the last good CRL of the same source.
+    server.stop();
+    write_ecds(&ecds.path().join(ECDS_FILE), &policy("/after"), &config.filter_build().unwrap()).unwrap();
+    let probe = |path: &str| match other.send(envoy.port(), &Request::get(path)) {
+        Ok(r) => (r.status, r.reason()),
+        Err(e) => (0, Some(e.to_string())),
+    };
+    let start = Instant::now();
+    while probe("/after") != (403, Some("denied_by_policy".to_owned())) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the new policy never took effect:\n{}", envoy.log_tail(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(probe("/before"), (200, None), "the old policy is still in force");
+    // Several refresh periods of failed fetches under the new policy: still revoked.
+    let failed_before = metric(&envoy, "wasmcustom.peerguard.crl_source.ca-crl.fetch_failed");
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(call(&revoked, &envoy), (403, Some("revoked".to_owned())), "{}", envoy.log_tail(30));
+        assert_eq!(call(&other, &envoy), (200, None));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        metric(&envoy, "wasmcustom.peerguard.crl_source.ca-crl.fetch_failed") > failed_before,
+        "the new config never tried the source: {}",
+        envoy.stats("crl_source").unwrap()
+    );
+}
+
 /// A sample `name{label="value"} number` line of `/stats/prometheus`.
 fn prom_value(prom: &str, name: &str, label: &str) -> Option<u64> {
     let prefix = format!("{name}{{{label}}} ");
@@ -303,11 +370,14 @@ fn expiry_gauges_report_the_n_identities_closest_to_expiry_with_principal_labels
     assert!(prom.contains("peerguard_peer_cert_expiry_identities{} 2"), "{prom}");
     // The histogram of remaining lifetimes saw all three certificates.
     assert!(prom.contains("peerguard_peer_cert_remaining_seconds_count{} 3"), "{prom}");
-    // The raw stat name carries the principal; the tag regex took it out of the name.
-    assert!(envoy
-        .stats("peer_cert_expiry")
-        .unwrap()
-        .contains("wasmcustom.peerguard.peer_cert_expiry.cluster.local/ns/default/sa/soon.seconds"));
+    // The raw stat name carries the principal: in the Wasm build the tag regex takes it out of
+    // the name; the native build defines a gauge with a `principal` label, which Envoy appends.
+    let raw = match Build::from_env().unwrap() {
+        Build::Wasm => "wasmcustom.peerguard.peer_cert_expiry.cluster.local/ns/default/sa/soon.seconds",
+        Build::Native => "wasmcustom.peerguard.peer_cert_expiry.seconds.principal.cluster.local/ns/default/sa/soon",
+    };
+    let stats = envoy.stats("peer_cert_expiry").unwrap();
+    assert!(stats.contains(raw), "{raw} not in:\n{stats}");
     drop(server);
 }
 

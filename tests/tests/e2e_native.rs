@@ -173,27 +173,3 @@ fn a_reload_storm_leaves_envoy_answering_with_the_last_policy() {
     let stats = envoy.stats("peerguard.config_errors").unwrap();
     assert!(stats.contains("wasmcustom.peerguard.config_errors"), "{stats}");
 }
-
-#[test]
-fn a_policy_with_crl_sources_is_refused_rather_than_run_without_revocation() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = DemoCa::create(tmp.path()).unwrap();
-    let policy = serde_json::json!({
-        "mtls": "strict",
-        "denyResponse": {"exposeReason": true},
-        "certificate": {
-            "trustAnchors": [ca.cert_pem],
-            "crlSources": [{"cluster": "crl-server", "path": "/ca.crl", "refresh": "5m", "maxStale": "1h"}],
-        },
-    })
-    .to_string();
-    // The engine itself accepts it (the Wasm build fetches the CRLs)...
-    assert!(peerguard_policy::Engine::from_json(&policy).is_ok());
-    // ...the native build, which does not fetch them, fails closed.
-    let opts = StackOptions { policy: Some(policy), tweak: native, ..StackOptions::default() };
-    let stack = Stack::start(opts).unwrap();
-    let resp = stack.send(Some("frontend"), &Request::get("/api/items")).unwrap();
-    assert_eq!((resp.status, resp.reason().as_deref()), (503, Some("config_invalid")));
-    assert!(stack.envoy.log_tail(200).contains("certificate.crlSources"), "{}", stack.envoy.log_tail(40));
-    assert_alive(&stack);
-}
