@@ -28,6 +28,7 @@ up *ARGS: build
 # (args: --quick for about a minute; --help for the rest). Table on stdout; JSON, markdown, PNG in target/bench/
 bench *ARGS: build build-native
     scripts/build-wasm.sh floor
+    scripts/build-native.sh floor
     ENVOY_BIN="$(scripts/ensure-envoy.sh)" cargo run -q --release -p peerguard-bench -- {{ARGS}}
 
 # Fuzz every cargo-fuzz target (fuzz/) for SECONDS each on nightly, then a summary; new crashes go to fuzz/regressions/ (args: SECONDS [TARGET...])
