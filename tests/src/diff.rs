@@ -60,7 +60,9 @@ use serde_json::{json, Value};
 
 use crate::certs::{DemoCa, LeafSpec};
 use crate::envoy::{self, Envoy};
+use crate::repo::{native_path, Build};
 use crate::upstream::EchoServer;
+use peerguard_filter::envoy_config::{native_layered_runtime, NativeFilter};
 
 // ---------------------------------------------------------------------------------------------
 // A small seeded generator: xorshift64*.
@@ -1010,6 +1012,15 @@ pub fn prepare(doc: &Value) -> Result<Prepared> {
     Ok(Prepared { doc: doc.clone(), filters: rendered.filters, pg_json: pg.to_string() })
 }
 
+/// The peerguard build a [`Lab`] runs (`PEERGUARD_BUILD`).
+enum Module {
+    /// A copy of the Wasm module, loaded by path.
+    Wasm(PathBuf),
+    /// The dynamic module, which Envoy loads by name from [`crate::repo::native_dir`] through
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (the launcher sets it).
+    Native,
+}
+
 /// Everything one differential run needs that outlives an Envoy: certificates, clients, the
 /// echo upstream, the module.
 pub struct Lab {
@@ -1018,31 +1029,43 @@ pub struct Lab {
     server: (PathBuf, PathBuf),
     clients: Clients,
     echo: EchoServer,
-    wasm: PathBuf,
+    module: Module,
     /// Envoy starts so far.
     pub starts: usize,
 }
 
 impl Lab {
-    /// Fails (never skips) without Envoy or the module, saying how to get them.
+    /// Runs the build `PEERGUARD_BUILD` names ([`Build::from_env`]). Fails (never skips)
+    /// without Envoy or that build's module, saying how to get them.
     pub fn new() -> Result<Lab> {
         envoy::envoy_bin()?;
         let dir = tempfile::tempdir()?;
-        // A copy: one module for the whole run, even if dist/ is rebuilt meanwhile.
-        let wasm = dir.path().join("peerguard.wasm");
-        std::fs::copy(envoy::wasm_path()?, &wasm).context("copy the module")?;
+        let module = match Build::from_env()? {
+            Build::Wasm => {
+                // A copy: one module for the whole run, even if dist/ is rebuilt meanwhile.
+                let wasm = dir.path().join("peerguard.wasm");
+                std::fs::copy(envoy::wasm_path()?, &wasm).context("copy the module")?;
+                Module::Wasm(wasm)
+            }
+            Build::Native => {
+                native_path().context("PEERGUARD_BUILD=native: the differential test needs the native module")?;
+                Module::Native
+            }
+        };
         let ca = DemoCa::create(dir.path())?;
         let server = ca.issue("server", &LeafSpec::server())?;
         let clients = Clients::new(&ca)?;
         let echo = EchoServer::start()?;
-        Ok(Lab { server: (server.cert_path, server.key_path), dir, ca, clients, echo, wasm, starts: 0 })
+        Ok(Lab { server: (server.cert_path, server.key_path), dir, ca, clients, echo, module, starts: 0 })
     }
 
-    fn listener(&self, name: &str, http_filters: Vec<Value>) -> Value {
+    /// A listener with `http_filters` before the router. `xfcc` is its
+    /// `forward_client_cert_details` and, if any, `set_current_client_cert_details`.
+    fn listener(&self, name: &str, http_filters: Vec<Value>, xfcc: (&str, Option<Value>)) -> Value {
         let mut filters = http_filters;
         filters.push(json!({"name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
-        json!({
+        let mut l = json!({
             "name": name,
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
             "listener_filters": [{"name": "envoy.filters.listener.proxy_protocol",
@@ -1057,26 +1080,54 @@ impl Lab {
                     "normalize_path": true,
                     "merge_slashes": true,
                     "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
-                    "forward_client_cert_details": "SANITIZE",
+                    "forward_client_cert_details": xfcc.0,
                     "route_config": {"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"],
                         "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]}]},
                     "http_filters": filters
                 }}]
             }]
-        })
+        });
+        if let Some(details) = xfcc.1 {
+            l["filter_chains"][0]["filters"][0]["typed_config"]["set_current_client_cert_details"] = details;
+        }
+        l
+    }
+
+    /// The peerguard listener's filter and XFCC settings for this lab's build. The Wasm filter
+    /// reads the peer from the connection (`SANITIZE`, as on the RBAC listeners). The native
+    /// build reads the certificate only from the XFCC element Envoy sets (docs/policy.md "Where
+    /// the certificate comes from"), so its listeners set one as envoy/native.yaml does; the
+    /// decision compared here is the status only, so the header the echo upstream then sees
+    /// changes nothing that is compared.
+    fn peerguard_listener(&self, name: &str, k: usize, p: &Prepared) -> Value {
+        match &self.module {
+            Module::Wasm(path) => {
+                let mut wasm = envoy::wasm_filter_config(path, &p.pg_json);
+                // One VM (same vm_id and code) for every listener; one plugin per policy.
+                wasm["config"]["name"] = format!("peerguard-{k}").into();
+                self.listener(name, vec![json!({"name": "peerguard", "typed_config": wasm})], ("SANITIZE", None))
+            }
+            Module::Native => {
+                // One filter config per listener: each compiles its own policy.
+                let native = NativeFilter { configuration: &p.pg_json }.typed_config();
+                let details = json!({"subject": true, "cert": true, "chain": true, "uri": true, "dns": true});
+                self.listener(
+                    name,
+                    vec![json!({"name": "peerguard", "typed_config": native})],
+                    ("SANITIZE_SET", Some(details)),
+                )
+            }
+        }
     }
 
     /// Starts one Envoy for `policies`.
     pub fn start(&mut self, policies: &[&Prepared]) -> Result<Running> {
-        let mut listeners = vec![self.listener("probe", Vec::new())];
+        let mut listeners = vec![self.listener("probe", Vec::new(), ("SANITIZE", None))];
         for (k, p) in policies.iter().enumerate() {
-            listeners.push(self.listener(&format!("rbac-{k}"), p.filters.clone()));
-            let mut wasm = envoy::wasm_filter_config(&self.wasm, &p.pg_json);
-            // One VM (same vm_id and code) for every listener; one plugin per policy.
-            wasm["config"]["name"] = format!("peerguard-{k}").into();
-            listeners.push(self.listener(&format!("pg-{k}"), vec![json!({"name": "peerguard", "typed_config": wasm})]));
+            listeners.push(self.listener(&format!("rbac-{k}"), p.filters.clone(), ("SANITIZE", None)));
+            listeners.push(self.peerguard_listener(&format!("pg-{k}"), k, p));
         }
-        let bootstrap = json!({
+        let mut bootstrap = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "static_resources": {
                 "listeners": listeners,
@@ -1085,6 +1136,10 @@ impl Lab {
                         {"socket_address": {"address": "127.0.0.1", "port_value": self.echo.port()}}}}]}]}}]
             }
         });
+        if matches!(self.module, Module::Native) {
+            // Prometheus names as in the Wasm build (not read here, but the same Envoy as shipped).
+            bootstrap["layered_runtime"] = native_layered_runtime();
+        }
         let workdir = self.dir.path().join(format!("envoy-{}", self.starts));
         std::fs::create_dir_all(&workdir)?;
         self.starts += 1;
