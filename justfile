@@ -72,11 +72,12 @@ lint:
     scripts/build-wasm.sh clippy
 
 # The end-to-end tests that `just test` runs a second time against the native build: every
-# e2e suite except diff_istio (the differential run against Istio's RBAC), launcher (the test
-# kit itself) and module_size (the .wasm). e2e_operations drives `peerguard live init --native`;
-# the Istio-shaped and waypoint stacks run the native filter as an EnvoyFilter would insert it
-# (their WasmPlugin/TrafficExtension test stays on Wasm).
-native_e2e := "--test e2e_foundation --test e2e_paths_headers --test e2e_certificates --test e2e_federation --test e2e_linkerd --test e2e_operations --test e2e_native --test e2e_waypoint --test e2e_istio_shaped --test e2e_crl_sources --test e2e_monitoring"
+# e2e suite except launcher (the test kit itself) and module_size (the .wasm). diff_istio runs
+# its random policies against Istio's RBAC with the native filter on the peerguard listeners.
+# e2e_operations drives `peerguard live init --native`; the Istio-shaped and waypoint stacks run
+# the native filter as an EnvoyFilter would insert it (their WasmPlugin/TrafficExtension test
+# stays on Wasm).
+native_e2e := "--test e2e_foundation --test e2e_paths_headers --test e2e_certificates --test e2e_federation --test e2e_linkerd --test e2e_operations --test e2e_native --test e2e_waypoint --test e2e_istio_shaped --test e2e_crl_sources --test e2e_monitoring --test diff_istio"
 
 # --- shipping (issue 6): OCI image, Istio manifests, standalone Envoy, local mesh ---
 
