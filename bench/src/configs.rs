@@ -34,6 +34,10 @@ pub enum Kind {
     /// The native build with the full certificate checks of [`Kind::PeerguardFullCert`]; the
     /// certificate comes from the digest-bound XFCC element Envoy sets (SANITIZE_SET, cert: true).
     PeerguardNativeFullCert,
+    /// The native floor (bench/floor-native, `scripts/build-native.sh floor`): a dynamic module
+    /// doing the wasm floor's work, one attribute read and one header set. What any dynamic
+    /// module costs, against which the native build's own work is measured.
+    NativeFloor,
 }
 
 /// Rule shapes the scale curve also runs: each needs its own index to stay flat.
@@ -110,6 +114,9 @@ impl Config {
                 (format!("shape-{}-{rules}", shape.name()), format!("peerguard, {rules} {} rules", shape.name()))
             }
             Kind::PeerguardNative | Kind::PeerguardNativeFullCert => native_id_label(kind, rules),
+            Kind::NativeFloor => {
+                ("native-floor".to_string(), "native floor (1 attribute read, 1 header set)".to_string())
+            }
         };
         Config { id, label, kind, rules, upstream: None }
     }
@@ -143,6 +150,18 @@ fn native_id_label(kind: Kind, rules: usize) -> (String, String) {
 /// The native build's HTTP filter running `configuration`.
 pub fn native_filter(configuration: &str) -> Value {
     NativeFilter { configuration }.http_filter("peerguard")
+}
+
+/// The dynamic-module name of the native floor: Envoy loads `lib<it>.so` from the search path.
+pub const NATIVE_FLOOR_MODULE: &str = "peerguard_floor_native";
+
+/// The native floor's HTTP filter: the native build's filter config with the floor's module
+/// (which ignores its config), so that only the module differs.
+pub fn native_floor_filter() -> Value {
+    let mut f = native_filter("");
+    f["name"] = json!("floor");
+    f["typed_config"]["dynamic_module_config"]["name"] = json!(NATIVE_FLOOR_MODULE);
+    f
 }
 
 /// The principal of rule `i` of `n` (without `spiffe://`): only the last one is the client.
@@ -311,4 +330,22 @@ pub fn shape_policy(shape: Shape, n: usize) -> Value {
         })
         .collect();
     json!({"mode": "enforce", "mtls": "strict", "trustDomains": ["cluster.local"], "policies": policies})
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+    use super::*;
+
+    #[test]
+    fn the_native_floor_differs_from_the_native_build_only_in_its_module() {
+        let floor = native_floor_filter();
+        let mut native = native_filter("");
+        assert_eq!(floor["typed_config"]["dynamic_module_config"]["name"], NATIVE_FLOOR_MODULE);
+        assert_ne!(native["typed_config"]["dynamic_module_config"]["name"], NATIVE_FLOOR_MODULE);
+        native["name"] = json!("floor");
+        native["typed_config"]["dynamic_module_config"]["name"] = json!(NATIVE_FLOOR_MODULE);
+        assert_eq!(floor, native);
+        assert_eq!(Config::new(Kind::NativeFloor, 0).id, "native-floor");
+    }
 }

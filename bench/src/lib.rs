@@ -133,10 +133,11 @@ impl Options {
 }
 
 impl Options {
-    /// The native build at every scale, beside RBAC `rules` and (extended) RBAC `matcher`, and
+    /// The native floor, the native build at every scale, beside RBAC `rules` and (extended) RBAC `matcher`, and
     /// with the full certificate checks at the first scale.
     pub fn native_configs(&self) -> Vec<Config> {
-        let mut out: Vec<Config> = self.scale.iter().map(|&n| Config::new(Kind::PeerguardNative, n)).collect();
+        let mut out = vec![Config::new(Kind::NativeFloor, 0)];
+        out.extend(self.scale.iter().map(|&n| Config::new(Kind::PeerguardNative, n)));
         let base = self.scale.first().copied().unwrap_or(10);
         out.push(Config::new(Kind::PeerguardNativeFullCert, base));
         out
@@ -210,6 +211,9 @@ pub struct Summary {
     /// Per-core capacity against the floor: the floor's CPU µs/request over this one's. Less
     /// sensitive than throughput to other load on a shared machine.
     pub cpu_ratio_to_wasm_floor: Option<f64>,
+    /// The same two against the native floor (a dynamic module doing the wasm floor's work).
+    pub ratio_to_native_floor: Option<f64>,
+    pub cpu_ratio_to_native_floor: Option<f64>,
 }
 
 /// One configuration's outcome.
@@ -315,6 +319,14 @@ fn prepare(opts: &Options, pki: &Pki, config: &Config) -> Result<Prepared> {
             &pg_wasm,
             &configs::peerguard_policy(config.rules, None).to_string(),
         )]),
+        Kind::NativeFloor => {
+            let lib = peerguard_e2e::repo::native_dir().join(format!("lib{}.so", configs::NATIVE_FLOOR_MODULE));
+            if lib.is_file() {
+                Ok(vec![configs::native_floor_filter()])
+            } else {
+                Err(format!("{} is missing: run `scripts/build-native.sh floor`", lib.display()))
+            }
+        }
         Kind::PeerguardNative => match peerguard_e2e::envoy::native_path() {
             Ok(_) => Ok(vec![configs::native_filter(&configs::peerguard_policy(config.rules, None).to_string())]),
             Err(e) => Err(format!("{e:#}")),

@@ -8,9 +8,10 @@ use peerguard_bench::{report, run, Options};
 
 const USAGE: &str = "usage: peerguard-bench [--quick] [--rounds N] [--duration SECS] [--warmup SECS] \
 [--connections N] [--threads N] [--scale 10,1000,10000] [--only id,id] [--out DIR]
-  ids: none wasm-floor rbac-N lua-N peerguard-N peerguard-certs-N peerguard-full-N native-N native-full-N
+  ids: none wasm-floor rbac-N lua-N peerguard-N peerguard-certs-N peerguard-full-N native-floor native-N native-full-N rbac-matcher-N
   env: ENVOY_BIN, PEERGUARD_WASM (dist/peerguard.wasm), PEERGUARD_FLOOR_WASM (dist/floor.wasm),
-       PEERGUARD_NATIVE_DIR (dist, holding libpeerguard_native.so from `just build-native`)";
+       PEERGUARD_NATIVE_DIR (dist, holding libpeerguard_native.so from `just build-native`
+       and libpeerguard_floor_native.so from `scripts/build-native.sh floor`)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

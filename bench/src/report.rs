@@ -37,13 +37,14 @@ pub fn summarize(results: &mut [ConfigResult]) {
     let snapshot: Vec<ConfigResult> = results.to_vec();
     let none = find(&snapshot, "none");
     let floor = find(&snapshot, "wasm-floor");
+    let native_floor = find(&snapshot, "native-floor");
     for r in results.iter_mut() {
         if r.samples.is_empty() {
             continue;
         }
         let col = |f: fn(&crate::Sample) -> f64| median(r.samples.iter().map(f).collect());
         let rbac = match r.config.kind {
-            Kind::NoFilter | Kind::WasmFloor | Kind::Rbac => None,
+            Kind::NoFilter | Kind::WasmFloor | Kind::NativeFloor | Kind::Rbac => None,
             _ => find(&snapshot, &format!("rbac-{}", r.config.rules)),
         };
         let rps = |s: &crate::Sample| s.rps;
@@ -61,6 +62,8 @@ pub fn summarize(results: &mut [ConfigResult]) {
             ratio_to_rbac_same_size: rbac.and_then(|b| ratio(r, b, rps)),
             ratio_to_wasm_floor: floor.and_then(|f| ratio(r, f, rps)),
             cpu_ratio_to_wasm_floor: floor.and_then(|f| ratio(r, f, |s| 1.0 / s.cpu_us_per_req)),
+            ratio_to_native_floor: native_floor.and_then(|f| ratio(r, f, rps)),
+            cpu_ratio_to_native_floor: native_floor.and_then(|f| ratio(r, f, |s| 1.0 / s.cpu_us_per_req)),
         };
         r.summary = Some(summary);
     }
@@ -169,6 +172,73 @@ pub fn targets(results: &[ConfigResult], wasm_bytes: u64) -> Vec<Target> {
         true,
     ));
     out.extend(scale_and_latency_targets(results));
+    out.extend(native_targets(results));
+    out
+}
+
+/// Median over rounds of `f(a) - f(b)` within each round.
+fn added(a: Option<&ConfigResult>, b: Option<&ConfigResult>, f: fn(&crate::Sample) -> f64) -> Option<f64> {
+    a.zip(b).and_then(|(a, b)| {
+        let v: Vec<f64> = a
+            .samples
+            .iter()
+            .filter_map(|s| b.samples.iter().find(|t| t.round == s.round).map(|t| f(s) - f(t)))
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    })
+}
+
+/// The native build's targets (extra Envoy CPU µs per request over no filter, round by round),
+/// and where that goes: the native floor is what any dynamic module costs, the rest is peerguard's.
+pub fn native_targets(results: &[ConfigResult]) -> Vec<Target> {
+    let cpu = |s: &crate::Sample| s.cpu_us_per_req;
+    let none = find(results, "none");
+    let floor = find(results, "native-floor");
+    let sizes = [10, 1_000, 10_000];
+    let over = |base: Option<&ConfigResult>, prefix: &str| -> Vec<(usize, f64)> {
+        sizes.iter().filter_map(|&n| Some((n, added(find(results, &format!("{prefix}{n}")), base, cpu)?))).collect()
+    };
+    let list = |v: &[(usize, f64)]| v.iter().map(|(n, d)| format!("{n}: {d:+.1} µs")).collect::<Vec<_>>().join(", ");
+    let native = over(none, "native-");
+    let matcher = over(none, "rbac-matcher-");
+    let mut out = Vec::new();
+    let ends: Vec<f64> = native.iter().filter(|(n, _)| *n == 10 || *n == 10_000).map(|p| p.1).collect();
+    out.push(check(
+        "peerguard native over no filter, 10 and 10,000 rules (Envoy CPU/req)",
+        "≤ +10 µs",
+        (ends.len() == 2).then(|| (ends.iter().copied().fold(f64::MIN, f64::max), list(&native))),
+        |v| v <= 10.0,
+        false,
+    ));
+    // Size by size, where both ran in the same rounds.
+    let vs_matcher: Vec<(usize, f64, f64)> =
+        native.iter().filter_map(|&(n, a)| matcher.iter().find(|m| m.0 == n).map(|m| (n, a, m.1))).collect();
+    out.push(check(
+        "peerguard native vs RBAC matcher at every size (extra Envoy CPU/req)",
+        "cheaper",
+        (!vs_matcher.is_empty()).then(|| {
+            let worst = vs_matcher.iter().map(|&(_, a, m)| a - m).fold(f64::MIN, f64::max);
+            let text = vs_matcher.iter().map(|(n, a, m)| format!("{n}: {a:+.1} vs {m:+.1} µs")).collect::<Vec<_>>();
+            (worst, text.join(", "))
+        }),
+        |v| v < 0.0,
+        false,
+    ));
+    out.push(Target {
+        name: "native floor over no filter (what any dynamic module costs: 1 attribute read, 1 header set)".into(),
+        want: "evidence".into(),
+        got: added(floor, none, cpu).map_or("not measured".into(), |d| format!("{d:+.1} µs Envoy CPU/req")),
+        met: None,
+        superseded: false,
+    });
+    let own = over(floor, "native-");
+    out.push(Target {
+        name: "peerguard native over the native floor (peerguard's own work per request)".into(),
+        want: "evidence".into(),
+        got: if own.is_empty() { "not measured".into() } else { list(&own) },
+        met: None,
+        superseded: false,
+    });
     out
 }
 
@@ -262,17 +332,7 @@ pub fn scale_and_latency_targets(results: &[ConfigResult]) -> Vec<Target> {
     let base = find(results, "none-upstream");
     for (id, what) in [("peerguard-10-upstream", "peerguard, 10 rules"), ("wasm-floor-upstream", "wasm floor")] {
         let r = find(results, id);
-        let added = |f: fn(&crate::Sample) -> f64| {
-            r.zip(base).and_then(|(a, b)| {
-                let v: Vec<f64> = a
-                    .samples
-                    .iter()
-                    .filter_map(|s| b.samples.iter().find(|t| t.round == s.round).map(|t| f(s) - f(t)))
-                    .collect();
-                (!v.is_empty()).then(|| median(v))
-            })
-        };
-        let (p50, p99) = (added(|s| s.p50_us), added(|s| s.p99_us));
+        let (p50, p99) = (added(r, base, |s| s.p50_us), added(r, base, |s| s.p99_us));
         out.push(Target {
             name: format!("latency added by {what} via a loopback upstream at 50% of max"),
             want: "report (p50 / p99)".into(),
@@ -292,15 +352,15 @@ pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| Configuration | rps | p50 µs | p99 µs | Envoy CPU µs/req | RSS MiB | start ms | × no filter | × RBAC same size | × wasm floor | × floor by CPU/req |"
+        "| Configuration | rps | p50 µs | p99 µs | Envoy CPU µs/req | RSS MiB | start ms | × no filter | × RBAC same size | × wasm floor | × floor by CPU/req | × native floor | × native floor by CPU/req |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for c in &r.results {
         match &c.summary {
             Some(m) => {
                 let _ = writeln!(
                     s,
-                    "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} |",
+                    "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {} | {} |",
                     c.config.label,
                     m.rps,
                     m.p50_us,
@@ -312,12 +372,19 @@ pub fn markdown(r: &Report) -> String {
                     fmt_ratio(m.ratio_to_rbac_same_size),
                     fmt_ratio(m.ratio_to_wasm_floor),
                     fmt_ratio(m.cpu_ratio_to_wasm_floor),
+                    fmt_ratio(m.ratio_to_native_floor),
+                    fmt_ratio(m.cpu_ratio_to_native_floor),
                 );
             }
             None => {
                 let note = c.note.as_deref().unwrap_or("").lines().next().unwrap_or("");
-                let _ =
-                    writeln!(s, "| {} | {}: {} | | | | | | | | | |", c.config.label, c.status, note.replace('|', "/"));
+                let _ = writeln!(
+                    s,
+                    "| {} | {}: {} | | | | | | | | | | | |",
+                    c.config.label,
+                    c.status,
+                    note.replace('|', "/")
+                );
             }
         }
     }
