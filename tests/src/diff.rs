@@ -3,7 +3,10 @@
 //! For every generated policy, `peerguard render rbac` gives the RBAC HTTP filters istiod would
 //! generate, and one Envoy serves a pair of listeners per policy: `rbac-K` (those filters) and
 //! `pg-K` (the peerguard module with the same policy). Up to a batch of policies share one Envoy,
-//! so start-up (about a second) is paid once per batch. Every listener has the same HTTP
+//! so start-up (about a second) is paid once per batch. `pg-K` runs the build
+//! `PEERGUARD_BUILD` names: the Wasm module, or the native dynamic module, whose listeners also
+//! set the XFCC element it reads the certificate from (`SANITIZE_SET`; the RBAC listeners keep
+//! `SANITIZE`, and only statuses are compared). Every listener has the same HTTP
 //! connection manager, TLS (client certificate optional: `mtls: permissive`, so requests
 //! without a certificate are decided too) and a PROXY protocol listener filter: the client
 //! states the destination port in the PROXY header, so `ports` and `destination.port` can be

@@ -4,7 +4,8 @@
 //! `just test` runs a bounded number of policies. `just diff-istio N` runs N
 //! (`PEERGUARD_DIFF_POLICIES`); `PEERGUARD_DIFF_SEED` picks another sequence,
 //! `PEERGUARD_DIFF_REQUESTS` the requests per policy, and `PEERGUARD_DIFF_POLICY_FILE=path` runs
-//! the requests against one given policy instead. Fails (never skips) without Envoy or the module.
+//! the requests against one given policy instead. `PEERGUARD_BUILD=native` puts the native build
+//! on the peerguard listeners (`just test` runs both). Fails (never skips) without Envoy or the module.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
