@@ -16,7 +16,12 @@ use peerguard_policy::{Engine, Peer, PeerAttributes, Request};
 fn bench_shapes(c: &mut Criterion) {
     let mut group = c.benchmark_group("shape");
     let headers: Vec<(String, String)> = Vec::new();
-    let attrs = PeerAttributes { uri_san: Some(CLIENT_SPIFFE.to_string()), dns_san: None, subject: None };
+    let attrs = PeerAttributes {
+        uri_san: Some(CLIENT_SPIFFE.to_string()),
+        dns_san: None,
+        subject: None,
+        several_spiffe_uris: false,
+    };
     let peer = Peer::Attributes(&attrs);
     let req = Request { method: "GET", path: "/api/bench", host: "bench", port: None, sni: None, headers: &headers };
     let shapes = std::iter::once(("exact-principal", None)).chain(Shape::ALL.map(|s| (s.name(), Some(s))));

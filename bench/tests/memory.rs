@@ -110,6 +110,7 @@ fn allocations_per_allowed_decision() {
         uri_san: Some(peerguard_bench::certs::CLIENT_SPIFFE.to_string()),
         dns_san: None,
         subject: None,
+        several_spiffe_uris: false,
     };
     let peer = Peer::Attributes(&attrs);
     let req = Request { method: "GET", path: "/api/bench", host: "bench", port: None, sni: None, headers: &headers };

@@ -4,8 +4,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use peerguard_policy::{
-    path, resolve_peer, CertCache, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PeerEvidence, PreparedCert,
-    Proxy, Reason, RequestSource, ResolvedPeer, Verdict as Outcome, LINKERD_CLIENT_ID_HEADER,
+    path, resolve_peer, xfcc, CertCache, ConfigErrors, Decision, Engine, Peer, PeerAttributes, PeerEvidence,
+    PreparedCert, Proxy, Reason, RequestSource, ResolvedPeer, Verdict as Outcome, LINKERD_CLIENT_ID_HEADER,
 };
 
 use crate::audit::{audit_line, suppressed_line, AuditLimiter, AuditRequest};
@@ -107,9 +107,12 @@ pub const WAYPOINT_PEER_PRINCIPAL: &str = "io.istio.peer_principal";
 /// no peer: fail closed with `no_peer_certificate` under `mtls: strict`.
 fn waypoint_peer(host: &dyn Host) -> PeerLookup {
     match text(host.property(&["filter_state", WAYPOINT_PEER_PRINCIPAL])) {
-        Some(uri) if !uri.is_empty() && uri != "-" && !uri.contains(',') => {
-            PeerLookup::Attributes(PeerAttributes { uri_san: Some(uri), dns_san: None, subject: None })
-        }
+        Some(uri) if !uri.is_empty() && uri != "-" && !uri.contains(',') => PeerLookup::Attributes(PeerAttributes {
+            uri_san: Some(uri),
+            dns_san: None,
+            subject: None,
+            several_spiffe_uris: false,
+        }),
         _ => PeerLookup::None,
     }
 }
@@ -272,6 +275,9 @@ impl Worker {
                 uri_san: text(host.property(&["connection", "uri_san_peer_certificate"])),
                 dns_san: text(host.property(&["connection", "dns_san_peer_certificate"])),
                 subject: text(host.property(&["connection", "subject_peer_certificate"])),
+                // The attributes give the first URI SAN only; Envoy's own XFCC element lists
+                // them all (docs/policy.md "Where the certificate comes from").
+                several_spiffe_uris: xfcc.as_deref().is_some_and(|h| xfcc::several_spiffe_uris(h, &digest)),
             }),
             ResolvedPeer::Unparseable(e) => {
                 log::warn!("peerguard: peer certificate does not parse: {e}");
@@ -517,6 +523,27 @@ mod tests {
         assert_eq!(w.on_request_headers(&host), Verdict::Replied);
         let (_, headers, _) = host.reply.borrow().clone().unwrap();
         assert!(headers.contains(&(REASON_HEADER.to_owned(), "certificate_unavailable".to_owned())));
+    }
+
+    #[test]
+    fn a_second_spiffe_uri_in_envoys_xfcc_element_denies_when_only_attributes_are_there() {
+        let w = worker(r#"{"denyResponse":{"exposeReason":true}}"#);
+        // No `connection.peer_certificate` property: as in the native build, or an older Envoy.
+        let attrs = |xfcc: &str| {
+            request()
+                .with_header("x-forwarded-client-cert", xfcc)
+                .with_property("connection.sha256_peer_certificate_digest", b"abcd")
+                .with_property("connection.uri_san_peer_certificate", b"spiffe://td/ns/a/sa/x")
+        };
+        // Envoy's element (no Cert=) lists both URI SANs; the attribute shows only the first.
+        let host = attrs("Hash=abcd;URI=spiffe://td/ns/a/sa/x;URI=spiffe://td/ns/b/sa/admin");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        let (_, headers, _) = host.reply.borrow().clone().unwrap();
+        assert!(headers.contains(&(REASON_HEADER.to_owned(), "invalid_identity".to_owned())), "{headers:?}");
+        // One URI SAN: the attribute identity stands.
+        let host = attrs("Hash=abcd;URI=spiffe://td/ns/a/sa/x");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(host.request_header(DEFAULT_IDENTITY_HEADER).as_deref(), Some(&b"td/ns/a/sa/x"[..]));
     }
 
     #[test]

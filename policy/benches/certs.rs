@@ -80,7 +80,12 @@ fn bench_certs(c: &mut Criterion) {
         });
     }
     // SAN-only with Envoy's connection attributes: no certificate parse at all.
-    let attrs = PeerAttributes { uri_san: Some(format!("spiffe://{PRINCIPAL}")), dns_san: None, subject: None };
+    let attrs = PeerAttributes {
+        uri_san: Some(format!("spiffe://{PRINCIPAL}")),
+        dns_san: None,
+        subject: None,
+        several_spiffe_uris: false,
+    };
     assert!(san_only.decide(&req, &Peer::Attributes(&attrs), T).allowed());
     group.bench_function("san_only/attributes", |b| {
         b.iter(|| black_box(san_only.decide(black_box(&req), &Peer::Attributes(&attrs), T)))

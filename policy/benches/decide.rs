@@ -29,7 +29,12 @@ fn policy(rules: usize) -> String {
 }
 
 fn peer(principal: &str) -> PeerAttributes {
-    PeerAttributes { uri_san: Some(format!("spiffe://{principal}")), dns_san: None, subject: None }
+    PeerAttributes {
+        uri_san: Some(format!("spiffe://{principal}")),
+        dns_san: None,
+        subject: None,
+        several_spiffe_uris: false,
+    }
 }
 
 fn bench_decide(c: &mut Criterion) {

@@ -16,6 +16,10 @@ pub struct PeerAttributes {
     pub dns_san: Option<String>,
     /// `connection.subject_peer_certificate`, RFC 4514.
     pub subject: Option<String>,
+    /// The XFCC element Envoy bound to this connection (`Hash` equal to its digest) lists two or
+    /// more SPIFFE URI SANs: the attributes show only the first, so the identity is ambiguous
+    /// (`invalid_identity`, as with the full certificate).
+    pub several_spiffe_uris: bool,
 }
 
 /// A parsed certificate with its time-independent verdicts, cached per connection digest.

@@ -147,6 +147,7 @@ impl Engine {
         identity::from_attributes(
             &self.identity_sources,
             attrs.uri_san.as_deref(),
+            attrs.several_spiffe_uris,
             attrs.dns_san.as_deref(),
             attrs.subject.as_deref(),
         )

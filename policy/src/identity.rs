@@ -228,10 +228,12 @@ pub(crate) fn from_certificate(
 pub(crate) fn from_attributes(
     sources: &[IdentitySource],
     uri_san: Option<&str>,
+    several_spiffe_uris: bool,
     dns_san: Option<&str>,
     subject: Option<&str>,
 ) -> Result<Option<Identity>, IdentityError> {
     resolve(sources, |source| match source {
+        IdentitySource::Spiffe if several_spiffe_uris => Found::SeveralSpiffe,
         IdentitySource::Spiffe => uri_san.filter(|u| is_spiffe_uri(u)).map_or(Found::Absent, Found::Spiffe),
         IdentitySource::Dns => dns_san.filter(|d| !d.is_empty()).map_or(Found::Absent, Found::Dns),
         IdentitySource::Subject => match subject.filter(|s| !s.is_empty()).map(crate::dn::common_names) {
@@ -367,11 +369,11 @@ mod tests {
     fn envoy_subject_string_is_read_with_escapes() {
         use IdentitySource::*;
         assert_eq!(
-            from_attributes(&[Subject], None, None, Some(r"CN=admin\+O=x")).unwrap().unwrap().principal,
+            from_attributes(&[Subject], None, false, None, Some(r"CN=admin\+O=x")).unwrap().unwrap().principal,
             "admin+O=x"
         );
-        assert!(from_attributes(&[Subject], None, None, Some("CN=a+CN=b")).is_err());
-        assert!(from_attributes(&[Subject], None, None, Some(r"CN=web\0D\0Ax")).is_err());
-        assert_eq!(from_attributes(&[Subject], None, None, Some("O=x")), Ok(None));
+        assert!(from_attributes(&[Subject], None, false, None, Some("CN=a+CN=b")).is_err());
+        assert!(from_attributes(&[Subject], None, false, None, Some(r"CN=web\0D\0Ax")).is_err());
+        assert_eq!(from_attributes(&[Subject], None, false, None, Some("O=x")), Ok(None));
     }
 }

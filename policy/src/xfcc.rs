@@ -130,6 +130,17 @@ pub fn bound_certificate(header: &str, digest_hex: &str) -> Option<(Vec<u8>, Vec
     None
 }
 
+/// Whether an element whose `Hash` is `digest_hex` lists two or more SPIFFE URI SANs. Without a
+/// `Cert`, the `Hash` alone binds nothing, but only the connection's own peer can make an element
+/// carry its digest: a forged one can make the peer look ambiguous to itself, never hide the
+/// URI SANs of the element Envoy wrote.
+pub fn several_spiffe_uris(header: &str, digest_hex: &str) -> bool {
+    parse(header).iter().any(|e| {
+        e.hash.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(digest_hex))
+            && e.uri.iter().filter(|u| crate::spiffe::is_spiffe_uri(u)).count() >= 2
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +166,19 @@ mod tests {
         assert_eq!(bound_certificate("", "abc"), None);
         assert_eq!(bound_certificate("\"unterminated", "abc"), None);
         assert_eq!(bound_certificate(&"a".repeat(MAX_XFCC_BYTES + 1), "abc"), None);
+    }
+
+    #[test]
+    fn several_spiffe_uris_counts_only_the_elements_bound_to_the_digest() {
+        let two = "Hash=ABC;URI=spiffe://td/ns/a/sa/x;URI=spiffe://td/ns/b/sa/y";
+        assert!(several_spiffe_uris(two, "abc"), "the hash is compared without case");
+        assert!(!several_spiffe_uris(two, "def"), "another connection's element");
+        assert!(!several_spiffe_uris("Hash=abc;URI=spiffe://td/ns/a/sa/x;URI=https://x", "abc"));
+        assert!(!several_spiffe_uris("Hash=abc;URI=spiffe://td/ns/a/sa/x", "abc"));
+        assert!(!several_spiffe_uris("URI=spiffe://td/a;URI=spiffe://td/b", "abc"), "no hash binds nothing");
+        // A forged element with the same hash and one URI before Envoy's own: Envoy's still counts.
+        let forged_first = format!("Hash=abc;URI=spiffe://td/ns/a/sa/x,{two}");
+        assert!(several_spiffe_uris(&forged_first, "abc"));
+        assert!(several_spiffe_uris("Hash=abc;URI=SPIFFE://td/a;URI=spiffe://td/b", "abc"), "scheme in any case");
     }
 }

@@ -207,7 +207,7 @@ fn aliased(aliases: Value) -> Engine {
 }
 
 fn spiffe(uri: &str) -> PeerAttributes {
-    PeerAttributes { uri_san: Some(uri.to_owned()), dns_san: None, subject: None }
+    PeerAttributes { uri_san: Some(uri.to_owned()), dns_san: None, subject: None, several_spiffe_uris: false }
 }
 
 fn decide_attrs(e: &Engine, uri: &str) -> Decision {

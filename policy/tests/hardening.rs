@@ -71,7 +71,8 @@ fn with_cert(e: &Engine, r: &Req, facts: CertFacts) -> Decision {
 }
 
 fn with_uri(e: &Engine, r: &Req, uri: &str) -> Decision {
-    let attrs = PeerAttributes { uri_san: Some(uri.to_owned()), dns_san: None, subject: None };
+    let attrs =
+        PeerAttributes { uri_san: Some(uri.to_owned()), dns_san: None, subject: None, several_spiffe_uris: false };
     decide(e, r, &Peer::Attributes(&attrs))
 }
 
@@ -296,6 +297,7 @@ fn crlf_in_a_common_name_never_reaches_the_identity_header() {
         uri_san: None,
         dns_san: None,
         subject: Some(r"CN=web\0D\0Ax-peerguard-principal: a".to_owned()),
+        several_spiffe_uris: false,
     };
     assert_eq!(decide(&e, &get("/"), &Peer::Attributes(&attrs)).reason(), Some(Reason::InvalidIdentity));
 }
@@ -305,11 +307,21 @@ fn escaped_plus_in_envoy_subject_does_not_split_the_common_name() {
     let e = engine(
         json!({"identity": ["subject"], "policies": [{"name": "p", "rules": [{"from": [{"source": {"principals": ["admin"]}}]}]}]}),
     );
-    let attrs = PeerAttributes { uri_san: None, dns_san: None, subject: Some(r"CN=admin\+O=x".to_owned()) };
+    let attrs = PeerAttributes {
+        uri_san: None,
+        dns_san: None,
+        subject: Some(r"CN=admin\+O=x".to_owned()),
+        several_spiffe_uris: false,
+    };
     let d = decide(&e, &get("/"), &Peer::Attributes(&attrs));
     assert_eq!(d.principal(), Some("admin+O=x"));
     assert_eq!(d.reason(), Some(Reason::NoMatchingAllow));
-    let two = PeerAttributes { uri_san: None, dns_san: None, subject: Some("CN=admin+CN=other".to_owned()) };
+    let two = PeerAttributes {
+        uri_san: None,
+        dns_san: None,
+        subject: Some("CN=admin+CN=other".to_owned()),
+        several_spiffe_uris: false,
+    };
     assert_eq!(decide(&e, &get("/"), &Peer::Attributes(&two)).reason(), Some(Reason::InvalidIdentity));
 }
 
@@ -527,4 +539,22 @@ fn host_pattern_with_a_trailing_dot_is_refused() {
     engine(
         json!({"policies": [{"name": "d", "action": "DENY", "rules": [{"to": [{"operation": {"hosts": ["*.example.com", "admin.*"]}}]}]}]}),
     );
+}
+
+#[test]
+fn a_second_spiffe_uri_san_seen_only_in_xfcc_makes_the_attribute_identity_ambiguous() {
+    let e = engine(
+        json!({"policies": [{"name": "p", "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/x"]}}]}]}]}),
+    );
+    let first_only = PeerAttributes {
+        uri_san: Some("spiffe://cluster.local/ns/a/sa/x".to_owned()),
+        dns_san: None,
+        subject: None,
+        several_spiffe_uris: false,
+    };
+    assert!(decide(&e, &get("/"), &Peer::Attributes(&first_only)).allowed());
+    let several = PeerAttributes { several_spiffe_uris: true, ..first_only };
+    let d = decide(&e, &get("/"), &Peer::Attributes(&several));
+    assert_eq!(d.reason(), Some(Reason::InvalidIdentity));
+    assert_eq!(d.principal(), None);
 }

@@ -24,7 +24,12 @@ fn engine(deny: &[Value], n: usize, rule: impl Fn(usize) -> Value) -> Engine {
 
 /// The decision's code: "allow", or the deny reason.
 fn decide(e: &Engine, principal: Option<&str>, host: &str, path: &str) -> String {
-    let attrs = PeerAttributes { uri_san: principal.map(|p| format!("spiffe://{p}")), dns_san: None, subject: None };
+    let attrs = PeerAttributes {
+        uri_san: principal.map(|p| format!("spiffe://{p}")),
+        dns_san: None,
+        subject: None,
+        several_spiffe_uris: false,
+    };
     let peer = if principal.is_some() { Peer::Attributes(&attrs) } else { Peer::None };
     let headers: Vec<(String, String)> = Vec::new();
     let req = Request { method: "GET", path, host, port: Some(8080), sni: None, headers: &headers };

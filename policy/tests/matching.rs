@@ -127,6 +127,7 @@ fn decide(engine: &Engine, req: &R, peer: &P) -> Decision {
         uri_san: uri.map(str::to_owned),
         dns_san: dns.map(str::to_owned),
         subject: subject.map(str::to_owned),
+        several_spiffe_uris: false,
     };
     match peer {
         P::Plain => engine.decide(&request, &Peer::None, NOW),
@@ -1367,7 +1368,8 @@ fn non_utf8_headers_match_lossily_and_never_by_accident() {
     assert_eq!(latin1.0.len(), 1);
     let req = |headers: &RawHeaders| -> (Decision, Decision) {
         let r = Request { method: "GET", path: "/", host: "h", port: None, sni: None, headers };
-        let attrs = PeerAttributes { uri_san: Some(WEB.to_owned()), dns_san: None, subject: None };
+        let attrs =
+            PeerAttributes { uri_san: Some(WEB.to_owned()), dns_san: None, subject: None, several_spiffe_uris: false };
         (engine.decide(&r, &Peer::Attributes(&attrs), NOW), prefix.decide(&r, &Peer::Attributes(&attrs), NOW))
     };
     let (exact, pre) = req(&latin1);

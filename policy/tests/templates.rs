@@ -12,8 +12,12 @@ fn decide(policy: &Value, path: &str) -> (bool, Option<Reason>) {
     let e = Engine::from_json(&policy.to_string()).unwrap_or_else(|e| panic!("{policy}: {e}"));
     let headers: Vec<(String, String)> = Vec::new();
     let req = Request { method: "GET", path, host: "h", port: None, sni: None, headers: &headers };
-    let attrs =
-        PeerAttributes { uri_san: Some("spiffe://cluster.local/ns/a/sa/b".to_owned()), dns_san: None, subject: None };
+    let attrs = PeerAttributes {
+        uri_san: Some("spiffe://cluster.local/ns/a/sa/b".to_owned()),
+        dns_san: None,
+        subject: None,
+        several_spiffe_uris: false,
+    };
     let d = e.decide(&req, &Peer::Attributes(&attrs), 1_800_000_000);
     (d.allowed(), d.reason())
 }

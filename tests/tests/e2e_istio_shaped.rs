@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peerguard_e2e::certs::{DemoCa, Issued, LeafSpec};
+use peerguard_e2e::certs::{spiffe_id, DemoCa, Issued, LeafSpec};
 use peerguard_e2e::client::{Client, Request, Response};
 use peerguard_e2e::demo::{cases, Stack, DEMO_POLICY, IDENTITIES, IDENTITY_HEADER};
 use peerguard_e2e::envoy::{wasm_path, Build};
@@ -67,6 +67,9 @@ impl IstioStack {
         }
         let long = LeafSpec::workload("frontend", "web").valid_around_now(H, 47 * H);
         ids.insert("long-lived".into(), ca.issue("long-lived", &long).unwrap());
+        // Two SPIFFE IDs: the handshake attributes show only the first (frontend's).
+        let two = LeafSpec::workload("frontend", "web").uri(&spiffe_id("backend", "admin")).valid_around_now(H, 12 * H);
+        ids.insert("two-ids".into(), ca.issue("two-ids", &two).unwrap());
         let upstream = EchoServer::start().unwrap();
         let plugin = Plugin {
             namespace: "backend".into(),
@@ -284,6 +287,24 @@ fn xfcc_only_path_without_cert_in_xfcc_fails_closed() {
     let r = s.send(Some("other"), &Request::get("/api/items").header("x-forwarded-client-cert", &forged)).unwrap();
     assert_eq!(r.status, 403, "{}", r.body_text());
     assert_eq!(s.upstream.count(), 0);
+}
+
+#[test]
+fn a_second_spiffe_uri_san_is_an_ambiguous_identity_with_or_without_cert_in_xfcc() {
+    // Envoy's URI SAN attribute is the first one only. Whether the certificate comes whole (Wasm on
+    // Envoy 1.40, native with cert: true) or not at all (Istio's default XFCC: the native build
+    // under an EnvoyFilter without cert: true, Wasm on an old Envoy), a second SPIFFE ID must make
+    // the identity ambiguous, never leave the first one standing.
+    let build = env_build();
+    for (vm, xfcc) in [(without_peer_certificate_attribute(build), Xfcc::ISTIO_DEFAULT), (None, Xfcc::for_build(build))]
+    {
+        let s = IstioStack::start_with(build, DEMO_POLICY, vm, xfcc);
+        let r = s.send(Some("two-ids"), &Request::get("/api/items")).unwrap();
+        assert_eq!(outcome(&r), (403, Some("invalid_identity".into())), "{xfcc:?}: {}", s.envoy.log_tail(20));
+        let r = s.send(Some("frontend"), &Request::get("/api/items")).unwrap();
+        assert_eq!(outcome(&r), (200, None), "{xfcc:?}");
+        assert_eq!(s.upstream.count(), 1);
+    }
 }
 
 /// The policy as `peerguard render` puts it into a WasmPlugin and into a TrafficExtension.

@@ -63,6 +63,7 @@ pub fn run(data: &[u8]) {
                 uri_san: it.next().flatten(),
                 dns_san: it.next().flatten(),
                 subject: it.next().flatten(),
+                several_spiffe_uris: it.next().flatten().is_some(),
             };
             Peer::Attributes(&attrs)
         }
