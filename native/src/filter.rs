@@ -46,8 +46,8 @@ pub struct Config {
     main: Mutex<MainThread>,
     /// The CRLs the main thread accepted, for the worker threads to install.
     crls: PublishedCrls,
-    /// Per-identity expiry, fed by every worker thread and reported by the tick: unlike the Wasm
-    /// build (one tracker per VM, so per worker), the gauges are the process's.
+    /// Per-identity expiry ([`process_expiry`]), fed by every worker thread and reported by the
+    /// tick: unlike the Wasm build (one tracker per VM, so per worker), the gauges are the process's.
     expiry: Arc<Mutex<ExpiryTracker>>,
     /// The thread that posts the tick to the main thread once a second.
     ticker: Mutex<Option<Ticker>>,
@@ -155,7 +155,7 @@ pub fn config_new(envoy: &EnvoyConfig, _name: &[u8], raw: &[u8]) -> Arc<Config> 
         metrics,
         main: Mutex::new(MainThread { engine: main_engine, fetcher, expiry }),
         crls,
-        expiry: Arc::default(),
+        expiry: process_expiry(),
         ticker: Mutex::new(ticker),
     })
 }
@@ -302,15 +302,21 @@ struct MetricTable {
     plain: HashMap<String, (MetricType, usize)>,
     /// The labelled per-principal expiry gauge.
     principal_gauge: Option<usize>,
-    /// What each id handed out by [`Stats::define`] updates.
-    handed: Mutex<Vec<Slot>>,
 }
 
-#[derive(Clone)]
-enum Slot {
-    Plain(MetricType, usize),
+/// What an id handed out by [`Stats::define`] stands for: a name, resolved against the config
+/// of each call. Envoy's ids are per config, while the expiry tracker (one per process) keeps the
+/// ids it was given across reloads; the same stat name is the same Envoy stat in every config.
+#[derive(Clone, PartialEq, Eq)]
+enum Handed {
+    Plain(MetricType, String),
     /// The expiry gauge with this (encoded) principal as its label value.
-    Principal(usize, String),
+    Principal(String),
+}
+
+fn handed() -> MutexGuard<'static, Vec<Handed>> {
+    static HANDED: OnceLock<Mutex<Vec<Handed>>> = OnceLock::new();
+    lock(HANDED.get_or_init(Mutex::default))
 }
 
 /// The labelled expiry gauge's name and label.
@@ -345,7 +351,7 @@ impl MetricTable {
             }
         }
         let principal_gauge = envoy.define(MetricKind::Gauge, PRINCIPAL_GAUGE.0, &[PRINCIPAL_GAUGE.1]);
-        MetricTable { plain, principal_gauge, handed: Mutex::default() }
+        MetricTable { plain, principal_gauge }
     }
 }
 
@@ -357,8 +363,8 @@ struct NativeStats<'a> {
 
 impl Stats for NativeStats<'_> {
     fn define(&self, t: MetricType, name: &str) -> Option<u32> {
-        let slot = match self.table.plain.get(name) {
-            Some((defined, id)) if *defined == t => Slot::Plain(t, *id),
+        let wanted = match self.table.plain.get(name) {
+            Some((defined, _)) if *defined == t => Handed::Plain(t, name.to_owned()),
             Some(_) => return None,
             None => {
                 let (prefix, suffix) = names::PEER_CERT_EXPIRY;
@@ -366,28 +372,53 @@ impl Stats for NativeStats<'_> {
                 if t != MetricType::Gauge {
                     return None;
                 }
-                Slot::Principal(self.table.principal_gauge?, principal.to_owned())
+                self.table.principal_gauge?;
+                Handed::Principal(principal.to_owned())
             }
         };
-        let mut handed = lock(&self.table.handed);
-        handed.push(slot);
-        u32::try_from(handed.len() - 1).ok()
+        let mut all = handed();
+        let at = match all.iter().position(|h| *h == wanted) {
+            Some(i) => i,
+            None => {
+                all.push(wanted);
+                all.len() - 1
+            }
+        };
+        u32::try_from(at).ok()
     }
 
     fn record(&self, id: u32, value: u64) {
-        let slot = lock(&self.table.handed).get(id as usize).cloned();
-        match slot {
-            Some(Slot::Plain(t, id)) => self.envoy.record(kind(t), id, &[], value),
-            Some(Slot::Principal(id, principal)) => self.envoy.record(MetricKind::Gauge, id, &[&principal], value),
+        let entry = handed().get(id as usize).cloned();
+        match entry {
+            Some(Handed::Plain(t, name)) => {
+                if let Some((_, id)) = self.table.plain.get(&name) {
+                    self.envoy.record(kind(t), *id, &[], value);
+                }
+            }
+            Some(Handed::Principal(principal)) => {
+                if let Some(id) = self.table.principal_gauge {
+                    self.envoy.record(MetricKind::Gauge, id, &[&principal], value);
+                }
+            }
             None => {}
         }
     }
 
     fn add(&self, id: u32, n: u64) {
-        if let Some(Slot::Plain(MetricType::Counter, id)) = lock(&self.table.handed).get(id as usize).cloned() {
-            self.envoy.record(MetricKind::Counter, id, &[], n);
+        if let Some(Handed::Plain(MetricType::Counter, name)) = handed().get(id as usize).cloned() {
+            if let Some((_, id)) = self.table.plain.get(&name) {
+                self.envoy.record(MetricKind::Counter, *id, &[], n);
+            }
         }
     }
+}
+
+/// The expiry tracker of the process: every config's workers feed it and every config's tick
+/// reports it, so a reload neither forgets the principals seen nor leaves their gauges stale
+/// (a principal that leaves the window is set to 0, as in the Wasm build).
+fn process_expiry() -> Arc<Mutex<ExpiryTracker>> {
+    static EXPIRY: OnceLock<Arc<Mutex<ExpiryTracker>>> = OnceLock::new();
+    EXPIRY.get_or_init(Arc::default).clone()
 }
 
 /// The process-wide expiry tracker, as the request glue sees it.
