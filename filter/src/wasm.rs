@@ -29,6 +29,9 @@ thread_local! {
     /// revocation (docs/policy.md "CRL sources"). Envoy gives each new plugin config (an ECDS or
     /// LDS update) a new root context in the same VM, which starts with an empty fetcher.
     static CRL_MEMORY: RefCell<CrlFetcher> = RefCell::default();
+    /// The VM's expiry tracker, for the same reason: a new root context must keep reporting the
+    /// principals seen under the old one, and set their gauges to 0 when they leave the window.
+    static EXPIRY: Rc<RefCell<ExpiryTracker>> = Rc::default();
 }
 
 /// Options of the VM (`vm_config.configuration`), as opposed to the policy (`configuration`).
@@ -55,7 +58,8 @@ pub struct PeerguardRoot {
     audit: Rc<RefCell<AuditLimiter>>,
     /// CRL sources of the current policy (docs/policy.md "CRL sources").
     crls: CrlFetcher,
-    /// Per-identity expiry gauges; kept across reloads, as the gauges themselves are.
+    /// Per-identity expiry gauges: the VM's ([`EXPIRY`]), kept across reloads, as the gauges
+    /// themselves are.
     expiry: Rc<RefCell<ExpiryTracker>>,
     /// The clock every request reads, set on configure and on each tick.
     clock: Rc<Clock>,
@@ -86,7 +90,7 @@ impl PeerguardRoot {
             counters,
             audit,
             crls: CrlFetcher::default(),
-            expiry: Rc::default(),
+            expiry: EXPIRY.with(Rc::clone),
             clock,
         }
     }

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,6 +96,25 @@ impl Pki {
             .with_route("crl", "/__crl-server-not-routed", crl_port)
             .with_policy(&policy.to_string());
         Envoy::start(&config, &self.dir).unwrap()
+    }
+}
+
+impl Pki {
+    /// Like [`Pki::envoy`], with the policy delivered by ECDS from `dir` (swap it with `write_ecds`).
+    fn ecds_envoy(&self, policy: &str, crl_port: u16, upstream: &EchoServer, dir: &Path) -> (EnvoyConfig, Envoy) {
+        let tls = ListenerTls {
+            server_cert: self.dir.join("server.pem"),
+            server_key: self.dir.join("server-key.pem"),
+            trusted_ca: self.dir.join("ca.pem"),
+            require_client_certificate: true,
+        };
+        let config = EnvoyConfig::new(upstream.port(), Some(tls))
+            .with_route("crl", "/__crl-server-not-routed", crl_port)
+            .with_policy(policy)
+            .with_ecds(dir);
+        config.write_dynamic_files().unwrap();
+        let envoy = Envoy::start(&config, &self.dir).unwrap();
+        (config, envoy)
     }
 }
 
@@ -278,18 +297,7 @@ fn a_reload_keeps_the_last_good_crl_while_the_source_is_down() {
         .to_string()
     };
     let ecds = tempfile::tempdir().unwrap();
-    let tls = ListenerTls {
-        server_cert: pki.dir.join("server.pem"),
-        server_key: pki.dir.join("server-key.pem"),
-        trusted_ca: pki.dir.join("ca.pem"),
-        require_client_certificate: true,
-    };
-    let config = EnvoyConfig::new(upstream.port(), Some(tls))
-        .with_route("crl", "/__crl-server-not-routed", server.port())
-        .with_policy(&policy("/before"))
-        .with_ecds(ecds.path());
-    config.write_dynamic_files().unwrap();
-    let envoy = Envoy::start(&config, &pki.dir).unwrap();
+    let (config, envoy) = pki.ecds_envoy(&policy("/before"), server.port(), &upstream, ecds.path());
     let (revoked, other) = (pki.client("revoked"), pki.client("other"));
     wait_for(&revoked, &envoy, (403, Some("revoked")), Duration::from_secs(5));
     assert_eq!(call(&other, &envoy), (200, None));
@@ -379,6 +387,54 @@ fn expiry_gauges_report_the_n_identities_closest_to_expiry_with_principal_labels
     let stats = envoy.stats("peer_cert_expiry").unwrap();
     assert!(stats.contains(raw), "{raw} not in:\n{stats}");
     drop(server);
+}
+
+#[test]
+fn a_reload_keeps_reporting_and_zeroes_a_principal_that_left_the_window() {
+    let pki = Pki::new();
+    let not_after: Vec<i64> =
+        ["gone", "stays"].iter().enumerate().map(|(i, n)| pki.leaf(n, 0x80 + i as u64, 7200, false)).collect();
+    let server = CrlServer::start(b"").unwrap();
+    let upstream = EchoServer::start().unwrap();
+    let policy =
+        |header: &str| json!({"metrics": {"peerCertExpiry": {"window": "3s"}}, "identityHeader": header}).to_string();
+    let ecds = tempfile::tempdir().unwrap();
+    let (config, envoy) = pki.ecds_envoy(&policy("x-peer-a"), server.port(), &upstream, ecds.path());
+    let (gone, stays) = (pki.client("gone"), pki.client("stays"));
+    let gauge = |sa: &str| {
+        let (_, prom) = envoy.admin_get("/stats/prometheus").unwrap();
+        let label = format!("principal=\"cluster.local/ns/default/sa/{sa}\"");
+        prom_value(&prom, "peerguard_peer_cert_expiry_seconds", &label)
+    };
+    let wait_gauge = |sa: &str, want: u64| {
+        let start = Instant::now();
+        while gauge(sa) != Some(want) {
+            assert!(start.elapsed() < Duration::from_secs(10), "{sa}: {:?}, want {want}", gauge(sa));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    assert_eq!(call(&gone, &envoy), (200, None));
+    wait_gauge("gone", not_after[0] as u64);
+
+    // A new policy (a new filter config); only `stays` calls from now on.
+    write_ecds(&ecds.path().join(ECDS_FILE), &policy("x-peer-b"), &config.filter_build().unwrap()).unwrap();
+    let start = Instant::now();
+    loop {
+        let r = stays.send(envoy.port(), &Request::get("/api")).unwrap();
+        if r.echo().unwrap().header("x-peer-b").is_some() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the new policy never took effect");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // `gone` leaves the 3 s window: its gauge must drop to 0, not keep the old policy's value.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        assert_eq!(call(&stays, &envoy), (200, None));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_gauge("stays", not_after[1] as u64);
+    wait_gauge("gone", 0);
 }
 
 #[test]
