@@ -28,6 +28,8 @@ pub struct Worker {
     pub engine: Result<Engine, ConfigErrors>,
     /// Prepared certificates by connection digest; replaced on every reload.
     pub cache: RefCell<CertCache>,
+    /// Peers known only by Envoy's attributes, by connection digest (see [`AttributeCache`]).
+    pub attributes: RefCell<AttributeCache>,
     /// Envoy stats.
     pub counters: Rc<Counters>,
     /// Audit rate limit.
@@ -39,6 +41,33 @@ pub struct Worker {
     pub expiry: Rc<dyn crate::expiry::ExpiryObserver>,
     /// The host clock as the root context last read it (docs/policy.md "Certificates and revocation").
     pub clock: Rc<Clock>,
+}
+
+/// The attributes of peers whose certificate Envoy does not give (the native build without
+/// `cert` in XFCC, an older Envoy), by connection digest. They are facts of the certificate, so
+/// the same digest always has the same attributes; caching them saves four host calls and an
+/// XFCC read per request. `several_spiffe_uris` comes from the first request's XFCC: only the
+/// connection's own client can add an element with its digest, and Envoy's own element always
+/// lists every URI SAN, so a second SPIFFE ID is never missed, and a forged element can only
+/// make the client ambiguous to itself.
+#[derive(Debug, Default)]
+pub struct AttributeCache(std::collections::HashMap<String, Rc<PeerAttributes>>);
+
+impl AttributeCache {
+    /// The cached attributes of `digest`.
+    pub fn get(&self, digest: &str) -> Option<Rc<PeerAttributes>> {
+        self.0.get(digest).cloned()
+    }
+
+    /// Caches `attrs` for `digest`; when full, it starts over (at most [`CERT_CACHE_CAPACITY`]).
+    pub fn insert(&mut self, digest: String, attrs: PeerAttributes) -> Rc<PeerAttributes> {
+        if self.0.len() >= CERT_CACHE_CAPACITY {
+            self.0.clear();
+        }
+        let attrs = Rc::new(attrs);
+        self.0.insert(digest, attrs.clone());
+        attrs
+    }
 }
 
 /// The host clock in Unix seconds, read by the root context on configure and on every tick
@@ -107,12 +136,14 @@ pub const WAYPOINT_PEER_PRINCIPAL: &str = "io.istio.peer_principal";
 /// no peer: fail closed with `no_peer_certificate` under `mtls: strict`.
 fn waypoint_peer(host: &dyn Host) -> PeerLookup {
     match text(host.property(&["filter_state", WAYPOINT_PEER_PRINCIPAL])) {
-        Some(uri) if !uri.is_empty() && uri != "-" && !uri.contains(',') => PeerLookup::Attributes(PeerAttributes {
-            uri_san: Some(uri),
-            dns_san: None,
-            subject: None,
-            several_spiffe_uris: false,
-        }),
+        Some(uri) if !uri.is_empty() && uri != "-" && !uri.contains(',') => {
+            PeerLookup::Attributes(Rc::new(PeerAttributes {
+                uri_san: Some(uri),
+                dns_san: None,
+                subject: None,
+                several_spiffe_uris: false,
+            }))
+        }
         _ => PeerLookup::None,
     }
 }
@@ -157,7 +188,7 @@ pub enum Verdict {
 enum PeerLookup {
     None,
     Unparseable,
-    Attributes(PeerAttributes),
+    Attributes(Rc<PeerAttributes>),
     Certificate(Rc<PreparedCert>),
     /// `identity: [linkerdHeader]`: every copy of `l5d-client-id`, from a listed proxy.
     LinkerdClientId(Vec<String>),
@@ -251,6 +282,9 @@ impl Worker {
         if let Some(p) = self.cache.borrow_mut().get(&digest, now) {
             return PeerLookup::Certificate(p);
         }
+        if let Some(a) = self.attributes.borrow().get(&digest) {
+            return PeerLookup::Attributes(a);
+        }
         // Envoy 1.38+ gives the leaf; older Envoys only through XFCC, bound by digest. Which
         // evidence to trust is decided by the engine (peer.rs), the same for the CLI.
         let from_envoy = if self.ignore_peer_certificate_attribute {
@@ -271,14 +305,17 @@ impl Worker {
                 self.expiry.certificate_seen(prepared.facts.not_after, now);
                 PeerLookup::Certificate(self.cache.borrow_mut().insert(digest, prepared))
             }
-            ResolvedPeer::AttributesOnly => PeerLookup::Attributes(PeerAttributes {
-                uri_san: text(host.property(&["connection", "uri_san_peer_certificate"])),
-                dns_san: text(host.property(&["connection", "dns_san_peer_certificate"])),
-                subject: text(host.property(&["connection", "subject_peer_certificate"])),
-                // The attributes give the first URI SAN only; Envoy's own XFCC element lists
-                // them all (docs/policy.md "Where the certificate comes from").
-                several_spiffe_uris: xfcc.as_deref().is_some_and(|h| xfcc::several_spiffe_uris(h, &digest)),
-            }),
+            ResolvedPeer::AttributesOnly => {
+                let attrs = PeerAttributes {
+                    uri_san: text(host.property(&["connection", "uri_san_peer_certificate"])),
+                    dns_san: text(host.property(&["connection", "dns_san_peer_certificate"])),
+                    subject: text(host.property(&["connection", "subject_peer_certificate"])),
+                    // The attributes give the first URI SAN only; Envoy's own XFCC element lists
+                    // them all (docs/policy.md "Where the certificate comes from").
+                    several_spiffe_uris: xfcc.as_deref().is_some_and(|h| xfcc::several_spiffe_uris(h, &digest)),
+                };
+                PeerLookup::Attributes(self.attributes.borrow_mut().insert(digest, attrs))
+            }
             ResolvedPeer::Unparseable(e) => {
                 log::warn!("peerguard: peer certificate does not parse: {e}");
                 PeerLookup::Unparseable
@@ -411,6 +448,7 @@ mod tests {
         Worker {
             engine: Engine::from_json(policy),
             cache: RefCell::new(CertCache::new(8)),
+            attributes: RefCell::default(),
             counters: Rc::new(Counters::default()),
             audit: Rc::new(RefCell::new(AuditLimiter::default())),
             ignore_peer_certificate_attribute: false,
@@ -529,21 +567,52 @@ mod tests {
     fn a_second_spiffe_uri_in_envoys_xfcc_element_denies_when_only_attributes_are_there() {
         let w = worker(r#"{"denyResponse":{"exposeReason":true}}"#);
         // No `connection.peer_certificate` property: as in the native build, or an older Envoy.
-        let attrs = |xfcc: &str| {
+        let attrs = |digest: &str, xfcc: &str| {
             request()
                 .with_header("x-forwarded-client-cert", xfcc)
-                .with_property("connection.sha256_peer_certificate_digest", b"abcd")
+                .with_property("connection.sha256_peer_certificate_digest", digest.as_bytes())
                 .with_property("connection.uri_san_peer_certificate", b"spiffe://td/ns/a/sa/x")
         };
         // Envoy's element (no Cert=) lists both URI SANs; the attribute shows only the first.
-        let host = attrs("Hash=abcd;URI=spiffe://td/ns/a/sa/x;URI=spiffe://td/ns/b/sa/admin");
+        let host = attrs("abcd", "Hash=abcd;URI=spiffe://td/ns/a/sa/x;URI=spiffe://td/ns/b/sa/admin");
         assert_eq!(w.on_request_headers(&host), Verdict::Replied);
         let (_, headers, _) = host.reply.borrow().clone().unwrap();
         assert!(headers.contains(&(REASON_HEADER.to_owned(), "invalid_identity".to_owned())), "{headers:?}");
-        // One URI SAN: the attribute identity stands.
-        let host = attrs("Hash=abcd;URI=spiffe://td/ns/a/sa/x");
+        // The same certificate again, with no XFCC header at all: still ambiguous (what the first
+        // request showed is a fact of the certificate).
+        let host = attrs("abcd", "");
+        assert_eq!(w.on_request_headers(&host), Verdict::Replied);
+        // Another certificate with one URI SAN: the attribute identity stands.
+        let host = attrs("ef01", "Hash=ef01;URI=spiffe://td/ns/a/sa/x");
         assert_eq!(w.on_request_headers(&host), Verdict::Continue);
         assert_eq!(host.request_header(DEFAULT_IDENTITY_HEADER).as_deref(), Some(&b"td/ns/a/sa/x"[..]));
+    }
+
+    #[test]
+    fn attributes_are_read_once_per_certificate_digest() {
+        let w = worker("{}");
+        let peer = |digest: &str, uri: &str| {
+            request()
+                .with_property("connection.sha256_peer_certificate_digest", digest.as_bytes())
+                .with_property("connection.uri_san_peer_certificate", uri.as_bytes())
+        };
+        let principal = |host: &FakeHost| host.request_header(DEFAULT_IDENTITY_HEADER);
+        let host = peer("aa", "spiffe://td/ns/a/sa/first");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(principal(&host).as_deref(), Some(&b"td/ns/a/sa/first"[..]));
+        // A digest names one certificate, whose SANs never change: the cached attributes decide.
+        let host = peer("aa", "spiffe://td/ns/a/sa/other");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(principal(&host).as_deref(), Some(&b"td/ns/a/sa/first"[..]));
+        let host = peer("bb", "spiffe://td/ns/a/sa/other");
+        assert_eq!(w.on_request_headers(&host), Verdict::Continue);
+        assert_eq!(principal(&host).as_deref(), Some(&b"td/ns/a/sa/other"[..]));
+        // Bounded: a flood of digests starts the cache over instead of growing it.
+        for i in 0..CERT_CACHE_CAPACITY + 10 {
+            w.attributes.borrow_mut().insert(format!("{i:x}"), PeerAttributes::default());
+        }
+        assert!(w.attributes.borrow().get("aa").is_none());
+        assert!(w.attributes.borrow().0.len() <= CERT_CACHE_CAPACITY);
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl PeerguardRoot {
         let worker = Rc::new(Worker {
             engine: Err(peerguard_policy::ConfigErrors::one(".", "no configuration received yet")),
             cache: RefCell::new(CertCache::new(1)),
+            attributes: RefCell::default(),
             counters: counters.clone(),
             audit: audit.clone(),
             ignore_peer_certificate_attribute: false,
@@ -145,6 +146,7 @@ impl RootContext for PeerguardRoot {
         self.worker = Rc::new(Worker {
             engine,
             cache: RefCell::new(CertCache::new(CERT_CACHE_CAPACITY)),
+            attributes: RefCell::default(),
             counters: self.counters.clone(),
             audit: self.audit.clone(),
             ignore_peer_certificate_attribute: self.options.emulate_envoy_without_peer_certificate,

@@ -469,6 +469,7 @@ fn new_worker(config: &Arc<Config>) -> ThreadWorker {
     let worker = Rc::new(Worker {
         engine,
         cache: RefCell::new(CertCache::new(CERT_CACHE_CAPACITY)),
+        attributes: RefCell::default(),
         counters: Rc::new(counters),
         audit: AUDIT.with(Rc::clone),
         ignore_peer_certificate_attribute: false,
