@@ -84,34 +84,27 @@ impl Pki {
             .timeout(Duration::from_secs(5))
     }
 
-    fn envoy(&self, policy: serde_json::Value, crl_port: u16, upstream: &EchoServer) -> Envoy {
+    /// The listener's config: mTLS with this PKI, the policy, and a cluster for the CRL server
+    /// (the extra route's cluster; the route itself is never used here).
+    fn config(&self, policy: &str, crl_port: u16, upstream: &EchoServer) -> EnvoyConfig {
         let tls = ListenerTls {
             server_cert: self.dir.join("server.pem"),
             server_key: self.dir.join("server-key.pem"),
             trusted_ca: self.dir.join("ca.pem"),
             require_client_certificate: true,
         };
-        // The extra route's cluster is the CRL server; the route itself is never used here.
-        let config = EnvoyConfig::new(upstream.port(), Some(tls))
-            .with_route("crl", "/__crl-server-not-routed", crl_port)
-            .with_policy(&policy.to_string());
-        Envoy::start(&config, &self.dir).unwrap()
-    }
-}
-
-impl Pki {
-    /// Like [`Pki::envoy`], with the policy delivered by ECDS from `dir` (swap it with `write_ecds`).
-    fn ecds_envoy(&self, policy: &str, crl_port: u16, upstream: &EchoServer, dir: &Path) -> (EnvoyConfig, Envoy) {
-        let tls = ListenerTls {
-            server_cert: self.dir.join("server.pem"),
-            server_key: self.dir.join("server-key.pem"),
-            trusted_ca: self.dir.join("ca.pem"),
-            require_client_certificate: true,
-        };
-        let config = EnvoyConfig::new(upstream.port(), Some(tls))
+        EnvoyConfig::new(upstream.port(), Some(tls))
             .with_route("crl", "/__crl-server-not-routed", crl_port)
             .with_policy(policy)
-            .with_ecds(dir);
+    }
+
+    fn envoy(&self, policy: serde_json::Value, crl_port: u16, upstream: &EchoServer) -> Envoy {
+        Envoy::start(&self.config(&policy.to_string(), crl_port, upstream), &self.dir).unwrap()
+    }
+
+    /// Like [`Pki::envoy`], with the policy delivered by ECDS from `dir` (swap it with `write_ecds`).
+    fn ecds_envoy(&self, policy: &str, crl_port: u16, upstream: &EchoServer, dir: &Path) -> (EnvoyConfig, Envoy) {
+        let config = self.config(policy, crl_port, upstream).with_ecds(dir);
         config.write_dynamic_files().unwrap();
         let envoy = Envoy::start(&config, &self.dir).unwrap();
         (config, envoy)
