@@ -78,7 +78,8 @@ pub struct MakeArgs {
     /// The CRLNumber (decimal); default: the current Unix time
     #[arg(long)]
     pub number: Option<u64>,
-    /// How long until nextUpdate, e.g. 24h (default), 7d
+    /// How long until nextUpdate, e.g. 24h (default), 7d; thisUpdate is one minute ago, for
+    /// verifiers whose clock is a little behind
     #[arg(long, default_value = "24h")]
     pub next_update: String,
     /// Write the PEM here instead of stdout
@@ -167,6 +168,9 @@ fn pem_der(bytes: &[u8], label: &str, path: &Path) -> Result<Vec<u8>, CrlCommand
         .ok_or_else(|| CrlCommandError::Parse { path: path.to_path_buf(), message: format!("no PEM {label} block") })
 }
 
+/// How far before now `crl make` puts thisUpdate (see `make`).
+pub const THIS_UPDATE_BACKDATE: time::Duration = time::Duration::minutes(1);
+
 fn make(a: &MakeArgs) -> Result<String, CrlCommandError> {
     let ca = Ca::from_pem(&text(&a.ca)?, &text(&a.ca_key)?).map_err(CrlCommandError::Generate)?;
     let mut serials: Vec<Vec<u8>> = a.revoke.iter().map(|s| parse_serial(s)).collect::<Result<_, _>>()?;
@@ -181,7 +185,10 @@ fn make(a: &MakeArgs) -> Result<String, CrlCommandError> {
     })?;
     let now = OffsetDateTime::now_utc();
     let number = a.number.unwrap_or_else(|| u64::try_from(now.unix_timestamp()).unwrap_or(0));
-    let mut spec = CrlSpec::new(now, now + ttl);
+    // thisUpdate a little in the past: a verifier whose clock is behind this machine's would
+    // otherwise hold a CRL from its future, proof of nothing until its clock gets there
+    // (revocation_unknown under unknownStatus: deny).
+    let mut spec = CrlSpec::new(now - THIS_UPDATE_BACKDATE, now + ttl);
     spec.number = number;
     for serial in serials {
         spec = spec.revoke(SerialNumber::from_slice(&serial), now, Some(RevocationReason::Unspecified));
