@@ -164,9 +164,8 @@ impl Config {
     /// Envoy is done with this config: the tick stops (and its scheduler is deleted) now, even
     /// if streams still hold the config.
     pub fn shutdown(&self) {
-        if let Some(t) = lock(&self.ticker).take() {
-            t.stop();
-        }
+        // Dropping the ticker stops and joins its thread, then deletes the scheduler.
+        drop(lock(&self.ticker).take());
     }
 }
 
@@ -270,12 +269,11 @@ impl Ticker {
             .ok();
         Ticker { stop, thread, scheduler: Some(scheduler) }
     }
+}
 
-    fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
+impl Drop for Ticker {
+    /// Stops the thread, waits for it, then deletes the scheduler.
+    fn drop(&mut self) {
         let (flag, wake) = &*self.stop;
         *lock(flag) = true;
         wake.notify_all();
@@ -284,12 +282,6 @@ impl Ticker {
         }
         // The thread has ended: nothing commits any more, so the scheduler can go.
         self.scheduler = None;
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.halt();
     }
 }
 
