@@ -156,11 +156,8 @@ impl RootContext for PeerguardRoot {
         let now = self.clock.now();
         // An ECDS update gives Envoy a new plugin, so a new root context in this VM: the last good
         // CRLs come from the VM's memory, not from this root context's fetcher alone.
-        let previous = CRL_MEMORY.with(|m| {
-            let mut memory = m.borrow_mut();
-            self.crls.remember_into(&mut memory);
-            memory.memory()
-        });
+        // (`on_http_call_response` remembers every CRL it installs.)
+        let previous = CRL_MEMORY.with(|m| m.borrow().memory());
         self.crls = CrlFetcher::for_engine(self.worker.engine.as_ref().ok(), previous, now);
         // The tick runs whatever the policy (with no CRL source too): requests read its clock.
         if let Err(e) = proxy_wasm::hostcalls::set_tick_period(TICK) {
