@@ -118,7 +118,12 @@ fn source(max_stale: &str) -> serde_json::Value {
 
 /// (status, reason header) of one GET.
 fn call(client: &Client, envoy: &Envoy) -> (u16, Option<String>) {
-    match client.send(envoy.port(), &Request::get("/api")) {
+    call_path(client, envoy, "/api")
+}
+
+/// (status, reason header) of one GET of `path`.
+fn call_path(client: &Client, envoy: &Envoy, path: &str) -> (u16, Option<String>) {
+    match client.send(envoy.port(), &Request::get(path)) {
         Ok(r) => (r.status, r.reason()),
         Err(e) => (0, Some(format!("transport error: {e}"))),
     }
@@ -299,10 +304,7 @@ fn a_reload_keeps_the_last_good_crl_while_the_source_is_down() {
     // first fetch fails. It must start from the last good CRL of the same source.
     server.stop();
     write_ecds(&ecds.path().join(ECDS_FILE), &policy("/after"), &config.filter_build().unwrap()).unwrap();
-    let probe = |path: &str| match other.send(envoy.port(), &Request::get(path)) {
-        Ok(r) => (r.status, r.reason()),
-        Err(e) => (0, Some(e.to_string())),
-    };
+    let probe = |path: &str| call_path(&other, &envoy, path);
     let start = Instant::now();
     while probe("/after") != (403, Some("denied_by_policy".to_owned())) {
         assert!(start.elapsed() < Duration::from_secs(10), "the new policy never took effect:\n{}", envoy.log_tail(30));
